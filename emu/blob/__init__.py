@@ -1,0 +1,1 @@
+"""Kernel blob toolchain: assembly source -> object model -> linked ELF image."""
