@@ -1,0 +1,472 @@
+"""A run's configuration: the frozen MachineConfig (topology, granule, VA size,
+kernel command line), machine presets and TOML machine files, the
+``--machine/--nodes/--cpus-per-node`` overrides, and the kernel's own
+command-line and boolean parsing (``ktext=``).
+
+Machine file schema (presets in emu/hw/presets/ use the same one)::
+
+    [machine]                 # required
+    name = "my-box"           # optional, default: the file name without .toml
+    nodes = 4                 # required
+    cpus_per_node = 2         # required
+    ram_mib = 64              # optional, per node, default 64
+    distances = [[10, 20], ...]   # optional SLIT, default 10 local / 20 remote
+
+    [hardware]                # optional, informational
+    cpus_per_node = 80        # the real machine's CPUs per node
+    source = "..."            # where the figures come from
+
+    [latency]                 # optional; all three keys required
+    local_ns = 90.0
+    remote_ns = 140.0
+    source = "..."            # the citation for the two figures
+
+Any other table or key, a value of the wrong type, malformed TOML or an
+unreadable file is a ConfigError naming the file and the key or line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from emu.errors import ConfigError
+from emu.hw.topology import MIB, MemoryLatency, Topology, regular_distances
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on 3.10
+    import tomli as tomllib
+
+PRESETS_PACKAGE = "emu.hw.presets"
+DEFAULT_PRESET = "default"
+DEFAULT_RAM_MIB = 64
+
+# Translation granule -> PAGE_SHIFT, and the VA sizes arm64's Kconfig offers
+# for it (ARM64_VA_BITS_*). 52-bit VAs with 4K/16K pages need LPA2 (v6.9),
+# newer than the ktext series' base, so only 64K pages offer 52.
+PAGE_SHIFTS = {4096: 12, 16384: 14, 65536: 16}
+VA_BITS_FOR_GRANULE = {4096: (39, 48), 16384: (36, 47, 48), 65536: (42, 48, 52)}
+
+_SCHEMA: dict[str, dict[str, str]] = {
+    "machine": {
+        "name": "string",
+        "nodes": "integer",
+        "cpus_per_node": "integer",
+        "ram_mib": "integer",
+        "distances": "matrix",
+    },
+    "hardware": {"cpus_per_node": "integer", "source": "string"},
+    "latency": {"local_ns": "number", "remote_ns": "number", "source": "string"},
+}
+_REQUIRED = {"machine": ("nodes", "cpus_per_node"), "latency": ("local_ns", "remote_ns", "source")}
+
+
+# -- run configuration ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MachineConfig:
+    """Everything that fixes the emulated machine and its kernel build for one run."""
+
+    topology: Topology
+    granule: int = 4096
+    va_bits: int = 48
+    cmdline: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.topology, Topology):
+            raise ConfigError("machine config: topology must be a Topology")
+        if isinstance(self.granule, bool) or not isinstance(self.granule, int) \
+                or self.granule not in PAGE_SHIFTS:
+            raise ConfigError(
+                f"granule {self.granule!r}: must be one of 4096, 16384, 65536 (4K, 16K, 64K)"
+            )
+        allowed = VA_BITS_FOR_GRANULE[self.granule]
+        if isinstance(self.va_bits, bool) or not isinstance(self.va_bits, int) \
+                or self.va_bits not in allowed:
+            raise ConfigError(
+                f"va_bits {self.va_bits!r}: {self.granule // 1024}K pages allow "
+                f"{', '.join(map(str, allowed))}"
+            )
+        if not isinstance(self.cmdline, str):
+            raise ConfigError("cmdline: must be a string")
+        ktext_enabled(self.cmdline)  # a malformed ktext= fails here, not mid-boot
+
+    @property
+    def page_shift(self) -> int:
+        return PAGE_SHIFTS[self.granule]
+
+    @property
+    def pgtable_levels(self) -> int:
+        """ARM64_HW_PGTABLE_LEVELS(va_bits): translation levels for this VA size."""
+        return (self.va_bits - 4) // (self.page_shift - 3)
+
+    @property
+    def ktext(self) -> bool:
+        """Whether the command line turns kernel text replication on."""
+        return ktext_enabled(self.cmdline)
+
+
+def machine_config(
+    preset_or_path: str | os.PathLike[str] = DEFAULT_PRESET,
+    nodes: int | None = None,
+    cpus_per_node: int | None = None,
+    *,
+    ram_mib: int | None = None,
+    granule: int = 4096,
+    va_bits: int = 48,
+    cmdline: str = "",
+) -> MachineConfig:
+    """A MachineConfig from a preset name or a .toml path, with overrides applied."""
+    topology = load_topology(preset_or_path, nodes, cpus_per_node, ram_mib=ram_mib)
+    return MachineConfig(topology, granule, va_bits, cmdline)
+
+
+def load_topology(
+    preset_or_path: str | os.PathLike[str] = DEFAULT_PRESET,
+    nodes: int | None = None,
+    cpus_per_node: int | None = None,
+    *,
+    ram_mib: int | None = None,
+) -> Topology:
+    """A preset (a bare name) or machine file (a path: contains '/' or ends in .toml),
+    with ``--nodes``/``--cpus-per-node``/``--ram-mib`` applied.
+
+    A changed node count resizes the SLIT by topology.resize_distances: the
+    leading block when shrinking, 10 local / the preset's nearest remote
+    distance elsewhere when growing.
+    """
+    spec = os.fspath(preset_or_path)
+    topology = load_machine_file(spec) if _is_path(spec) else load_preset(spec)
+    for name, value in (("--nodes", nodes), ("--cpus-per-node", cpus_per_node),
+                        ("--ram-mib", ram_mib)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ConfigError(f"{name} {value!r}: must be a positive integer")
+    ram_bytes = None if ram_mib is None else _mib_to_bytes(ram_mib, "--ram-mib")
+    return topology.resized(nodes=nodes, cpus_per_node=cpus_per_node, ram_bytes=ram_bytes)
+
+
+def preset_names() -> tuple[str, ...]:
+    root = resources.files(PRESETS_PACKAGE)
+    return tuple(sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml")))
+
+
+def load_preset(name: str) -> Topology:
+    names = preset_names()
+    if name not in names:
+        raise ConfigError(
+            f"unknown machine preset '{name}' (presets: {', '.join(names)}; "
+            "or give a path to a .toml machine file)"
+        )
+    text = resources.files(PRESETS_PACKAGE).joinpath(f"{name}.toml").read_text("utf-8")
+    return topology_from_toml(text, f"preset {name}.toml", default_name=name)
+
+
+def load_machine_file(path: str | os.PathLike[str]) -> Topology:
+    shown = os.fspath(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{shown}: cannot read machine file: {err.strerror or err}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ConfigError(f"{shown}:{line}: invalid TOML: not UTF-8 text") from None
+    return topology_from_toml(text, shown, default_name=Path(shown).stem or "machine")
+
+
+def topology_from_toml(text: str, origin: str, default_name: str = "machine") -> Topology:
+    """Parse and validate machine-file text; ``origin`` names it in every error."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(_toml_error(origin, err)) from None
+    except RecursionError:
+        raise ConfigError(f"{origin}: invalid TOML: nested too deeply") from None
+    for table, body in doc.items():
+        if table not in _SCHEMA:
+            if isinstance(body, dict):
+                raise ConfigError(_at(origin, text, table, None, f"unknown table [{table}]"))
+            raise ConfigError(_at(origin, text, None, table, f"unknown top-level key '{table}'"))
+        if not isinstance(body, dict):
+            raise ConfigError(_at(origin, text, None, table, f"'{table}' must be a [{table}] table"))
+        for key, value in body.items():
+            kind = _SCHEMA[table].get(key)
+            if kind is None:
+                raise ConfigError(_at(origin, text, table, key, f"[{table}] unknown key '{key}'"))
+            if not _has_kind(value, kind):
+                raise ConfigError(_at(
+                    origin, text, table, key,
+                    f"[{table}] {key}: expected {_KIND_TEXT[kind]}, got {_toml_type(value)}",
+                ))
+        for key in _REQUIRED.get(table, ()):
+            if key not in body:
+                raise ConfigError(_at(origin, text, table, None, f"[{table}] missing key '{key}'"))
+    if "machine" not in doc:
+        raise ConfigError(f"{origin}: missing [machine] table")
+    machine, hardware = doc["machine"], doc.get("hardware", {})
+    latency = None
+    try:
+        if "latency" in doc:
+            lat = doc["latency"]
+            latency = MemoryLatency(lat["local_ns"], lat["remote_ns"], lat["source"])
+        nodes = machine["nodes"]
+        distances = machine.get("distances")
+        if distances is None and isinstance(nodes, int) and 1 <= nodes <= 1024:
+            distances = regular_distances(nodes)
+        return Topology(
+            name=machine.get("name", default_name),
+            nodes=nodes,
+            cpus_per_node=machine["cpus_per_node"],
+            ram_bytes=_mib_to_bytes(machine.get("ram_mib", DEFAULT_RAM_MIB), "ram_mib"),
+            distances=distances if distances is not None else (),
+            source=hardware.get("source", ""),
+            hardware_cpus_per_node=hardware.get("cpus_per_node"),
+            latency=latency,
+        )
+    except ConfigError as err:
+        raise ConfigError(f"{origin}: {err}") from None
+
+
+# -- kernel command line --------------------------------------------------
+
+_C_SPACE = " \t\n\v\f\r"
+
+
+def cmdline_params(cmdline: str) -> list[tuple[str, str | None]]:
+    """Every ``param[=value]`` of a kernel command line, in order.
+
+    Splits exactly as the kernel's parse_args()/next_arg() (lib/cmdline.c,
+    kernel/params.c): whitespace separates, double quotes group (``a="b c"``
+    or ``"a=b c"``) and are stripped, a bare ``--`` ends the kernel's part.
+    """
+    buf = [*cmdline.split("\0", 1)[0], "\0"]
+    pos = _skip_spaces(buf, 0)
+    params: list[tuple[str, str | None]] = []
+    while buf[pos] != "\0":
+        param, value, pos = _next_arg(buf, pos)
+        if value is None and param == "--":
+            break
+        params.append((param, value))
+    return params
+
+
+def parse_cmdline(cmdline: str) -> dict[str, str | None]:
+    """The command line as a dict; a repeated parameter keeps its last value.
+
+    A parameter without ``=`` maps to None. Names are kept as written (the
+    kernel also treats '-' and '_' as equal when matching a name).
+    """
+    return dict(cmdline_params(cmdline))
+
+
+_TRUE_FIRST = frozenset("YyTt1")
+_FALSE_FIRST = frozenset("NnFf0")
+
+
+def kstrtobool(text: str | None, *, enable_disable: bool = False) -> bool:
+    """The kernel's kstrtobool() (lib/kstrtox.c), raising ConfigError for -EINVAL.
+
+    Only the first character counts: one of 'YyTt1' is true, 'NnFf0' false;
+    'o'/'O' needs a second character, 'n'/'N' (on) or 'f'/'F' (off). So
+    "yes", "Yellow" and "1abc" are true. This is the rule of the kernels the
+    ktext series targets (v6.5-v6.7: t/f arrived in v6.0). ``enable_disable``
+    adds the later upstream 'Ee' (true) and 'Dd' (false) from commit
+    ae5b3500856f ("kstrtox: add support for enabled and disabled in
+    kstrtobool()"), merged for v6.16.
+    """
+    if text is None:
+        raise ConfigError("kstrtobool: no value given")
+    first = text[:1]
+    second = text[1:2]
+    if first in _TRUE_FIRST or (enable_disable and first in ("e", "E")):
+        return True
+    if first in _FALSE_FIRST or (enable_disable and first in ("d", "D")):
+        return False
+    if first in ("o", "O"):
+        if second in ("n", "N"):
+            return True
+        if second in ("f", "F"):
+            return False
+    raise ConfigError(f"kstrtobool: {text!r} is not a boolean (use 1/0, y/n, on/off)")
+
+
+def ktext_enabled(cmdline: str) -> bool:
+    """What the series' ``ktext=`` early_param (patch 15) decides: default off.
+
+    Every occurrence is parsed in order and the last valid one wins; one the
+    kernel would reject ("Malformed early option 'ktext'") is a ConfigError.
+    """
+    enabled = False
+    for param, value in cmdline_params(cmdline):
+        if param != "ktext":
+            continue
+        try:
+            enabled = kstrtobool(value)
+        except ConfigError:
+            shown = "ktext" if value is None else f"ktext={value}"
+            raise ConfigError(
+                f"cmdline: '{shown}' is malformed (ktext= takes 1/0, y/n, on/off)"
+            ) from None
+    return enabled
+
+
+# -- command-line options -------------------------------------------------
+
+
+def add_machine_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--machine``, ``--nodes``, ``--cpus-per-node`` and ``--ram-mib``."""
+    group = parser.add_argument_group("machine")
+    group.add_argument(
+        "--machine", default=DEFAULT_PRESET, metavar="PRESET|FILE.toml",
+        help=f"a preset ({', '.join(preset_names())}) or a machine file; default {DEFAULT_PRESET}",
+    )
+    group.add_argument("--nodes", type=int, metavar="N", help="override the number of NUMA nodes")
+    group.add_argument("--cpus-per-node", type=int, metavar="M", help="override CPUs per node")
+    group.add_argument("--ram-mib", type=int, metavar="MIB", help="override RAM per node (MiB)")
+
+
+def machine_config_from_args(args: argparse.Namespace) -> MachineConfig:
+    """The MachineConfig for parsed options (granule/va_bits/cmdline if the parser has them)."""
+    return machine_config(
+        args.machine, args.nodes, args.cpus_per_node, ram_mib=args.ram_mib,
+        granule=getattr(args, "granule", 4096), va_bits=getattr(args, "va_bits", 48),
+        cmdline=getattr(args, "cmdline", "") or "",
+    )
+
+
+# -- helpers ---------------------------------------------------------------
+
+_KIND_TEXT = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "matrix": "an array of arrays of integers",
+}
+
+
+def _has_kind(value: object, kind: str) -> bool:
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, list) and all(
+        isinstance(row, list) and all(isinstance(d, int) and not isinstance(d, bool) for d in row)
+        for row in value
+    )
+
+
+def _toml_type(value: object) -> str:
+    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array",
+             dict: "table"}
+    for kind, name in names.items():
+        if isinstance(value, kind):
+            return name
+    return "a date/time" if value is not None else "nothing"
+
+
+def _mib_to_bytes(mib: object, what: str) -> int:
+    if isinstance(mib, bool) or not isinstance(mib, int) or not 1 <= mib <= 1 << 20:
+        raise ConfigError(f"{what} {mib!r}: must be an integer number of MiB (1-1048576)")
+    return mib * MIB
+
+
+def _is_path(spec: str) -> bool:
+    seps = {os.sep, "/"} | ({os.altsep} if os.altsep else set())
+    return spec.endswith(".toml") or any(s in spec for s in seps)
+
+
+_TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+
+
+def _toml_error(origin: str, err: Exception) -> str:
+    message = " ".join(str(err).split())
+    match = _TOML_POS.search(message)
+    if match:
+        line, column = match.groups()
+        return f"{origin}:{line}: invalid TOML: {message[: match.start()]} (column {column})"
+    return f"{origin}: invalid TOML: {message}"
+
+
+_HEADER = re.compile(r"^\[\s*([A-Za-z0-9_-]+)\s*\]")
+
+
+def _at(origin: str, text: str, table: str | None, key: str | None, message: str) -> str:
+    """``origin:LINE: message`` when the offending line can be found, else ``origin: message``."""
+    line = _find_line(text.splitlines(), table, key)
+    return f"{origin}:{line}: {message}" if line else f"{origin}: {message}"
+
+
+def _find_line(lines: Iterable[str], table: str | None, key: str | None) -> int | None:
+    current = None
+    for number, raw in enumerate(lines, 1):
+        stripped = raw.strip()
+        header = _HEADER.match(stripped)
+        if header:
+            current = header.group(1)
+            if key is None and current == table:
+                return number
+            continue
+        if key is not None and current == table and re.match(rf"{re.escape(key)}\s*=", stripped):
+            return number
+    return None
+
+
+def _skip_spaces(buf: list[str], pos: int) -> int:
+    while buf[pos] != "\0" and buf[pos] in _C_SPACE:
+        pos += 1
+    return pos
+
+
+def _next_arg(buf: list[str], pos: int) -> tuple[str, str | None, int]:
+    # Walks a NUL-terminated character buffer the way lib/cmdline.c's
+    # next_arg() does, including where it writes terminators, so quoting
+    # corner cases come out as the kernel sees them.
+    in_quote = quoted = False
+    if buf[pos] == '"':
+        pos += 1
+        in_quote = quoted = True
+    i = equals = 0
+    while buf[pos + i] != "\0":
+        c = buf[pos + i]
+        if c in _C_SPACE and not in_quote:
+            break
+        if equals == 0 and c == "=":
+            equals = i
+        if c == '"':
+            in_quote = not in_quote
+        i += 1
+    value_at: int | None = None
+    if equals:
+        buf[pos + equals] = "\0"
+        value_at = pos + equals + 1
+        if buf[value_at] == '"':
+            value_at += 1
+            if buf[pos + i - 1] == '"':
+                buf[pos + i - 1] = "\0"
+    if quoted and i > 0 and buf[pos + i - 1] == '"':
+        buf[pos + i - 1] = "\0"
+    if buf[pos + i] != "\0":
+        buf[pos + i] = "\0"
+        following = pos + i + 1
+    else:
+        following = pos + i
+    param = _c_string(buf, pos)
+    value = None if value_at is None else _c_string(buf, value_at)
+    return param, value, _skip_spaces(buf, following)
+
+
+def _c_string(buf: list[str], pos: int) -> str:
+    end = buf.index("\0", pos)
+    return "".join(buf[pos:end])

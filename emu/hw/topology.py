@@ -1,0 +1,216 @@
+"""The machine's NUMA shape: nodes, CPUs per node, RAM per node, the SLIT
+distance matrix, optional memory latency figures, and where the numbers
+come from.
+
+CPU numbering is node-major, the way firmware usually enumerates a
+multi-socket arm64 server: node n owns CPUs n*cpus_per_node ...
+(n+1)*cpus_per_node - 1. Every node has CPUs and the same amount of RAM.
+
+Validation follows what Linux itself accepts from firmware:
+- drivers/acpi/numa/srat.c slit_valid(): the diagonal must be exactly
+  LOCAL_DISTANCE (10) and every other entry strictly greater than 10;
+- numa_set_distance() (drivers/base/arch_numa.c, mm/numa_memblks.c):
+  a distance must fit in a u8 (``(u8)distance != distance`` is refused),
+  so 255 is the largest (ACPI uses 0xFF for "unreachable");
+- neither requires the matrix to be symmetric, so this module does not.
+Limits are arm64's Kconfig maxima: NODES_SHIFT <= 10 (1024 nodes) and
+NR_CPUS <= 4096.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from emu.errors import ConfigError
+
+LOCAL_DISTANCE = 10
+REMOTE_DISTANCE = 20
+MAX_DISTANCE = 255
+MAX_NODES = 1024
+MAX_CPUS = 4096
+MIB = 1 << 20
+MIN_NODE_RAM = 16 * MIB
+NODE_RAM_ALIGN = 64 * 1024
+# A host buffer per node is reserved up front (lazily committed); this cap
+# keeps 1024 nodes inside what a 64-bit host can reserve.
+MAX_NODE_RAM = 64 * 1024 * MIB
+
+Distances = tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class MemoryLatency:
+    """Published load-to-use DRAM latency of the real machine, for the cost model."""
+
+    local_ns: float
+    remote_ns: float
+    source: str
+
+    def __post_init__(self) -> None:
+        for name in ("local_ns", "remote_ns"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"latency {name}: expected a number, got {type(value).__name__}")
+            if not 0 < value < 1e6:
+                raise ConfigError(f"latency {name}: must be > 0 and < 1e6 ns, got {value}")
+        if self.remote_ns < self.local_ns:
+            raise ConfigError(
+                f"latency remote_ns ({self.remote_ns}) is smaller than local_ns ({self.local_ns})"
+            )
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise ConfigError("latency source: a citation for the figures is required")
+
+
+def regular_distances(nodes: int, remote: int = REMOTE_DISTANCE) -> Distances:
+    """A SLIT with LOCAL_DISTANCE on the diagonal and ``remote`` everywhere else."""
+    return tuple(
+        tuple(LOCAL_DISTANCE if i == j else remote for j in range(nodes)) for i in range(nodes)
+    )
+
+
+def nearest_remote(distances: Distances) -> int:
+    """The smallest off-diagonal distance (REMOTE_DISTANCE for a one-node matrix)."""
+    remote = [d for i, row in enumerate(distances) for j, d in enumerate(row) if i != j]
+    return min(remote) if remote else REMOTE_DISTANCE
+
+
+def resize_distances(distances: Distances, nodes: int) -> Distances:
+    """Fit a preset's SLIT to a different node count.
+
+    The rule: when shrinking, keep the leading nodes x nodes block (the real
+    machine's distances between its first ``nodes`` nodes, itself a valid
+    SLIT); when growing, use LOCAL_DISTANCE on the diagonal and the preset's
+    nearest remote distance everywhere else, since nothing published says how
+    a larger version of the machine would be wired.
+    """
+    if nodes <= len(distances):
+        return tuple(tuple(row[:nodes]) for row in distances[:nodes])
+    return regular_distances(nodes, nearest_remote(distances))
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Nodes, CPUs and RAM of one emulated machine; validated on construction."""
+
+    name: str
+    nodes: int
+    cpus_per_node: int
+    ram_bytes: int
+    distances: Distances
+    source: str = ""
+    hardware_cpus_per_node: int | None = None
+    latency: MemoryLatency | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ConfigError("topology name: must be a non-empty string")
+        where = f"machine '{self.name}'"
+        _check_int(where, "nodes", self.nodes, 1, MAX_NODES)
+        _check_int(where, "cpus_per_node", self.cpus_per_node, 1, MAX_CPUS)
+        if self.nodes * self.cpus_per_node > MAX_CPUS:
+            raise ConfigError(
+                f"{where}: nodes x cpus_per_node = {self.nodes * self.cpus_per_node} CPUs, "
+                f"more than the {MAX_CPUS} arm64 NR_CPUS allows"
+            )
+        _check_int(where, "ram_bytes", self.ram_bytes, MIN_NODE_RAM, MAX_NODE_RAM)
+        if self.ram_bytes % NODE_RAM_ALIGN:
+            raise ConfigError(
+                f"{where}: ram_bytes {self.ram_bytes:#x} per node is not a multiple of 64 KiB"
+            )
+        if self.hardware_cpus_per_node is not None:
+            _check_int(where, "hardware_cpus_per_node", self.hardware_cpus_per_node, 1, 1 << 20)
+        if not isinstance(self.source, str):
+            raise ConfigError(f"{where}: source must be a string")
+        if self.latency is not None and not isinstance(self.latency, MemoryLatency):
+            raise ConfigError(f"{where}: latency must be a MemoryLatency")
+        object.__setattr__(self, "distances", _checked_distances(where, self.nodes, self.distances))
+
+    @classmethod
+    def uniform(cls, name: str, nodes: int, cpus_per_node: int, ram_bytes: int,
+                remote: int = REMOTE_DISTANCE, source: str = "") -> Topology:
+        """A machine whose nodes are all ``remote`` apart (default REMOTE_DISTANCE)."""
+        _check_int(f"machine '{name}'", "nodes", nodes, 1, MAX_NODES)
+        return cls(name, nodes, cpus_per_node, ram_bytes, regular_distances(nodes, remote), source)
+
+    @property
+    def n_cpus(self) -> int:
+        return self.nodes * self.cpus_per_node
+
+    @property
+    def total_ram_bytes(self) -> int:
+        return self.nodes * self.ram_bytes
+
+    def cpu_to_node(self, cpu: int) -> int:
+        """The node of ``cpu`` (Linux's cpu_to_node())."""
+        if not 0 <= cpu < self.n_cpus:
+            raise ConfigError(f"cpu {cpu} does not exist (machine has CPUs 0-{self.n_cpus - 1})")
+        return cpu // self.cpus_per_node
+
+    def node_cpus(self, node: int) -> range:
+        """The CPUs of ``node``, in order."""
+        self._check_node(node)
+        first = node * self.cpus_per_node
+        return range(first, first + self.cpus_per_node)
+
+    def distance(self, from_node: int, to_node: int) -> int:
+        """SLIT distance from ``from_node`` to ``to_node`` (Linux's node_distance())."""
+        self._check_node(from_node)
+        self._check_node(to_node)
+        return self.distances[from_node][to_node]
+
+    def resized(self, nodes: int | None = None, cpus_per_node: int | None = None,
+                ram_bytes: int | None = None) -> Topology:
+        """This machine with some dimensions overridden (see resize_distances for the SLIT)."""
+        changes: dict[str, object] = {}
+        if cpus_per_node is not None:
+            changes["cpus_per_node"] = cpus_per_node
+        if ram_bytes is not None:
+            changes["ram_bytes"] = ram_bytes
+        if nodes is not None and nodes != self.nodes:
+            _check_int(f"machine '{self.name}'", "nodes", nodes, 1, MAX_NODES)
+            changes["nodes"] = nodes
+            changes["distances"] = resize_distances(self.distances, nodes)
+            rule = "leading block kept" if nodes < self.nodes else (
+                f"10 local, {nearest_remote(self.distances)} (nearest remote) elsewhere"
+            )
+            note = f"distances resized from {self.nodes} to {nodes} nodes: {rule}"
+            changes["source"] = f"{self.source}; {note}" if self.source else note
+        return replace(self, **changes) if changes else self
+
+    def _check_node(self, node: int) -> None:
+        if not 0 <= node < self.nodes:
+            raise ConfigError(f"node {node} does not exist (machine has nodes 0-{self.nodes - 1})")
+
+
+def _check_int(where: str, name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}: {name} must be an integer, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise ConfigError(f"{where}: {name} must be between {low} and {high}, got {value}")
+
+
+def _checked_distances(where: str, nodes: int, distances: object) -> Distances:
+    if not isinstance(distances, list | tuple) or len(distances) != nodes:
+        size = len(distances) if isinstance(distances, list | tuple) else type(distances).__name__
+        raise ConfigError(f"{where}: distances must be a {nodes}x{nodes} matrix, got {size} rows")
+    rows = []
+    for i, row in enumerate(distances):
+        if not isinstance(row, list | tuple) or len(row) != nodes:
+            got = len(row) if isinstance(row, list | tuple) else type(row).__name__
+            raise ConfigError(f"{where}: distances row {i} must have {nodes} entries, got {got}")
+        for j, d in enumerate(row):
+            if isinstance(d, bool) or not isinstance(d, int):
+                raise ConfigError(
+                    f"{where}: distances[{i}][{j}] must be an integer, got {type(d).__name__}"
+                )
+            if i == j and d != LOCAL_DISTANCE:
+                raise ConfigError(
+                    f"{where}: distances[{i}][{i}] must be {LOCAL_DISTANCE} (LOCAL_DISTANCE), got {d}"
+                )
+            if i != j and not LOCAL_DISTANCE < d <= MAX_DISTANCE:
+                raise ConfigError(
+                    f"{where}: distances[{i}][{j}] must be in {LOCAL_DISTANCE + 1}..{MAX_DISTANCE} "
+                    f"(remote, u8), got {d}"
+                )
+        rows.append(tuple(row))
+    return tuple(rows)
