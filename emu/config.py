@@ -239,7 +239,10 @@ def topology_from_toml(text: str, origin: str, default_name: str = "machine") ->
 
 # -- kernel command line --------------------------------------------------
 
-_C_SPACE = " \t\n\v\f\r"
+# The kernel's isspace() (lib/ctype.c): the C spaces plus Latin-1 NBSP, 0xA0.
+# The command line is bytes to the kernel, so it is walked as UTF-8 bytes,
+# each held in a one-character latin-1 string.
+_C_SPACE = " \t\n\v\f\r\xa0"
 
 
 def cmdline_params(cmdline: str) -> list[tuple[str, str | None]]:
@@ -249,7 +252,8 @@ def cmdline_params(cmdline: str) -> list[tuple[str, str | None]]:
     kernel/params.c): whitespace separates, double quotes group (``a="b c"``
     or ``"a=b c"``) and are stripped, a bare ``--`` ends the kernel's part.
     """
-    buf = [*cmdline.split("\0", 1)[0], "\0"]
+    raw = cmdline.split("\0", 1)[0].encode("utf-8", "surrogateescape").decode("latin-1")
+    buf = [*raw, "\0"]
     pos = _skip_spaces(buf, 0)
     params: list[tuple[str, str | None]] = []
     while buf[pos] != "\0":
@@ -469,4 +473,4 @@ def _next_arg(buf: list[str], pos: int) -> tuple[str, str | None, int]:
 
 def _c_string(buf: list[str], pos: int) -> str:
     end = buf.index("\0", pos)
-    return "".join(buf[pos:end])
+    return "".join(buf[pos:end]).encode("latin-1").decode("utf-8", "surrogateescape")
