@@ -341,9 +341,6 @@ def layout_checks(
 
 def _size(n: int) -> str:
     for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift and n % (1 << shift) == 0:
-            return f"{n >> shift} {unit}"
-    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
         if n >= 1 << shift:
-            return f"{n / (1 << shift):.1f} {unit}"
+            return f"{n / (1 << shift):.2f}".rstrip("0").rstrip(".") + f" {unit}"
     return f"{n} bytes"
