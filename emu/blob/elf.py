@@ -15,6 +15,7 @@ symbols.  Every problem is an ElfError with a one-line message.
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 from dataclasses import dataclass, field
@@ -419,7 +420,7 @@ def _read_segments(blob: bytes, name: str, phoff: int, phnum: int) -> list[Segme
         raise ElfError(f"{name}: loadable segments total {total:#x} bytes, more than 256 MiB")
     for attr, what in (("vaddr", "virtual"), ("paddr", "physical")):
         ordered = sorted((s for s in segments if s.memsz), key=lambda s: getattr(s, attr))
-        for a, b in zip(ordered, ordered[1:], strict=False):
+        for a, b in itertools.pairwise(ordered):
             if getattr(a, attr) + a.memsz > getattr(b, attr):
                 raise ElfError(
                     f"{name}: segments at {what} {getattr(a, attr):#x} and "

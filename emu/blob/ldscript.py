@@ -612,6 +612,8 @@ class _Parser:
             return inner
         m = _NUMBER_RE.match(self.text, self.pos)
         if m:
+            if m.group(1)[0] == "0" and m.group(1)[1:2].isdigit() and set("89") & set(m.group(1)):
+                raise self.error(f"malformed octal number {m.group(0)}")
             self.pos = m.end()
             return Num(_number_value(m.group(1), m.group(2)), loc)
         if self.peek_char().isdigit():
@@ -665,8 +667,6 @@ def _number_value(digits: str, suffix: str) -> int:
     if digits[:2] in ("0x", "0X"):
         value = int(digits, 16)
     elif len(digits) > 1 and digits[0] == "0":
-        if any(c in "89" for c in digits):
-            raise LinkError(f"malformed octal number {digits}")
         value = int(digits, 8)
     else:
         value = int(digits, 10)
