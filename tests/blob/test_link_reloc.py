@@ -118,8 +118,9 @@ def _field_mask(kind: RelocType) -> int:
 def test_adrp(kind: RelocType, p: int, delta: int, addend: int) -> None:
     s = (p + delta) & M64
     target = (s + addend) & M64
-    page_delta = ((target & ~0xFFF) - (p & ~0xFFF)) >> 12
-    page_delta = page_delta - (1 << 52) if page_delta >= 1 << 51 else page_delta
+    # Address arithmetic wraps modulo 2^64.
+    byte_delta = ((target & ~0xFFF) - (p & ~0xFFF)) & M64
+    page_delta = (byte_delta - (1 << 64) if byte_delta >> 63 else byte_delta) >> 12
     fits = -(1 << 20) <= page_delta < 1 << 20
     if kind == RelocType.ADR_PREL_PG_HI21 and not fits:
         with pytest.raises(FieldRangeError, match="adrp page delta"):
