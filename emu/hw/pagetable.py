@@ -669,7 +669,8 @@ class Walker:
 
     def walk(self, read_u64: ReadU64, ttbr0: int, ttbr1: int, va: int, access: int,
              el: int) -> WalkResult:
-        """Translate ``va`` for ``access`` (Access) at ``el`` (0 or 1).
+        """Translate ``va`` for ``access`` (Access: 0 read, 1 write, 2 fetch; anything
+        else raises ConfigError once a leaf is reached) at ``el`` (0, or non-zero = EL1).
 
         ``read_u64(pa)`` reads a descriptor from physical memory; a LookupError from it
         (PA outside RAM) becomes a synchronous external abort on the walk.
@@ -737,9 +738,17 @@ class Walker:
             r = bool(el0)
             w = r and not read_only
             x = not (desc & DESC_UXN or table_attrs & TABLE_UXN)
+        if access == 0:
+            allowed = r
+        elif access == 1:
+            allowed = w
+        elif access == 2:
+            allowed = x
+        else:
+            raise ConfigError(f"access {access!r} is not Access.READ, WRITE or FETCH")
         if not desc & DESC_AF:
             flt = _FAULTS[(FaultKind.ACCESS_FLAG, level)]
-        elif not (r if access == 0 else w if access == 1 else x):
+        elif not allowed:
             flt = _FAULTS[(FaultKind.PERMISSION, level)]
         else:
             flt = None

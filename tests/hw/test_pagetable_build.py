@@ -355,3 +355,14 @@ def _roundtrip(t: Tree, data) -> None:
 @given(data=st.data())
 def test_random_mappings_walk_back(make_tree, layout_geometry: Geometry, data) -> None:
     _roundtrip(make_tree(layout_geometry), data)
+
+
+def test_live_contiguous_mappings_cannot_change(make_tree) -> None:
+    g = Geometry(4096, 48)
+    t = make_tree(g)
+    va = g.upper_base + (1 << 30)
+    t.map(va, 0x4000_0000, 16 * g.granule, PAGE_KERNEL, block_mappings=False, cont_mappings=True)
+    # PAGE_KERNEL -> PAGE_KERNEL_RO is a safe change, but not on a contiguous range.
+    with pytest.raises(ConfigError, match="refusing"):
+        t.map(va, 0x4000_0000, 16 * g.granule, PAGE_KERNEL_RO, block_mappings=False,
+              cont_mappings=True)

@@ -311,3 +311,12 @@ def test_walk_on_real_physmem() -> None:
         assert r.ok and r.pa == 0x4000_1238 and r.level == 2
         r = walk(read, make_tcr(g), 0, make_ttbr(0x7000_0000), va, Access.READ, 1)
         assert r.fault.kind == FaultKind.WALK_EXTERNAL_ABORT and r.fault.level == 0
+
+
+def test_unknown_access_kind_is_rejected(tables: HandTables) -> None:
+    from emu.errors import ConfigError
+
+    g = tables.g
+    tables.map(kernel_va(g, 0), 0x4000_0000, 3, PAGE_KERNEL)
+    with pytest.raises(ConfigError, match="access 16"):
+        _walk(tables, kernel_va(g, 0), access=16)  # a raw UC_MEM_READ is not an Access
