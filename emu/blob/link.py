@@ -331,6 +331,10 @@ class _LayoutPass:
         return lay.lma if lay else 0
 
     def section_size(self, name: str, loc: SourceLoc) -> int:
+        if name == self.current_section:
+            # Not sized yet in this pass: GNU ld answers with the previous estimate.
+            prev = self.previous.sections.get(name) if self.previous else None
+            return prev.size if prev else 0
         lay = self._layout_of(name)
         return lay.size if lay else 0
 
