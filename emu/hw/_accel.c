@@ -1,0 +1,112 @@
+/*
+ * Exact NUMA fetch and data-access accounting at C speed.
+ *
+ * Unicorn calls acct_block() at the start of every translated block and
+ * acct_mem() on every data access when those hooks are installed.  A Python
+ * callback there costs about a microsecond (platform-notes.md); these cost a
+ * few nanoseconds.  Python owns the Acct struct (a ctypes.Structure with the
+ * same layout, see emu/hw/accounting.py) and fills its page table from the
+ * TLB-fill hook, which already knows the physical node behind every virtual
+ * page a CPU can execute from.
+ *
+ * The module exposes only the addresses of these functions; it has no Python
+ * API of its own so that the layout stays in one place (accounting.py).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+typedef struct {
+    uint64_t *counters;      /* current CPU's fetch row, indexed by slot */
+    uint64_t *keys;          /* open-addressing table: VA page + 1, 0 = empty */
+    uint32_t *slots;         /* slot of each key: node * 2 + kind */
+    uint64_t mask;           /* table size - 1 (size is a power of two) */
+    uint64_t last_block;     /* VA of the last block entered */
+    uint32_t last_size;      /* its size in bytes */
+    uint32_t last_slot;      /* where it was charged, UINT32_MAX if nowhere */
+    uint64_t unknown;        /* instructions on pages never filled (must stay 0) */
+    uint64_t *data_counters; /* current CPU's data row: node * 2 + is_write */
+    uint64_t ram_base;       /* PA of node 0's bank */
+    uint64_t bank_size;      /* bytes per node bank */
+    uint64_t n_nodes;
+    uint64_t data_unknown;   /* data accesses outside RAM */
+    uint64_t cached_key;     /* one-entry cache in front of the table */
+    uint32_t cached_slot;
+    uint32_t pad;
+} acct_t;
+
+static inline uint64_t page_hash(uint64_t key) {
+    /* Fibonacci hashing spreads the consecutive page numbers of a text range. */
+    return key * 0x9E3779B97F4A7C15ull >> 17;
+}
+
+void acct_block(void *uc, uint64_t address, uint32_t size, void *user) {
+    acct_t *a = (acct_t *)user;
+    uint64_t key = (address >> 12) + 1;
+    uint32_t slot;
+    (void)uc;
+    if (key == a->cached_key) {
+        slot = a->cached_slot;
+    } else {
+        uint64_t i = page_hash(key) & a->mask;
+        for (;;) {
+            uint64_t k = a->keys[i];
+            if (k == key) {
+                slot = a->slots[i];
+                break;
+            }
+            if (k == 0) {
+                a->unknown += size >> 2;
+                a->last_block = address;
+                a->last_size = size;
+                a->last_slot = UINT32_MAX;
+                return;
+            }
+            i = (i + 1) & a->mask;
+        }
+        a->cached_key = key;
+        a->cached_slot = slot;
+    }
+    a->counters[slot] += size >> 2;
+    a->last_block = address;
+    a->last_size = size;
+    a->last_slot = slot;
+}
+
+/* UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE: in virtual-TLB mode Unicorn reports
+ * the physical address, so the node is plain arithmetic. */
+void acct_mem(void *uc, int type, uint64_t address, int size, int64_t value, void *user) {
+    acct_t *a = (acct_t *)user;
+    uint64_t node;
+    (void)uc; (void)size; (void)value;
+    if (address < a->ram_base) {
+        a->data_unknown++;
+        return;
+    }
+    node = (address - a->ram_base) / a->bank_size;
+    if (node >= a->n_nodes) {
+        a->data_unknown++;
+        return;
+    }
+    /* UC_MEM_WRITE is 17, UC_MEM_READ 16 */
+    a->data_counters[node * 2 + (type == 17)]++;
+}
+
+static PyObject *addresses(PyObject *self, PyObject *unused) {
+    (void)self; (void)unused;
+    return Py_BuildValue("{s:K,s:K,s:n}",
+                         "acct_block", (unsigned long long)(uintptr_t)&acct_block,
+                         "acct_mem", (unsigned long long)(uintptr_t)&acct_mem,
+                         "struct_size", (Py_ssize_t)sizeof(acct_t));
+}
+
+static PyMethodDef methods[] = {
+    {"addresses", addresses, METH_NOARGS, "Addresses of the C hooks and sizeof(acct_t)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_accel", "C-speed accounting hooks for Unicorn.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__accel(void) { return PyModule_Create(&module); }
