@@ -326,3 +326,20 @@ def test_shipped_kernel_matches_gnu_ld(tmp_path: Path) -> None:
     elapsed = time.perf_counter() - start
     assert_same_as_gnu(gnu, image)
     print(f"shipped kernel: {len(objects)} objects linked in {elapsed * 1000:.1f} ms")
+
+
+def test_emu_assembler_and_linker_match_gnu(tmp_path: Path) -> None:
+    """End to end: emu's assembler + emu's linker against GNU as + GNU ld."""
+    try:
+        from emu.blob.asm import assemble_file
+    except ImportError as err:
+        pytest.skip(f"emu.blob.asm not available: {err}")
+    sources = {"head": HEAD_S, "main": MAIN_S, "other": OTHER_S, "strong": STRONG_S}
+    gnu_objects, emu_objects = [], []
+    for name, text in sources.items():
+        src = tmp_path / f"{name}.s"
+        src.write_text(text)
+        gnu_objects.append(gnu_assemble(text, tmp_path / f"{name}.o"))
+        emu_objects.append(assemble_file(src))
+    gnu = gnu_link(gnu_objects, KERNEL_LD, tmp_path / "gnu.elf")
+    assert_same_as_gnu(gnu, link(emu_objects, load_script(KERNEL_LD)))

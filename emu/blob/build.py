@@ -1,0 +1,153 @@
+"""Building kernel images from assembly: the shipped kernel and user variants.
+
+Owns where the shipped sources and script live (``emu/data/kernel_blob`` and
+``emu/data/linker_scripts``, symlinks to the top-level directories, so a
+plain install carries them), the source order (head.S first, then by name),
+and the on-disk cache of the shipped kernel's ELF under ``$KTEXT_EMU_CACHE``
+or ``~/.cache/ktext-emu/``.  A cache entry is keyed by a hash of every file
+in kernel_blob/, the script, the --defsym values and the toolchain (ktext-emu
+version, keystone version and the blob toolchain's own source), so any
+change rebuilds and nothing stale is ever loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import emu
+from emu.blob.elf import read_elf, write_elf
+from emu.blob.ldscript import load_script
+from emu.blob.link import LinkedImage, link
+from emu.blob.objfile import ObjectFile
+from emu.errors import BlobError, ElfError, OutputError
+
+CACHE_ENV = "KTEXT_EMU_CACHE"
+_TOOLCHAIN_MODULES = (
+    "asm.py", "expr.py", "ksworker.py", "objfile.py", "ldscript.py",
+    "link.py", "reloc.py", "elf.py", "build.py",
+)  # fmt: skip
+
+Assembler = Callable[[Path, Sequence[Path]], ObjectFile]
+
+
+def data_dir() -> Path:
+    return Path(emu.__file__).parent / "data"
+
+
+def kernel_blob_dir() -> Path:
+    return data_dir() / "kernel_blob"
+
+
+def default_script() -> Path:
+    return data_dir() / "linker_scripts" / "kernel.ld"
+
+
+def kernel_sources(blob_dir: Path | None = None) -> list[Path]:
+    """The shipped kernel's sources in link order: head.S first, then by name."""
+    blob_dir = blob_dir or kernel_blob_dir()
+    sources = sorted(blob_dir.glob("*.S"), key=lambda p: p.name)
+    head = [p for p in sources if p.name == "head.S"]
+    return head + [p for p in sources if p.name != "head.S"]
+
+
+def _assembler() -> Assembler:
+    # Imported on first use: the assembler pulls in keystone and its worker.
+    from emu.blob.asm import assemble_file
+
+    return assemble_file
+
+
+def build_kernel(
+    sources: Sequence[Path] | None = None,
+    script: Path | None = None,
+    extra: Sequence[Path] = (),
+    defsyms: Mapping[str, int] | None = None,
+) -> LinkedImage:
+    """Assemble and link a kernel.
+
+    ``sources`` default to the shipped kernel_blob/*.S; ``extra`` files are
+    appended (``build --add``).  kernel_blob/ is always an include directory,
+    after each file's own directory.
+    """
+    if sources is None:
+        sources = kernel_sources()
+        if not sources:
+            raise BlobError(f"no kernel sources (*.S) in {kernel_blob_dir()}")
+    files = [Path(p) for p in (*sources, *extra)]
+    if not files:
+        raise BlobError("nothing to build: no source files")
+    for path in files:
+        if not path.is_file():
+            raise BlobError(f"source file {path} does not exist")
+    script_path = Path(script) if script is not None else default_script()
+    parsed = load_script(script_path)
+    assemble = _assembler()
+    objects = [assemble(path, (path.parent, kernel_blob_dir())) for path in files]
+    return link(objects, parsed, defsyms or {})
+
+
+def cache_dir() -> Path:
+    configured = os.environ.get(CACHE_ENV)
+    if configured:
+        return Path(configured)
+    return Path.home() / ".cache" / "ktext-emu"
+
+
+def toolchain_version() -> str:
+    """ktext-emu and keystone versions plus a digest of the toolchain's own code."""
+    try:
+        import keystone
+
+        ks = getattr(keystone, "__version__", "") or ".".join(map(str, keystone.ks_version()))
+    except Exception:  # keystone missing or broken: the build itself will say so
+        ks = "none"
+    digest = hashlib.sha256()
+    blob_pkg = Path(__file__).parent
+    for name in _TOOLCHAIN_MODULES:
+        path = blob_pkg / name
+        digest.update(name.encode())
+        digest.update(path.read_bytes() if path.exists() else b"<absent>")
+    return f"ktext-emu {emu.__version__}; keystone {ks}; blob {digest.hexdigest()[:16]}"
+
+
+def build_key(blob_dir: Path, script: Path, defsyms: Mapping[str, int] | None = None) -> str:
+    """The hash naming a cached build of ``blob_dir`` with ``script`` and ``defsyms``."""
+    digest = hashlib.sha256()
+    digest.update(toolchain_version().encode())
+    for path in sorted(p for p in blob_dir.rglob("*") if p.is_file()):
+        digest.update(b"\0file\0" + str(path.relative_to(blob_dir)).encode() + b"\0")
+        digest.update(path.read_bytes())
+    digest.update(b"\0script\0" + script.read_bytes())
+    for name, value in sorted((defsyms or {}).items()):
+        digest.update(f"\0defsym\0{name}={value & ((1 << 64) - 1):#x}".encode())
+    return digest.hexdigest()
+
+
+def shipped_kernel_elf(defsyms: Mapping[str, int] | None = None) -> Path:
+    """The shipped kernel as an ELF file, built on first use and cached.
+
+    A cached file is reused only if it still reads as a valid image; a
+    corrupt one is rebuilt.
+    """
+    blob_dir, script = kernel_blob_dir(), default_script()
+    if not kernel_sources(blob_dir):
+        raise BlobError(f"no kernel sources (*.S) in {blob_dir}")
+    key = build_key(blob_dir, script, defsyms)
+    directory = cache_dir()
+    path = directory / f"kernel-{key[:24]}.elf"
+    if path.is_file():
+        try:
+            read_elf(path)
+            return path
+        except ElfError:
+            pass  # rebuilt below
+    image = build_kernel(None, script, (), defsyms)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot create cache directory {directory}: {err.strerror}") from err
+    write_elf(image, path)
+    return path
