@@ -536,3 +536,76 @@ def test_symbol_types_and_sizes_survive() -> None:
         0x104, 8, SymbolType.FUNC, ".text", "a.o",
     )  # fmt: skip
     assert img.globals["abs"].section is None and img.globals["abs"].value == 0x77
+
+
+_DATA_KINDS = {
+    # kind: (bytes, pc-relative, signed range or None)
+    RelocType.ABS64: (8, False, None),
+    RelocType.ABS32: (4, False, (-(1 << 31), 1 << 32)),
+    RelocType.ABS16: (2, False, (-(1 << 15), 1 << 16)),
+    RelocType.PREL64: (8, True, None),
+    RelocType.PREL32: (4, True, (-(1 << 31), 1 << 32)),
+    RelocType.PREL16: (2, True, (-(1 << 15), 1 << 16)),
+}
+
+
+@pytest.mark.parametrize("kind", list(_DATA_KINDS))
+@settings(max_examples=40, deadline=None)
+@given(
+    site_base=st.sampled_from([0x1000, 0x7000, 0xFFFF0000, 0xFFFF808000010000]),
+    target_base=st.sampled_from([0x2000, 0x8000, 0xFFFF1000, 0xFFFF808000020000]),
+    target_off=st.sampled_from([0, 8, 0xFF8]),
+    addend=st.sampled_from([0, 4, -8, -0x2000, 0x10000]),
+)
+def test_data_relocations_across_files(kind, site_base, target_base, target_off, addend) -> None:
+    size, pcrel, bounds = _DATA_KINDS[kind]
+    site_off = 0x1000 - size  # the last field of its section
+    a = make_obj(
+        "a.o", sec(".site", DATA, bytes(0x1000), 1, [Relocation(site_off, kind, "obj", addend)])
+    )
+    b = make_obj(
+        "b.o", sec(".tgt", DATA, bytes(0x1000), 8), symbols=[gsym("obj", ".tgt", target_off)]
+    )
+    if abs(site_base - target_base) < 0x1000:
+        return
+    s = script(
+        f"SECTIONS {{ .site {site_base:#x} : {{ *(.site) }} .tgt {target_base:#x} : {{ *(.tgt) }} }}"
+    )
+    site = site_base + site_off
+    x = target_base + target_off + addend - (site if pcrel else 0)
+    if bounds is not None and not bounds[0] <= x < bounds[1]:
+        with pytest.raises(
+            LinkError, match=rf"R_AARCH64_{kind.name} against obj.* at a\.o:\.site\+0x{site_off:x}"
+        ):
+            link([a, b], s)
+        return
+    img = link([a, b], s)
+    field = img.section(".site").data[site_off : site_off + size]
+    assert int.from_bytes(field, "little") == x & ((1 << (8 * size)) - 1)
+
+
+@pytest.mark.parametrize(
+    ("kind", "shift", "bound"),
+    [
+        (RelocType.MOVW_UABS_G0, 0, 1 << 16),
+        (RelocType.MOVW_UABS_G1, 16, 1 << 32),
+        (RelocType.MOVW_UABS_G2, 32, 1 << 48),
+        (RelocType.MOVW_UABS_G3, 48, None),
+        (RelocType.MOVW_UABS_G2_NC, 32, None),
+    ],
+)
+@pytest.mark.parametrize("base", [0x8000, 0x7FFF0000, 0xFFFF_FFF0_0000, 0xFFFF808000000000])
+def test_movw_against_symbols_of_another_file(kind, shift, bound, base) -> None:
+    template = 0xD2800000 | (shift // 16) << 21  # movz x0, #0, lsl #shift
+    a = make_obj(
+        "a.o",
+        sec(".text", TEXT, template.to_bytes(4, "little"), 4, [Relocation(0, kind, "far", -8)]),
+    )
+    b = make_obj("b.o", sec(".data", DATA, bytes(16), 8), symbols=[gsym("far", ".data", 8)])
+    s = script(f"SECTIONS {{ .text 0x100 : {{ *(.text) }} .data {base:#x} : {{ *(.data) }} }}")
+    if bound is not None and base >= bound:
+        with pytest.raises(LinkError, match=f"R_AARCH64_{kind.name} against far-0x8"):
+            link([a, b], s)
+        return
+    insn = next(_CS.disasm(word(link([a, b], s), 0x100).to_bytes(4, "little"), 0x100))
+    assert insn.operands[1].imm & M64 == ((base >> shift) & 0xFFFF) << shift
