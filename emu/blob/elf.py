@@ -139,7 +139,8 @@ def _symbol_entries(
 def elf_bytes(image: LinkedImage) -> bytes:
     """The complete ELF file for ``image``."""
     sections = sorted(image.sections, key=lambda s: s.vaddr)
-    runs = _segments(sections)
+    # Empty sections (kept by the script for their symbols) need no PT_LOAD.
+    runs = _segments([s for s in sections if s.size])
     phoff = _EHDR.size
     cursor = phoff + _PHDR.size * len(runs)
     body = bytearray(cursor)
@@ -161,6 +162,8 @@ def elf_bytes(image: LinkedImage) -> bytes:
             _PHDR.pack(PT_LOAD, _perm(run[0]), offset, vaddr, paddr, filesz, memsz, SEGMENT_ALIGN)
         )
         cursor = offset + filesz
+    for sec in sections:
+        sec_offset.setdefault(sec.name, cursor)
 
     shstrtab, strtab = _StringTable(), _StringTable()
     shndx = {sec.name: i + 1 for i, sec in enumerate(sections)}

@@ -142,6 +142,7 @@ class _PassResult:
     script_syms: dict[str, _ScriptSymbol]
     undefined: list[tuple[str, SourceLoc]]
     failed_asserts: list[Assert]
+    errors: list[LinkError]
 
     def signature(self) -> tuple:
         secs = tuple(
@@ -267,6 +268,8 @@ class _Linker:
             if previous is not None and result.signature() == previous.signature():
                 return result
             previous = result
+        if previous is not None and previous.errors:
+            raise previous.errors[0]
         raise LinkError(f"{self.script.path}: section layout does not converge")
 
 
@@ -284,6 +287,9 @@ class _LayoutPass:
         self.script_syms: dict[str, _ScriptSymbol] = {}
         self.undefined: list[tuple[str, SourceLoc]] = []
         self.failed_asserts: list[Assert] = []
+        # Errors are kept, not raised, until the layout has converged: a forward
+        # reference read as 0 in an early pass must not fail the link.
+        self.errors: list[LinkError] = []
         self.prev_lma_delta = 0
 
     # -- EvalContext ----------------------------------------------------
@@ -352,16 +358,31 @@ class _LayoutPass:
             self.script_syms[name] = _ScriptSymbol(value, None, None)
         script = self.linker.script
         for cmd, in_sections in zip(script.commands, script.in_sections, strict=True):
-            if isinstance(cmd, OutputSectionDef):
-                if not cmd.discard:
-                    self.output_section(cmd)
-            elif isinstance(cmd, Assert):
-                self.check_assert(cmd)
-            else:
-                self.assign(cmd, allow_dot=in_sections)
+            try:
+                if isinstance(cmd, OutputSectionDef):
+                    if not cmd.discard:
+                        self.output_section(cmd)
+                elif isinstance(cmd, Assert):
+                    self.check_assert(cmd)
+                else:
+                    self.assign(cmd, allow_dot=in_sections)
+            except LinkError as err:
+                self.errors.append(err)
         return _PassResult(
-            self.sections, self.placement, self.script_syms, self.undefined, self.failed_asserts
+            self.sections,
+            self.placement,
+            self.script_syms,
+            self.undefined,
+            self.failed_asserts,
+            self.errors,
         )
+
+    def guarded(self, action, stmt):  # type: ignore[no-untyped-def]
+        try:
+            return action(stmt)
+        except LinkError as err:
+            self.errors.append(err)
+            return None
 
     def check_assert(self, stmt: Assert) -> None:
         if not evaluate(stmt.expr, self).value:
@@ -446,10 +467,10 @@ class _LayoutPass:
                     flags["execute"] |= sec.flags.execute
                     any_progbits |= not sec.flags.nobits
             elif isinstance(item, Assert):
-                self.check_assert(item)
+                self.guarded(self.check_assert, item)
             else:
                 has_symbols |= item.target != "."
-                moved_dot |= self.assign(item)
+                moved_dot |= bool(self.guarded(self.assign, item))
         self.current_section = None
         if self.dot > MASK64 + 1:
             raise LinkError(
@@ -524,6 +545,8 @@ def link(
     linker.assign_inputs()
     linker.collect_globals()
     result = linker.layout()
+    if result.errors:
+        raise result.errors[0]
     if result.undefined:
         name, loc = result.undefined[0]
         raise LinkError(f"{loc}: undefined symbol {name} referenced in expression")

@@ -322,3 +322,17 @@ def test_random_corruption_never_escapes_as_another_exception(good_blob: bytes, 
         return
     for seg in loaded.segments:
         assert len(seg.data) <= seg.memsz <= elfmod.MAX_SEGMENT_SIZE
+
+
+def test_empty_sections_get_headers_but_no_segment(tmp_path: Path) -> None:
+    obj = ObjectFile("a.o")
+    obj.sections[".text"] = Section(".text", SectionFlags(execute=True), 4, bytearray(RET))
+    script = load_script(KERNEL_LD)
+    image = link([obj], script)
+    empty = [s.name for s in image.sections if s.size == 0]
+    assert ".user.data" in empty  # kept (its ALIGN moves the counter) but zero-sized
+    path = tmp_path / "k.elf"
+    write_elf(image, path)
+    loaded = read_elf(path)
+    assert all(seg.memsz for seg in loaded.segments)
+    assert {s.name for s in loaded.sections} == {s.name for s in image.sections}

@@ -609,3 +609,26 @@ def test_movw_against_symbols_of_another_file(kind, shift, bound, base) -> None:
         return
     insn = next(_CS.disasm(word(link([a, b], s), 0x100).to_bytes(4, "little"), 0x100))
     assert insn.operands[1].imm & M64 == ((base >> shift) & 0xFFFF) << shift
+
+
+def test_provisional_values_of_early_passes_do_not_fail_the_link() -> None:
+    obj = make_obj("a.o", sec(".a", DATA, bytes(8)), sec(".b", DATA, bytes(8)))
+    img = link(
+        [obj],
+        script("""SECTIONS {
+            . = 0x1000;
+            .a : { *(.a) . = b_end - 0x100; a_end = .; }
+            .b 0x9000 : { *(.b) b_end = .; }
+            q = 0x100 / SIZEOF(.b);
+        }"""),
+    )
+    # `b_end` is read as 0 before .b is placed; the converged layout is valid.
+    assert img.symbol_value("a_end") == 0x9008 - 0x100
+    assert img.symbol_value("q") == 0x20
+
+
+def test_a_layout_that_never_settles_is_an_error() -> None:
+    obj = make_obj("a.o", sec(".a", DATA, bytes(8)), sec(".b", DATA, bytes(8)))
+    flip = "SECTIONS { . = 0x1000; .a : { *(.a) . += (ABSOLUTE(ADDR(.b)) & 0x10) ? 0 : 0x10; } .b : { *(.b) } }"
+    with pytest.raises(LinkError, match="does not converge"):
+        link([obj], script(flip))
