@@ -133,6 +133,8 @@ class _ScriptSymbol:
     value: int  # absolute
     section: str | None  # output section it is relative to, None when absolute
     loc: SourceLoc | None
+    # Assigned from the location counter outside output sections: an address, not a number.
+    from_dot: bool = False
 
 
 @dataclass
@@ -415,6 +417,8 @@ class _LayoutPass:
                 return False
         value = evaluate(stmt.expr, self)
         self.define(stmt.target, value, stmt.loc)
+        if self.current_section is None and ldscript.uses_dot(stmt.expr):
+            self.script_syms[stmt.target].from_dot = True
         return False
 
     def define(self, name: str, value: Value, loc: SourceLoc) -> None:
@@ -616,17 +620,28 @@ def _resolve_symbols(linker: _Linker, result: _PassResult) -> list[LinkedSymbol]
         if resolved is not None:
             resolved.name = name
             symbols.append(resolved)
+    kept = [lay for lay in result.sections.values() if lay.kept]
     for name, ssym in result.script_syms.items():
-        symbols.append(
-            LinkedSymbol(
-                name=name,
-                value=ssym.value,
-                section=ssym.section if ssym.section in _kept(result) else None,
-                binding=Binding.GLOBAL,
-                file=None,
-            )
-        )
+        section = ssym.section if ssym.section in _kept(result) else None
+        if section is None and (ssym.from_dot or ssym.section is not None):
+            section = _section_for_address(ssym.value, kept)
+        symbols.append(LinkedSymbol(name=name, value=ssym.value, section=section, file=None))
     return symbols
+
+
+def _section_for_address(address: int, kept: list[_SectionLayout]) -> str | None:
+    """The output section an address-valued script symbol belongs to (for its ELF index):
+    the one containing it, else one ending or starting exactly there."""
+    for lay in kept:
+        if lay.vma <= address < lay.vma + lay.size:
+            return lay.name
+    for lay in kept:
+        if lay.vma + lay.size == address:
+            return lay.name
+    for lay in kept:
+        if lay.vma == address:
+            return lay.name
+    return None
 
 
 def _kept(result: _PassResult) -> set[str]:
