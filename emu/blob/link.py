@@ -30,8 +30,16 @@ from emu.blob.ldscript import (
     Value,
     evaluate,
 )
-from emu.blob.objfile import Binding, ObjectFile, Section, SectionFlags, Symbol, SymbolType
-from emu.blob.reloc import FieldRangeError, apply_relocation
+from emu.blob.objfile import (
+    Binding,
+    ObjectFile,
+    RelocType,
+    Section,
+    SectionFlags,
+    Symbol,
+    SymbolType,
+)
+from emu.blob.reloc import FieldRangeError, apply_relocation, is_pc_relative
 from emu.errors import LinkError
 
 MAX_PASSES = 10
@@ -220,8 +228,8 @@ class _Linker:
                     raise LinkError(
                         f"{obj.path}: symbol {sym.name} is defined in unknown section {sym.section}"
                     )
-                if sym.binding == Binding.LOCAL:
-                    continue
+                if sym.binding == Binding.LOCAL or key in obj.undefined:
+                    continue  # locals, and weak references (declared, not defined here)
                 existing = self.globals.get(key)
                 if existing is None:
                     self.globals[key] = _ObjectDef(index, key, sym)
@@ -626,6 +634,7 @@ def _resolve_symbols(linker: _Linker, result: _PassResult) -> list[LinkedSymbol]
         if section is None and (ssym.from_dot or ssym.section is not None):
             section = _section_for_address(ssym.value, kept)
         symbols.append(LinkedSymbol(name=name, value=ssym.value, section=section, file=None))
+    # Undefined weak references are not symbols of the image (GNU ld drops them too).
     return symbols
 
 
@@ -696,6 +705,12 @@ def _apply_relocations(
                     raise LinkError(f"{prefix}relocation offset outside its section at {site}")
                 s = _relocation_target(linker, result, index, rel.symbol, prefix, site)
                 p = (base + rel.offset) & MASK64
+                if s is None:  # an undefined weak reference: resolve as GNU ld does
+                    s = _undefined_weak_value(rel.kind, p, rel.addend)
+                    if s is None:
+                        at = base - out.vaddr + rel.offset
+                        out.data[at : at + 4] = NOP_BYTES
+                        continue
                 try:
                     apply_relocation(
                         rel.kind, out.data, base - out.vaddr + rel.offset, s, rel.addend, p
@@ -713,9 +728,32 @@ def _addend(addend: int) -> str:
     return f"+{addend:#x}" if addend > 0 else f"-{-addend:#x}"
 
 
+NOP_BYTES = (0xD503201F).to_bytes(4, "little")
+
+
+def is_undefined_weak(obj: ObjectFile, name: str) -> bool:
+    """The model's undefined weak reference: listed in ``undefined`` and present in
+    ``symbols`` with WEAK binding (the symbol entry only carries the binding)."""
+    sym = obj.symbols.get(name)
+    return name in obj.undefined and sym is not None and sym.binding == Binding.WEAK
+
+
+def _undefined_weak_value(kind: RelocType, p: int, addend: int) -> int | None:
+    """S for a relocation against an undefined weak symbol, None to turn a BL/B into NOP.
+
+    Like GNU ld: absolute forms see 0; PC-relative forms get a zero offset
+    (the instruction addresses itself), and calls or jumps become NOPs.
+    """
+    if kind in (RelocType.CALL26, RelocType.JUMP26):
+        return None
+    if is_pc_relative(kind):
+        return (p - addend) & MASK64
+    return 0
+
+
 def _relocation_target(
     linker: _Linker, result: _PassResult, index: int, name: str, prefix: str, site: str
-) -> int:
+) -> int | None:
     obj = linker.objects[index]
     local = obj.symbols.get(name)
     if local is not None and local.binding == Binding.LOCAL:
@@ -738,4 +776,6 @@ def _relocation_target(
                 f"{odef.symbol.section} of {linker.objects[odef.obj_index].path}"
             )
         return address
+    if any(is_undefined_weak(o, name) for o in (obj, *linker.objects)):
+        return None
     raise LinkError(f"{prefix}undefined symbol {name} referenced at {site}")

@@ -119,6 +119,10 @@ def read_gnu_object(path: Path) -> ObjectFile:
                 continue
             if shndx == "SHN_UNDEF":
                 obj.undefined.add(sym.name)
+                if sym["st_info"]["bind"] == "STB_WEAK":
+                    # An undefined weak reference: in `undefined`, with a WEAK entry
+                    # in `symbols` that carries only the binding.
+                    obj.symbols[sym.name] = Symbol(sym.name, None, 0, Binding.WEAK)
                 keys.append(sym.name)
                 continue
             if shndx == "SHN_COMMON":

@@ -336,3 +336,15 @@ def test_empty_sections_get_headers_but_no_segment(tmp_path: Path) -> None:
     loaded = read_elf(path)
     assert all(seg.memsz for seg in loaded.segments)
     assert {s.name for s in loaded.sections} == {s.name for s in image.sections}
+
+
+def test_atomic_text_output(tmp_path: Path) -> None:
+    from emu.fileio import atomic_write_text
+
+    target = tmp_path / "report.json"
+    atomic_write_text(target, '{"runs": []}\n')
+    atomic_write_text(target, "ünïcode\n")
+    assert target.read_text(encoding="utf-8") == "ünïcode\n"
+    with pytest.raises(ValueError), atomic_output(target, "a"):
+        pass
+    assert sorted(os.listdir(tmp_path)) == ["report.json"]

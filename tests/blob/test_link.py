@@ -632,3 +632,32 @@ def test_a_layout_that_never_settles_is_an_error() -> None:
     flip = "SECTIONS { . = 0x1000; .a : { *(.a) . += (ABSOLUTE(ADDR(.b)) & 0x10) ? 0 : 0x10; } .b : { *(.b) } }"
     with pytest.raises(LinkError, match="does not converge"):
         link([obj], script(flip))
+
+
+def test_undefined_weak_references_resolve_like_gnu_ld() -> None:
+    code = BL + (0x14000000).to_bytes(4, "little") + (0x90000000).to_bytes(4, "little")
+    code += (0x54000000).to_bytes(4, "little") + bytes(8)
+    user = make_obj(
+        "u.o",
+        sec(".text", TEXT, code, 4, [
+            Relocation(0, RelocType.CALL26, "opt", 0),
+            Relocation(4, RelocType.JUMP26, "opt", 0),
+            Relocation(8, RelocType.ADR_PREL_PG_HI21, "opt", 0),
+            Relocation(12, RelocType.CONDBR19, "opt", 0),
+            Relocation(16, RelocType.ABS64, "opt", 0x10),
+        ]),
+        symbols=[Symbol("opt", None, 0, Binding.WEAK)],
+        undefined=["opt"],
+    )  # fmt: skip
+    s = script("SECTIONS { . = 0xFFFF808000000000; .text : { *(.text) } }")
+    img = link([user], s)
+    base = 0xFFFF808000000000
+    assert word(img, base) == word(img, base + 4) == 0xD503201F  # calls become NOPs
+    assert branch_target(img, base + 8) == base  # adrp of its own page
+    assert branch_target(img, base + 12) == base + 12
+    assert quad(img, base + 16) == 0x10
+    assert "opt" not in img.globals
+    definer = make_obj("d.o", sec(".data", DATA, bytes(8)), symbols=[gsym("opt", ".data")])
+    s2 = script("SECTIONS { . = 0xFFFF808000000000; .text : { *(.text) } .data : { *(.data) } }")
+    img = link([user, definer], s2)
+    assert branch_target(img, base) == img.symbol_value("opt")
