@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import capstone
 import pytest
 from capstone import arm64 as cs_arm64
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from unicorn import UC_ARCH_ARM64, UC_MODE_ARM, Uc
 from unicorn import arm64_const as uc_arm64
@@ -307,7 +307,8 @@ def xreg_id(n: int) -> int:
 
 def run_one(word: int, pc: int, regs: dict[int, int], extra_pages: tuple[int, ...] = ()) -> Uc:
     uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
-    for base in {page(pc), *(page(a) for a in extra_pages)}:
+    # Unicorn translates past the instruction, so the next word's page is mapped too.
+    for base in {page(pc), page(pc + 4), *(page(a) for a in extra_pages)}:
         uc.mem_map(base, PAGE)
     uc.mem_write(pc, aarch64_insn_to_bytes(word))
     for reg, value in regs.items():
@@ -364,6 +365,7 @@ def test_comp_branch_executes(pc, offset, reg, is64, nonzero, value) -> None:
     assert uc.reg_read(uc_arm64.UC_ARM64_REG_PC) == (addr if taken else pc + 4)
 
 
+@example(pc=PAGE - 4, offset=0, distance=0, reg=0)  # the last word of a page
 @EXEC_SETTINGS
 @given(
     pc=EXEC_SITES,
