@@ -70,7 +70,7 @@ _LEX = re.compile(
   | (?P<line>//[^\n]*)
   | (?P<block>/\*[\s\S]*?(?:\*/|\Z))
   | (?P<nl>\n)
-  | (?P<text>[^"'/\n]+|/)
+  | (?P<text>[^"'/\n]+|/|')
     """,
     re.M | re.X,
 )
@@ -699,8 +699,8 @@ def a64fix(mnemonic: str, ops: list[ROp]) -> tuple[str, list[ROp]] | int:
         source = ops[-2]
         if source[0] == "reg" and source[1].startswith("x") and source[1] != "xzr":
             return m, [*ops[:-2], ("reg", "w" + source[1][1:]), ops[-1]]
-    if m == "uxtw" and len(ops) == 2 and ops[0][0] == "reg" and ops[0][1].startswith("x"):
-        dest = "wzr" if ops[0][1] == "xzr" else "w" + ops[0][1][1:]
+    if m == "uxtw" and len(ops) == 2 and ops[0][0] == "reg" and ops[0][1][0] in "xw":
+        dest = "wzr" if ops[0][1] in ("xzr", "wzr") else "w" + ops[0][1][1:]
         return "mov", [("reg", dest), ops[1]]
     if m == "prfm" and len(ops) == 2 and ops[1][0] == "mem" and ops[1][2] is not None and ops[1][2][0] == "imm":
         offset = ops[1][2][1]
@@ -1261,7 +1261,7 @@ class Assembler:
 
     def instruction(self, mnemonic: str, rest: str, stmt: Stmt) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9]*(?:\.[a-z0-9]+)?", mnemonic):
-            raise _Fail(f"unknown mnemonic '{mnemonic}'")
+            raise _Fail(f"unknown instruction '{mnemonic}' (and no macro of that name)")
         if self.chunk.section.flags.nobits:
             raise _Fail(f"instruction in nobits section {self.chunk.section.name}")
         self.code_align()
@@ -1541,8 +1541,14 @@ class Assembler:
         return plan
 
     def immediate(self, mnemonic: str, value: int, wide: bool) -> ROp:
-        if wide and not -(1 << 31) <= value < (1 << 32):
+        # GNU as takes a 64-bit value for a 32-bit operation when its upper half is all zeros
+        # or all ones; keystone silently truncates anything, so the check is ours.
+        if wide and not -(1 << 32) <= value < (1 << 32):
             raise _Fail(f"immediate {_hex(value)} out of range for a 32-bit operation")
+        if wide and value < -(1 << 31) and mnemonic in ("mov", "movz", "movn", "movk"):
+            value &= 0xFFFFFFFF
+        if mnemonic in ("orn", "eon"):
+            raise _Fail(f"{mnemonic} has no immediate form (GNU as rejects it; keystone would make it an orr/eor)")
         if mnemonic not in _WIDE_IMMEDIATE and not -(1 << 32) <= value < (1 << 32) and not mnemonic.startswith(("ld", "st")):
             raise _Fail(f"immediate {_hex(value)} out of range")
         if mnemonic in _LOGICAL:
@@ -1699,10 +1705,10 @@ class Assembler:
                 f"immediate {_hex(plan.ops[1][1])} cannot be moved into {plan.ops[0][1]} with one"
                 " instruction (GNU as rejects it too; use movz/movk or ldr =)"
             )
-        if error.startswith("keystone crashed"):
+        if error.startswith(("keystone crashed", "keystone hung")):
             return f"{error} (from '{original}')"
         if "MNEMONICFAIL" in error:
-            return f"unknown instruction '{plan.mnemonic}' in '{original}'"
+            return f"unknown instruction '{plan.mnemonic}' (and no macro of that name) in '{original}'"
         if "INVALIDOPERAND" in error:
             return f"invalid operands in '{original}'"
         if error == "Unknown error":
@@ -1744,6 +1750,7 @@ class Assembler:
             if name in self.internal:
                 continue
             symbols[name] = Symbol(name, label.chunk.section.name, label.chunk.start + label.offset, loc=label.loc)
+        aliases: dict[str, str] = {}
         for name, equate in self.equates.items():
             try:
                 value = self.value_final(equate.node)
@@ -1755,6 +1762,9 @@ class Assembler:
                 symbols[name] = Symbol(name, None, value.const, loc=equate.loc)
             elif len(value.terms) == 1 and value.terms[0][1] == 1 and value.terms[0][0].startswith("\x00"):
                 symbols[name] = Symbol(name, value.terms[0][0][1:], value.const, loc=equate.loc)
+                hint = value.hint(value.terms[0][0])
+                if hint is not None and hint[0] != name:
+                    aliases[name] = hint[0]
             elif self.is_global(name):
                 errors.append((0, AsmError(f"global symbol '{name}' has a value that is not a plain address", equate.loc)))
         for name, attrs in self.attrs.items():
@@ -1770,6 +1780,14 @@ class Assembler:
                     symbol.size = self.absolute_final(attrs.size, f".size of {name}")
                 except (_Fail, ExprError) as fail:
                     errors.append((0, self.error_at(str(fail), attrs.size_stmt)))
+        # Like GNU as, "alias = sym + k" takes sym's ELF type and size unless it has its own.
+        for name, source in aliases.items():
+            own = self.attrs.get(name, SymAttrs())
+            if source in symbols:
+                if own.type is None:
+                    symbols[name].type = symbols[source].type
+                if own.size is None:
+                    symbols[name].size = symbols[source].size
         return symbols
 
     def build_object(self, relocations: dict[str, list[tuple[int, Relocation]]], symbols: dict[str, Symbol]) -> ObjectFile:
@@ -2203,6 +2221,32 @@ def _incbin(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
 # -- conditionals
 
 
+def _ifc_operands(args: str) -> tuple[str, str]:
+    """The two strings of .ifc: blank-trimmed, optionally in single quotes, comma between."""
+    strings: list[str] = []
+    rest = args.strip()
+    for index in range(2):
+        if rest.startswith("'"):
+            end = rest.find("'", 1)
+            if end < 0:
+                raise _Fail("unterminated quoted string in .ifc")
+            strings.append(rest[1:end])
+            rest = rest[end + 1 :].strip()
+        else:
+            comma = rest.find(",") if index == 0 else len(rest)
+            if comma < 0:
+                raise _Fail(".ifc needs two strings separated by a comma")
+            strings.append(rest[:comma].strip())
+            rest = rest[comma:]
+        if index == 0:
+            if not rest.startswith(","):
+                raise _Fail(".ifc needs two strings separated by a comma")
+            rest = rest[1:].strip()
+        elif rest.strip():
+            raise _Fail(f"junk after .ifc operands: {rest.strip()!r}")
+    return strings[0], strings[1]
+
+
 def _condition(asm: Assembler, name: str, args: str) -> bool:
     if name in (".if", ".ifne", ".elseif"):
         return asm.absolute(args, "condition") != 0
@@ -2218,15 +2262,15 @@ def _condition(asm: Assembler, name: str, args: str) -> bool:
         return defined if name == ".ifdef" else not defined
     if name in (".ifb", ".ifnb"):
         return (not args.strip()) == (name == ".ifb")
-    if name in (".ifc", ".ifnc", ".ifeqs", ".ifnes"):
+    if name in (".ifeqs", ".ifnes"):
         parts = split_top(args)
         if len(parts) != 2:
             raise _Fail(f"{name} needs two strings separated by a comma")
-        if name in (".ifeqs", ".ifnes"):
-            a, b = (parse_string(p, 0)[0] for p in parts)
-        else:
-            a, b = (p.strip()[1:-1] if len(p.strip()) >= 2 and p.strip()[0] == p.strip()[-1] == "'" else p.strip() for p in parts)
-        return (a == b) == (name in (".ifc", ".ifeqs"))
+        a, b = (parse_string(p, 0)[0] for p in parts)
+        return (a == b) == (name == ".ifeqs")
+    if name in (".ifc", ".ifnc"):
+        a, b = _ifc_operands(args)
+        return (a == b) == (name == ".ifc")
     raise _Fail(f"unknown conditional {name}")
 
 

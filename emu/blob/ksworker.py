@@ -59,12 +59,15 @@ def screen(text: str) -> str | None:
 class KeystoneWorker:
     """A keystone worker process with an encoding cache; not thread-safe without its lock."""
 
-    def __init__(self, timeout: float = 10.0) -> None:
+    def __init__(self, timeout: float = 10.0, command: Sequence[str] | None = None) -> None:
         self.timeout = timeout
+        # Tests replace the worker program (to make it crash or hang on purpose).
+        self.command = list(command) if command else [sys.executable, "-m", "emu.blob.ksworker"]
         self.cache: dict[str, EncodeResult] = {}
         self.restarts = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._buffer = b""
+        self._hung = False
         self._lock = threading.Lock()
 
     # -- process management -------------------------------------------------
@@ -75,7 +78,7 @@ class KeystoneWorker:
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         self._buffer = b""
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "emu.blob.ksworker"],
+            self.command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -132,6 +135,7 @@ class KeystoneWorker:
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
             if left <= 0:
+                self._hung = True
                 proc.kill()
                 return None
             ready, _, _ = select.select([fd], [], [], left)
@@ -162,7 +166,12 @@ class KeystoneWorker:
                     note = self._death_note(proc)
                     self.close()
                     self.restarts += 1
-                    results.append(EncodeResult(error=f"keystone crashed on '{text}' ({note})"))
+                    if self._hung:
+                        self._hung = False
+                        error = f"keystone hung on '{text}' (no answer in {self.timeout:g} s)"
+                    else:
+                        error = f"keystone crashed on '{text}' ({note})"
+                    results.append(EncodeResult(error=error))
                     answered += 1
                     break
                 answered += 1
