@@ -42,7 +42,7 @@ from emu.errors import AsmError, SourceLoc
 NOP = 0xD503201F
 MAX_MACRO_DEPTH = 100
 MAX_INCLUDE_DEPTH = 32
-MAX_STATEMENTS = 1_000_000
+MAX_STATEMENTS = 250_000
 MAX_SECTION_BYTES = 64 << 20
 MAX_NOBITS_BYTES = 1 << 32
 MAX_ALIGN_LOG2 = 16
@@ -776,10 +776,11 @@ class Assembler:
         self.seq = 0
         self.sections: dict[str, SectionState] = {}
         self.section_stack: list[tuple[Chunk, Chunk | None]] = []
-        self.chunk: Chunk = self._chunk(self._section(".text", "ax", "", None), 0)
+        self.chunk: Chunk = self._chunk(self._section(".text", "ax", ""), 0)
         self.previous: Chunk | None = None
         self.labels: dict[str, LabelDef] = {}
         self.equates: dict[str, Equate] = {}
+        self.equate_values: dict[str, Value] = {}  # memo for finish(), when every equate is final
         self.attrs: dict[str, SymAttrs] = {}
         self.local_counts: dict[int, int] = {}
         self.internal: set[str] = set()
@@ -829,8 +830,6 @@ class Assembler:
                 raise self.error_at(str(fail), stmt) from None
         if not self.ended:
             self.stmt = None
-        if self.cond:
-            raise AsmError(f".{'if'} without .endif", self.cond[-1].loc)
 
     def pop_frame(self) -> None:
         frame = self.frames.pop()
@@ -913,7 +912,7 @@ class Assembler:
 
     # -- sections ----------------------------------------------------------------
 
-    def _section(self, name: str, flags: str, kind: str, stmt: Stmt | None) -> SectionState:
+    def _section(self, name: str, flags: str, kind: str) -> SectionState:
         state = self.sections.get(name)
         if state is not None:
             return state
@@ -967,7 +966,7 @@ class Assembler:
     def enter_section(self, name: str, sub: int, flags: str, kind: str, stmt: Stmt) -> Chunk:
         if not 0 <= sub < 8192:
             raise _Fail(f"subsection {sub} out of range [0, 8192)")
-        section = self._section(name, flags, kind, stmt)
+        section = self._section(name, flags, kind)
         return self._chunk(section, sub)
 
     # -- symbols -------------------------------------------------------------------
@@ -985,7 +984,7 @@ class Assembler:
             name = _local_name(number, count)
         if name in self.labels or name in self.equates:
             raise _Fail(f"symbol '{name}' is already defined")
-        self.labels[name] = LabelDef(self.chunk, self.chunk.offset, stmt.loc)
+        self.labels[name] = LabelDef(self.chunk, self.chunk.offset, stmt.where)
 
     def local_ref(self, number: int, forward: bool) -> str:
         count = self.local_counts.get(number, 0)
@@ -1001,6 +1000,8 @@ class Assembler:
     def prepare(self, text: str) -> tuple[Node, int]:
         """Parse an expression and bind what is known now: ``.``, numeric labels, equates."""
         node = ex.parse_expression(text)
+        if isinstance(node, Num):
+            return node, 1
         size = ex.tree_size(node)
         dot = self.dot()
 
@@ -1056,7 +1057,7 @@ class Assembler:
             node, size = (Num(value.const) if value.is_absolute else Const(value)), 1
         except ExprError:
             pass  # forward references: evaluated when the object is finished
-        self.equates[name] = Equate(node, size, stmt.loc)
+        self.equates[name] = Equate(node, size, stmt.where)
 
     def attrs_of(self, name: str) -> SymAttrs:
         self.check_name(name)
@@ -1085,7 +1086,8 @@ class Assembler:
             raise _Fail(f"negative size {count}")
         chunk = self.chunk
         if chunk.section.flags.nobits:
-            self.emit(bytes(pattern) if any(pattern) else b"")
+            if count and any(pattern):
+                raise _Fail(f"non-zero data in nobits section {chunk.section.name}")
             chunk.nobits_size += count
             if chunk.nobits_size > MAX_NOBITS_BYTES:
                 raise _Fail(f"section {chunk.section.name} larger than {MAX_NOBITS_BYTES:#x} bytes")
@@ -1404,6 +1406,9 @@ class Assembler:
                 return Value.base(label.chunk.key, label.offset, name, label.offset)
             equate = self.equates.get(name)
             if equate is not None:
+                known = self.equate_values.get(name)
+                if known is not None:
+                    return known
                 if name in active:
                     raise ExprError(f"symbol '{name}' is defined in terms of itself")
                 active.add(name)
@@ -1414,6 +1419,7 @@ class Assembler:
                 if len(value.terms) == 1 and value.terms[0][1] == 1 and value.terms[0][0].startswith("\x00"):
                     key = value.terms[0][0]
                     value = Value(value.const, value.terms, ((key, (name, value.const)),))
+                self.equate_values[name] = value
                 return value
             if _is_local_name(name):
                 number = name[2 : name.index("\x02")]
@@ -1563,9 +1569,9 @@ class Assembler:
         section_key = plan.rec.chunk.section.key
         if value.is_absolute:
             if kind in (RelocType.ADR_PREL_PG_HI21, RelocType.ADR_PREL_PG_HI21_NC):
-                plan.pcrel = (kind, value.const * 4096)
-            else:
-                plan.pcrel = (kind, value.const)
+                # GNU as relocates against the absolute page, which the object model cannot name.
+                raise _Fail("adrp needs a symbol, not a number")
+            plan.pcrel = (kind, value.const)  # GNU as: a number is an offset from the instruction
             return
         terms = value.term_map()
         if len(terms) != 1 or next(iter(terms.values())) != 1:

@@ -343,8 +343,14 @@ class _Parser:
 MAX_TOKENS = 400
 
 
+_PLAIN_NUMBER = re.compile(r"\s*(0[xX][0-9A-Fa-f]+|[1-9][0-9]*|0)\s*")
+
+
 def parse_expression(text: str) -> Node:
     """Parse GNU as expression text into a tree; raises ExprError."""
+    plain = _PLAIN_NUMBER.fullmatch(text)
+    if plain:  # the common case, without the descent through every precedence level
+        return _number(plain.group(1))
     tokens = tokenize(text)
     if not tokens:
         raise ExprError("missing expression")

@@ -66,6 +66,7 @@ class KeystoneWorker:
         self.cache: dict[str, EncodeResult] = {}
         self.restarts = 0
         self._proc: subprocess.Popen[bytes] | None = None
+        self._owner = os.getpid()
         self._buffer = b""
         self._hung = False
         self._lock = threading.Lock()
@@ -89,8 +90,8 @@ class KeystoneWorker:
 
     def close(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
+        if proc is None or self._owner != os.getpid():
+            return  # a forked child leaves its parent's worker alone
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             try:
                 if stream:
@@ -185,6 +186,9 @@ class KeystoneWorker:
     def encode_many(self, texts: Sequence[str]) -> list[EncodeResult]:
         """Encode each text at address 0; results in order, cached by text."""
         with self._lock:
+            if self._owner != os.getpid():
+                # A forked child must not share the parent's worker pipes: start its own.
+                self._proc, self._buffer, self._owner = None, b"", os.getpid()
             todo: list[str] = []
             for text in dict.fromkeys(texts):
                 if text in self.cache:

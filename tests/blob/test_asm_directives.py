@@ -269,6 +269,12 @@ def test_equates_cannot_explode():
         assemble_source(source)
 
 
+def test_forward_equate_chains_are_evaluated_once():
+    source = ".word e0\n" + "".join(f".set e{i}, e{i + 1} + e{i + 1}\n" for i in range(60)) + ".set e60, 1\n"
+    with pytest.raises(AsmError, match="does not fit in 4 byte"):
+        assemble_source(source)  # 2**60, computed without walking 2**60 paths
+
+
 def test_undefined_references_and_declared_globals():
     obj = assemble_source(".globl declared, defined\ndefined: bl called\n.quad data_ref\n")
     assert obj.undefined == {"declared", "called", "data_ref"}

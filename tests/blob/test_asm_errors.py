@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emu.blob.asm import assemble_file, assemble_source
-from emu.blob.ksworker import KeystoneWorker, screen
+from emu.blob.ksworker import KeystoneWorker, screen, shared_worker
 from emu.errors import AsmError, BlobError
 
 PLACE = re.compile(r"^[^\n]+:\d+: [^\n]+$")
@@ -146,6 +146,27 @@ def test_encodings_are_cached():
         assert worker.restarts == 0 and worker.pid == pid  # answered from the cache
     finally:
         worker.close()
+
+
+def _assemble_in_child(queue) -> None:  # type: ignore[no-untyped-def]
+    queue.put(bytes(assemble_source("add x1, x2, #5").sections[".text"].data))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="needs the fork start method")
+def test_forked_children_get_their_own_worker():
+    import multiprocessing
+
+    worker = shared_worker()
+    assert worker.encode("nop").data is not None
+    parent_pid = worker.pid
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_assemble_in_child, args=(queue,))
+    child.start()
+    assert queue.get(timeout=30) == bytes.fromhex("41140091")
+    child.join(timeout=30)
+    assert child.exitcode == 0
+    assert worker.pid == parent_pid and worker.encode("add x3, x4, #6").data == bytes.fromhex("83180091")
 
 
 # ---------------------------------------------------------------------------
