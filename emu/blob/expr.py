@@ -412,17 +412,6 @@ def tree_size(node: Node) -> int:
     return 1
 
 
-def symbols_in(node: Node) -> list[str]:
-    """Names of the symbols a tree refers to, in order."""
-    if isinstance(node, Sym):
-        return [node.name]
-    if isinstance(node, Binary):
-        return symbols_in(node.left) + symbols_in(node.right)
-    if isinstance(node, Unary):
-        return symbols_in(node.operand)
-    return []
-
-
 def substitute(node: Node, fn: Callable[[Node], Node | None]) -> Node:
     """Rebuild a tree bottom-up, replacing each leaf for which ``fn`` returns a node."""
     if isinstance(node, Binary):

@@ -185,6 +185,13 @@ def test_upper_case_and_register_aliases():
     assert text_of("mov x0, ip0\nmov ip1, lr\nmov fp, sp") == text_of("mov x0, x16\nmov x17, x30\nmov x29, sp")
 
 
+def test_register_aliases_with_req():
+    source = "tmp .req x2\nwtmp .req w3\nmov tmp, #1\nldr wtmp, [tmp, #8]\n.unreq tmp\n"
+    assert text_of(source) == text_of("mov x2, #1\nldr w3, [x2, #8]")
+    with pytest.raises(AsmError, match=r"must be an absolute"):
+        assemble_source(source + "mov tmp, #2\n")
+
+
 # ---------------------------------------------------------------------------
 # Branches and addresses resolved at assembly time
 
