@@ -1056,7 +1056,7 @@ class Assembler:
             if _is_local_name(name):
                 number = name[2 : name.index("\x02")]
                 raise ExprError(f"local label {number}f is not defined yet (a forward reference cannot be used here)")
-            return None
+            raise ExprError(f"symbol '{name}' is not defined at this point (its value is needed here)")
 
         return Evaluator(resolve)(node)
 
@@ -2126,6 +2126,27 @@ _DATA_SIZES = {
 @directive(*_DATA_SIZES)
 def _data(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
     asm.data_values(_DATA_SIZES[name], args, stmt)
+
+
+def _leb128(value: int, signed: bool) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        done = (value == 0 and not byte & 0x40) or (value == -1 and byte & 0x40) if signed else value == 0
+        out.append(byte if done else byte | 0x80)
+        if done:
+            return bytes(out)
+
+
+@directive(".uleb128", ".sleb128")
+def _leb(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+    # The size depends on the value, so it must be known where the directive stands.
+    for item in split_top(args):
+        value = asm.absolute(item, f"{name} value")
+        if name == ".uleb128" and value < 0:
+            value &= 0xFFFFFFFFFFFFFFFF
+        asm.emit(_leb128(value, name == ".sleb128"))
 
 
 @directive(".inst")

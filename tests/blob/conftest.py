@@ -24,7 +24,7 @@ from emu.blob.objfile import Binding, ObjectFile, SymbolType
 GNU_AS = "aarch64-linux-gnu-as"
 GNU_GCC = "aarch64-linux-gnu-gcc"
 GCC_FLAGS = [
-    "-S", "-O2", "-ffreestanding", "-fno-pic", "-mgeneral-regs-only",
+    "-S", "-ffreestanding", "-fno-pic", "-mgeneral-regs-only",
     "-fno-asynchronous-unwind-tables", "-fno-unwind-tables", "-fno-ident",
 ]  # fmt: skip
 
@@ -51,7 +51,7 @@ def elf_view(path: Path) -> ObjectView:
         symtab = elf.get_section_by_name(".symtab")
         for sec in elf.iter_sections():
             kind = sec["sh_type"]
-            if kind in ("SHT_PROGBITS", "SHT_NOBITS", "SHT_INIT_ARRAY", "SHT_FINI_ARRAY") and sec.name:
+            if kind in ("SHT_PROGBITS", "SHT_NOBITS", "SHT_NOTE", "SHT_INIT_ARRAY", "SHT_FINI_ARRAY") and sec.name:
                 view.sections[sec.name] = sec["sh_size"] if kind == "SHT_NOBITS" else bytes(sec.data())
                 view.aligns[sec.name] = sec["sh_addralign"]
         for sec in elf.iter_sections():
@@ -134,15 +134,15 @@ def gnu_as(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
-def gnu_gcc(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], str]:
-    """``gnu_gcc(c_file) -> assembly text`` from ``gcc -S -O2 -ffreestanding -fno-pic ...``."""
+def gnu_gcc(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., str]:
+    """``gnu_gcc(c_file, "-O2 ...") -> assembly text`` from ``gcc -S -ffreestanding -fno-pic ...``."""
     if shutil.which(GNU_GCC) is None:
         pytest.skip(f"{GNU_GCC} is not installed (Debian: gcc-aarch64-linux-gnu)")
     directory = tmp_path_factory.mktemp("gnu_gcc")
 
-    def run(c_file: Path) -> str:
+    def run(c_file: Path, options: str = "-O2") -> str:
         out = directory / (c_file.stem + ".s")
-        command = [GNU_GCC, *GCC_FLAGS, str(c_file), "-o", str(out)]
+        command = [GNU_GCC, *GCC_FLAGS, *options.split(), str(c_file), "-o", str(out)]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode:
             raise AssertionError(f"gcc failed:\n{result.stderr}")

@@ -133,6 +133,27 @@ def test_strings(directive, expected):
     assert data(directive) == expected
 
 
+@pytest.mark.parametrize(
+    ("directive", "expected"),
+    [
+        (".uleb128 0", "00"),
+        (".uleb128 127, 128", "7f8001"),
+        (".uleb128 624485", "e58e26"),
+        (".sleb128 -1", "7f"),
+        (".sleb128 63, 64", "3fc000"),
+        (".sleb128 -123456", "c0bb78"),
+        ("a: .skip 300\nb: .uleb128 b - a", "00" * 300 + "ac02"),
+    ],
+)
+def test_leb128(directive, expected):
+    assert data(directive) == bytes.fromhex(expected)
+
+
+def test_leb128_needs_a_value_known_where_it_stands():
+    with pytest.raises(AsmError, match="symbol 'later' is not defined at this point"):
+        assemble_source(".uleb128 later\nlater:")
+
+
 def test_inst_words_are_code():
     assert data(".byte 1\n.inst 0xd503201f, 0xd65f03c0") == b"\x01\0\0\0" + NOP_BYTES + bytes.fromhex("c0035fd6")
 

@@ -8,7 +8,8 @@ the label), and the named symbols. Documented differences, not compared:
   (the object model has no COMMON); ``.lcomm`` is compared.
 - ``.set alias, sym + k``: GNU copies sym's ELF size to alias, we leave 0.
 - .eh_frame/.comment (``.cfi_*`` and ``.ident`` are ignored by design): the
-  C sources are compiled without unwind tables and ident.
+  C sources are compiled without unwind tables and ident. ``gcc -g`` output is
+  not supported (``.loc ... view`` symbols).
 - Instruction forms we refuse on purpose (see KNOWN_REFUSALS).
 """
 
@@ -50,9 +51,14 @@ def test_snippet_matches_gnu_as(snippet, gnu_as, elf_object_view, object_view):
     compare(ours, gnu)
 
 
+@pytest.mark.parametrize(
+    "options", ["-O2", "-O0", "-Os", "-O2 -mcmodel=large", "-O2 -mbranch-protection=standard"]
+)
 @pytest.mark.parametrize("c_file", C_SOURCES, ids=lambda p: p.name)
-def test_gcc_output_matches_gnu_as(c_file, gnu_gcc, gnu_as, elf_object_view, object_view):
-    source = gnu_gcc(c_file)
+def test_gcc_output_matches_gnu_as(c_file, options, gnu_gcc, gnu_as, elf_object_view, object_view):
+    """The brief's flags (-O2 -ffreestanding -fno-pic -mgeneral-regs-only), other optimisation
+    levels, the large code model (movz/movk :abs_gN:) and BTI/PAC landing pads."""
+    source = gnu_gcc(c_file, options)
     gnu = elf_object_view(gnu_as(source))
     ours = object_view(assemble_source(source, c_file.stem + ".s"))
     assert ours.sections.get(".text"), "the C file produced no code"
