@@ -957,8 +957,8 @@ class Assembler:
         return chunk
 
     def switch(self, chunk: Chunk) -> None:
-        if chunk is not self.chunk:
-            self.previous, self.chunk = self.chunk, chunk
+        # Like GNU as, even a switch to the current section makes it the .previous one.
+        self.previous, self.chunk = self.chunk, chunk
 
     def parse_section_args(self, args: list[str], allow_subsection: bool) -> tuple[str, int, str, str]:
         if not args or not args[0]:
@@ -1035,7 +1035,7 @@ class Assembler:
                 equate = self.equates.get(n.name)
                 if equate is not None:
                     size += equate.size
-                    return equate.node
+                    return ex.Alias(n.name, equate.node) if isinstance(equate.node, Const) else equate.node
             return None
 
         node = ex.substitute(node, leaf)
@@ -1469,7 +1469,13 @@ class Assembler:
                 raise ExprError("internal error: literal pool entry without a place")
             return Value.base(name, 0, name, 0)
 
-        evaluator = Evaluator(resolve)
+        def alias(name: str, value: Value) -> Value:
+            # GNU as relocates against a global alias itself, not against what it stands for.
+            if self.is_global(name) and len(value.terms) == 1 and value.terms[0][1] == 1:
+                return Value(value.const, value.terms, ((value.terms[0][0], (name, value.const)),))
+            return value
+
+        evaluator = Evaluator(resolve, alias=alias)
         return self.section_value(evaluator(node))
 
     def symbol_name_for(self, value: Value, key: str) -> tuple[str, int]:

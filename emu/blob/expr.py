@@ -63,6 +63,15 @@ class Const:
 
 
 @dataclass(frozen=True)
+class Alias:
+    """A symbol whose definition (``.set name, node``) was spliced in; the name is kept
+    so that a relocation can still be made against it."""
+
+    name: str
+    node: Node
+
+
+@dataclass(frozen=True)
 class Unary:
     op: str
     operand: Node
@@ -75,7 +84,7 @@ class Binary:
     right: Node
 
 
-Node = Num | Sym | LocalRef | Dot | Const | Unary | Binary
+Node = Num | Sym | LocalRef | Dot | Const | Alias | Unary | Binary
 
 
 # ---------------------------------------------------------------------------
@@ -378,6 +387,7 @@ class Evaluator:
     resolve: Callable[[str], Value | None]
     dot: Value | None = None
     local: Callable[[int, bool], str] | None = None
+    alias: Callable[[str, Value], Value] | None = None
     undefined: list[str] = field(default_factory=list)
 
     def __call__(self, node: Node) -> Value:
@@ -385,6 +395,9 @@ class Evaluator:
             return Value(node.value)
         if isinstance(node, Const):
             return node.value
+        if isinstance(node, Alias):
+            value = self(node.node)
+            return self.alias(node.name, value) if self.alias else value
         if isinstance(node, Binary):
             return apply_binary(node.op, self(node.left), self(node.right))
         if isinstance(node, Unary):
@@ -409,6 +422,8 @@ def tree_size(node: Node) -> int:
         return 1 + tree_size(node.left) + tree_size(node.right)
     if isinstance(node, Unary):
         return 1 + tree_size(node.operand)
+    if isinstance(node, Alias):
+        return 1 + tree_size(node.node)
     return 1
 
 
@@ -443,4 +458,6 @@ def fold(node: Node) -> Node:
             return Num(value.const)
     if isinstance(node, Const) and node.value.is_absolute:
         return Num(node.value.const)
+    if isinstance(node, Alias):
+        return fold(node.node)
     return node

@@ -63,6 +63,11 @@ def test_section_stack_and_previous():
     }
 
 
+def test_previous_after_switching_to_the_same_section():
+    obj = assemble_source(".data\n.text\n.text\n.previous\n.byte 1\n")  # measured with GNU as
+    assert bytes(obj.sections[".text"].data) == b"\x01"
+
+
 def test_subsections_are_concatenated_in_order():
     obj = assemble_source(".text 2\n.byte 3\n.text\n.byte 1\n.subsection 1\n.byte 2\n.text 0\n.byte 1\n")
     assert bytes(obj.sections[".text"].data) == b"\x01\x01\x02\x03"

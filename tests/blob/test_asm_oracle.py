@@ -11,6 +11,11 @@ the label), and the named symbols. Documented differences, not compared:
   C sources are compiled without unwind tables and ident. ``gcc -g`` output is
   not supported (``.loc ... view`` symbols).
 - Instruction forms we refuse on purpose (see KNOWN_REFUSALS).
+- Subsections: we start each subsection at its own alignment and always align an
+  instruction that follows data in a code section. GNU as pads inside the
+  subsection instead (a label at its very start lands before the padding) and,
+  after a subsection switch, can leave an instruction unaligned. The snippets keep
+  subsections 4-aligned so that both agree.
 """
 
 from __future__ import annotations
