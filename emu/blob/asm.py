@@ -1218,6 +1218,8 @@ class Assembler:
         expanded: list[Stmt] = []
         for body in macro.body:
             text = substitute_params(body.text, values, counter)
+            if len(text) > MAX_LINE:
+                raise _Fail(f"macro '{macro.name}' expands to a line longer than {MAX_LINE} characters")
             for piece in split_statements(text):
                 expanded.append(Stmt(piece, body.loc, stmt.where, f" (in macro '{macro.name}' at {body.loc})"))
         self.frames.append(Frame(expanded, "macro", len(self.cond), macro.name))
@@ -2475,6 +2477,8 @@ def _irp(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
     for value in values:
         for item in body:
             text = substitute_params(item.text, {param: value}, None)
+            if len(text) > MAX_LINE:
+                raise _Fail(f"{name} expands to a line longer than {MAX_LINE} characters")
             for piece in split_statements(text):
                 expanded.append(Stmt(piece, item.loc, item.where, item.note))
         if len(expanded) > MAX_STATEMENTS:

@@ -187,6 +187,8 @@ def test_incbin(tmp_path: Path):
         (".macro m\n.if 1\n.endm\nm\n", r"<string>:2: .if without .endif at the end of a macro"),
         (".macro m a\nbogus \\a\n.endm\nnop\nm x1\n", r"<string>:5: unknown instruction 'bogus' .* \(in macro 'm' at <string>:2\)"),
         (".rept 0x7fffffff\nnop\n.endr\n", "more than 250000 statements"),
+        (".rept 1000\n.rept 1000\nnop\n.endr\n.endr\n", "more than 250000 statements"),
+        (".macro d a\nd \\a\\a\n.endm\nd x\n", "expands to a line longer than 65536"),
         (".if undefined_symbol\n.endif\n", "symbol 'undefined_symbol' is not defined"),
         (".purgem nothing\n", "macro 'nothing' is not defined"),
         ('.include "does-not-exist.inc"\n', "cannot find include file"),
