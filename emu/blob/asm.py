@@ -40,6 +40,7 @@ from emu.blob.objfile import (
 from emu.errors import AsmError, SourceLoc
 
 NOP = 0xD503201F
+ABSOLUTE_SYMBOL = "*ABS*"  # a local absolute symbol of value 0, for "adrp xN, <number>"
 MAX_MACRO_DEPTH = 100
 MAX_INCLUDE_DEPTH = 32
 MAX_STATEMENTS = 250_000
@@ -803,6 +804,7 @@ class Assembler:
         self.records: list[InsnRec] = []
         self.datafix: list[DataFix] = []
         self.pool_count = 0
+        self.absolute_symbol_used = False
         self.stmt: Stmt | None = None
         self.ended = False
 
@@ -1165,6 +1167,7 @@ class Assembler:
         return self.seq
 
     def data_values(self, size: int, args: str, stmt: Stmt, inst: bool = False) -> None:
+        stmt = _kept(stmt)
         items = split_top(args)
         if items == [""]:
             return
@@ -1317,7 +1320,7 @@ class Assembler:
                 if i != 1 or mnemonic != "ldr" or operands[0].kind != "reg":
                     raise _Fail("'=' literals are only allowed as 'ldr REG, =value'")
                 operands[i] = Operand("imm", node=Sym(self.pool_literal(operands[0].text, op.node, stmt)))  # type: ignore[arg-type]
-        self.records.append(InsnRec(self.chunk, self.chunk.offset, mnemonic, operands, stmt, self.next_seq()))
+        self.records.append(InsnRec(self.chunk, self.chunk.offset, mnemonic, operands, _kept(stmt), self.next_seq()))
         self.emit(bytes(4))
 
     def pool_literal(self, register: str, node: Node, stmt: Stmt) -> str:
@@ -1332,7 +1335,7 @@ class Assembler:
             self.pool_count += 1
             label = f"\x00pool{self.pool_count}"
             self.internal.add(label)
-            entry = PoolEntry(size, node, label, stmt, self.next_seq())
+            entry = PoolEntry(size, node, label, _kept(stmt), self.next_seq())
             chunk.pool.append(entry)
             chunk.pool_index[key] = entry
         return entry.label
@@ -1618,8 +1621,11 @@ class Assembler:
         section_key = plan.rec.chunk.section.key
         if value.is_absolute:
             if kind in (RelocType.ADR_PREL_PG_HI21, RelocType.ADR_PREL_PG_HI21_NC):
-                # GNU as relocates against the absolute page, which the object model cannot name.
-                raise _Fail("adrp needs a symbol, not a number")
+                # The page of an absolute address, relative to the page this code lands in:
+                # like GNU as, relocate against the absolute symbol (*ABS* + address).
+                self.absolute_symbol_used = True
+                plan.reloc = Relocation(position, kind, ABSOLUTE_SYMBOL, value.const, plan.rec.stmt.where)
+                return
             plan.pcrel = (kind, value.const)  # GNU as: a number is an offset from the instruction
             return
         terms = value.term_map()
@@ -1879,6 +1885,8 @@ class Assembler:
                 relocs,
             )
         obj.symbols = symbols
+        if self.absolute_symbol_used:
+            symbols[ABSOLUTE_SYMBOL] = Symbol(ABSOLUTE_SYMBOL, None, 0)
         referenced = {r.symbol for s in obj.sections.values() for r in s.relocations}
         for name in sorted(referenced):
             if name in symbols:
@@ -1904,6 +1912,13 @@ def _pool_key(node: Node) -> object:
     except ExprError:
         return ex.fold(node)
     return (value.const, tuple(sorted(value.terms)))
+
+
+def _kept(stmt: Stmt) -> Stmt:
+    """The statement as records keep it until the end: enough text for a message."""
+    if len(stmt.text) <= 200:
+        return stmt
+    return Stmt(stmt.text.strip()[:200], stmt.loc, stmt.where, stmt.note)
 
 
 def _local_name(number: int, count: int) -> str:

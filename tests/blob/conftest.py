@@ -28,7 +28,8 @@ GCC_FLAGS = [
     "-fno-asynchronous-unwind-tables", "-fno-unwind-tables", "-fno-ident",
 ]  # fmt: skip
 
-# Relocation target: ("sec", section, offset) for anything local, ("sym", name, addend) otherwise.
+# Relocation target: ("sec", section, offset) for anything local, ("abs", "", value) for an
+# absolute one (GNU as uses symbol 0, we use a local absolute "*ABS*"), ("sym", name, addend) otherwise.
 Target = tuple[str, str, int]
 
 
@@ -41,7 +42,7 @@ class ObjectView:
 
 
 def _named_symbol(name: str) -> bool:
-    return bool(name) and not name.startswith((".L", "$")) and "\x02" not in name
+    return bool(name) and not name.startswith((".L", "$", "*ABS*")) and "\x02" not in name
 
 
 def elf_view(path: Path) -> ObjectView:
@@ -62,7 +63,9 @@ def elf_view(path: Path) -> ObjectView:
             for rel in sec.iter_relocations():
                 sym = symtab.get_symbol(rel["r_info_sym"])
                 local = sym["st_info"]["bind"] == "STB_LOCAL" and sym["st_shndx"] != "SHN_UNDEF"
-                if local:
+                if rel["r_info_sym"] == 0 or (local and sym["st_shndx"] == "SHN_ABS"):
+                    out.append((rel["r_offset"], rel["r_info_type"], ("abs", "", sym["st_value"] + rel["r_addend"])))
+                elif local:
                     where = elf.get_section(sym["st_shndx"]).name
                     out.append((rel["r_offset"], rel["r_info_type"], ("sec", where, sym["st_value"] + rel["r_addend"])))
                 else:
@@ -88,7 +91,9 @@ def object_view(obj: ObjectFile) -> ObjectView:
         out = []
         for rel in section.relocations:
             sym = obj.symbols.get(rel.symbol)
-            if sym is not None and sym.binding == Binding.LOCAL and sym.section is not None:
+            if sym is not None and sym.binding == Binding.LOCAL and sym.section is None:
+                out.append((rel.offset, int(rel.kind), ("abs", "", sym.value + rel.addend)))
+            elif sym is not None and sym.binding == Binding.LOCAL and sym.section is not None:
                 out.append((rel.offset, int(rel.kind), ("sec", sym.section, sym.value + rel.addend)))
             else:
                 out.append((rel.offset, int(rel.kind), ("sym", rel.symbol, rel.addend)))

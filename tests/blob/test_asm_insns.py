@@ -310,6 +310,14 @@ def test_relocations_name_labels_of_other_sections():
     assert obj.undefined == set()
 
 
+def test_adrp_to_an_absolute_address():
+    obj = assemble_source(".equ UART, 0x9000000\nadrp x0, UART\nldr w1, [x0, :lo12:UART + 4]\n")
+    (rel,) = obj.sections[".text"].relocations
+    assert (rel.kind, rel.symbol, rel.addend) == (RelocType.ADR_PREL_PG_HI21, "*ABS*", 0x9000000)
+    assert obj.symbols["*ABS*"].section is None and obj.symbols["*ABS*"].value == 0
+    assert disasm(bytes(obj.sections[".text"].data[4:])) == ["ldr w1, [x0, #4]"]
+
+
 def test_adrp_to_a_local_label_is_relocated():
     """The page delta depends on where the linker puts the section."""
     obj = assemble_source("adrp x0, 1f\nnop\n1: nop")

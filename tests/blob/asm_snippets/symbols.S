@@ -69,3 +69,7 @@ lobj:	.quad	lfunc, gfunc
 	.quad	alias
 	.globl	absolute_global
 	absolute_global = 0x4000
+	.text
+	.equ	UART_BASE, 0x9000000
+	adrp	x0, UART_BASE
+	adrp	x2, 0x12345678
