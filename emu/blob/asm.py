@@ -1856,7 +1856,7 @@ class Assembler:
     def build_object(self, relocations: dict[str, list[tuple[int, Relocation]]], symbols: dict[str, Symbol]) -> ObjectFile:
         obj = ObjectFile(self.filename)
         for state in sorted(self.sections.values(), key=lambda s: s.order):
-            if state.name == ".note.GNU-stack":
+            if state.name == ".note.GNU-stack" and not any(c.offset for c in state.chunks.values()):
                 continue
             data = bytearray()
             size = 0
@@ -1898,6 +1898,9 @@ class Assembler:
         for name, attrs in self.attrs.items():
             if name not in symbols and attrs.binding in (Binding.GLOBAL, Binding.WEAK):
                 obj.undefined.add(name)
+                if attrs.binding == Binding.WEAK:
+                    # The model's weak reference: undefined, with a symbol entry carrying WEAK.
+                    symbols[name] = Symbol(name, None, 0, Binding.WEAK, attrs.type or SymbolType.NOTYPE)
         return obj
 
 

@@ -100,7 +100,7 @@ def object_view(obj: ObjectFile) -> ObjectView:
         if out:
             view.relocations[section.name] = sorted(out)
     for name, sym in obj.symbols.items():
-        if sym.type == SymbolType.SECTION or not _named_symbol(name):
+        if sym.type == SymbolType.SECTION or not _named_symbol(name) or name in obj.undefined:
             continue
         view.symbols[name] = (sym.section, sym.value, sym.binding.value, sym.size)
     return view

@@ -304,7 +304,15 @@ def test_forward_equate_chains_are_evaluated_once():
 def test_undefined_references_and_declared_globals():
     obj = assemble_source(".globl declared, defined\ndefined: bl called\n.quad data_ref\n")
     assert obj.undefined == {"declared", "called", "data_ref"}
-    assert "defined" in obj.symbols
+    assert "defined" in obj.symbols and "called" not in obj.symbols
+
+
+def test_weak_references():
+    """Undefined and weak: listed in ``undefined`` with a WEAK symbol entry (the linker's convention)."""
+    obj = assemble_source(".weak maybe\nbl maybe\n.weak defined\ndefined: nop\n")
+    assert obj.undefined == {"maybe"}
+    assert obj.symbols["maybe"].binding == Binding.WEAK and obj.symbols["maybe"].section is None
+    assert obj.symbols["defined"].binding == Binding.WEAK and obj.symbols["defined"].section == ".text"
 
 
 def test_lcomm_and_comm_allocate_bss():
