@@ -52,7 +52,8 @@ DEFAULT_RAM_MIB = 64
 # for it (ARM64_VA_BITS_*). 52-bit VAs with 4K/16K pages need LPA2 (v6.9),
 # newer than the ktext series' base, so only 64K pages offer 52.
 PAGE_SHIFTS = {4096: 12, 16384: 14, 65536: 16}
-VA_BITS_FOR_GRANULE = {4096: (39, 48), 16384: (36, 47, 48), 65536: (42, 48, 52)}
+# The layouts the v3 series names (ktext-series.md 2.8); 52-bit VA (LPA/LVA) is not modelled.
+VA_BITS_FOR_GRANULE = {4096: (39, 48), 16384: (36, 47, 48), 65536: (42, 48)}
 
 _SCHEMA: dict[str, dict[str, str]] = {
     "machine": {

@@ -62,9 +62,16 @@ class ElfError(BlobError):
 
 
 class GuestFault(EmuError):
-    """The guest did something the machine cannot continue from."""
+    """The guest did something the machine cannot continue from.
+
+    ``report`` is the machine's FaultReport (CPU, node, PC, symbol, ESR, FAR).
+    """
 
     exit_status = 5
+
+    def __init__(self, message: str, report: object | None = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class PatchError(EmuError):

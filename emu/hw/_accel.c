@@ -23,7 +23,7 @@ typedef struct {
     uint64_t mask;           /* table size - 1 (size is a power of two) */
     uint64_t last_block;     /* VA of the last block entered */
     uint32_t last_size;      /* its size in bytes */
-    uint32_t last_slot;      /* where it was charged, UINT32_MAX if nowhere */
+    uint32_t last_slot;      /* where it was charged; UINT32_MAX none, -1 unknown */
     uint64_t unknown;        /* instructions on pages never filled (must stay 0) */
     uint64_t *data_counters; /* current CPU's data row: node * 2 + is_write */
     uint64_t ram_base;       /* PA of node 0's bank */
@@ -59,7 +59,7 @@ void acct_block(void *uc, uint64_t address, uint32_t size, void *user) {
                 a->unknown += size >> 2;
                 a->last_block = address;
                 a->last_size = size;
-                a->last_slot = UINT32_MAX;
+                a->last_slot = UINT32_MAX - 1; /* "unknown", see settle() */
                 return;
             }
             i = (i + 1) & a->mask;

@@ -823,6 +823,7 @@ def create_pgd_mapping(
     block_mappings: bool = True,
     cont_mappings: bool = False,
     no_exec_tables: bool = False,
+    kernel_tables: bool = False,
 ) -> None:
     """Map [va, va + size) to pa in the table tree at ``pgd_pa``, as __create_pgd_mapping().
 
@@ -833,7 +834,8 @@ def create_pgd_mapping(
     them. New tables come from ``alloc_table()`` (PA of a zeroed granule). Table
     descriptors get UXNTable in the TTBR1 half (plus PXNTable with ``no_exec_tables``:
     NO_EXEC_MAPPINGS) and PXNTable in the TTBR0 half, as Linux builds kernel and user
-    tables. A live entry may only change in the ways pgattr_change_is_safe() allows;
+    tables; ``kernel_tables`` drops the PXNTable of the TTBR0 half, for kernel-built
+    tables there such as the idmap. A live entry may only change in the ways pgattr_change_is_safe() allows;
     anything else raises ConfigError naming the VA. ``prot.contiguous`` is ignored:
     the builder decides the hint.
     """
@@ -851,7 +853,7 @@ def create_pgd_mapping(
     if upper:
         table_bits = TABLE_UXN | (TABLE_PXN if no_exec_tables else 0)
     else:
-        table_bits = TABLE_PXN
+        table_bits = 0 if kernel_tables else TABLE_PXN
     attrs = prot.bits() & ~DESC_CONT
     _map_level(mem, geometry, pgd_pa, geometry.start_level, start, end, pa, attrs,
                alloc_table, block_mappings, cont_mappings, table_bits)

@@ -1,0 +1,189 @@
+"""The MMU: Unicorn's TLB-fill hook, backed by a per-CPU TLB model and the pure
+VMSAv8-64 walk of ``emu/hw/pagetable.py``.
+
+Unicorn runs in virtual-TLB mode: whenever its own (QEMU) TLB misses, it asks
+``Mmu.fill`` for the physical page and permissions.  The answer comes from the
+current CPU's TLB (``VCpu.tlb``) when it holds the page, otherwise from a
+walk of the tables the CPU's TTBR0/TTBR1 point at, whose result is then
+cached there.  Entries stay until a ``tlbi`` removes them, so a CPU that
+writes TTBR1 without invalidating keeps using its old translations, as
+hardware may.  The machine empties Unicorn's TLB whenever it switches CPU,
+so every CPU sees only its own TLB.
+
+A translation that faults is not cached; ``fill`` records it in
+``Mmu.fault`` and returns False, which stops ``emu_start``; the machine then
+enters the guest's abort vector with the architectural syndrome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from unicorn import UC_PROT_EXEC, UC_PROT_READ, UC_PROT_WRITE, Uc
+from unicorn.arm64_const import (
+    UC_ARM64_REG_PSTATE,
+    UC_ARM64_REG_TTBR0_EL1,
+    UC_ARM64_REG_TTBR1_EL1,
+)
+
+from emu.hw.accounting import KIND_KERNEL_TEXT, KIND_OTHER, Accounting
+from emu.hw.cpu import SCTLR_EL1, SCTLR_M, TCR_EL1, TlbEntry, VCpu, read_sysreg
+from emu.hw.pagetable import Access, Fault, FaultKind, Walker, leaf_permissions
+from emu.hw.physmem import PhysAddrError, PhysMem
+
+UC_MEM_READ, UC_MEM_WRITE, UC_MEM_FETCH = 16, 17, 18
+_ACCESS = {UC_MEM_READ: Access.READ, UC_MEM_WRITE: Access.WRITE, UC_MEM_FETCH: Access.FETCH}
+_NEEDED = {UC_MEM_READ: UC_PROT_READ, UC_MEM_WRITE: UC_PROT_WRITE, UC_MEM_FETCH: UC_PROT_EXEC}
+PAGE_SHIFT = 12
+PAGE_MASK = ~((1 << PAGE_SHIFT) - 1)
+FSC_SYNC_EXTERNAL = 0b010000  # synchronous external abort, not on a walk
+
+
+@dataclass(frozen=True)
+class PendingFault:
+    """A translation or permission fault the last fill reported."""
+
+    va: int
+    access: Access
+    el: int
+    fault: Fault | None  # None: the output address is not RAM (external abort)
+
+
+def _perms(readable: bool, writable: bool, executable: bool) -> int:
+    return (
+        (UC_PROT_READ if readable else 0)
+        | (UC_PROT_WRITE if writable else 0)
+        | (UC_PROT_EXEC if executable else 0)
+    )
+
+
+class Mmu:
+    """Translations for the CPU currently on the engine."""
+
+    def __init__(self, physmem: PhysMem, accounting: Accounting) -> None:
+        self.physmem = physmem
+        self.accounting = accounting
+        self.read_u64: Callable[[int], int] = physmem.u64_reader()
+        self.cpu: VCpu | None = None
+        self.fault: PendingFault | None = None
+        self.kernel_text = (0, 0)  # [_stext, _etext): fetches from here are kernel text
+        self.walks = 0
+        self.fills = 0
+        self._walkers: dict[int, Walker] = {}
+        # Called when the accounting table had to be emptied: the machine
+        # flushes Unicorn's TLB so every live page is described again.
+        self.on_accounting_reset: Callable[[], None] = lambda: None
+
+    def set_kernel_text(self, start: int, end: int) -> None:
+        self.kernel_text = (start, end)
+
+    def _kind(self, va: int) -> int:
+        start, end = self.kernel_text
+        return KIND_KERNEL_TEXT if start <= va < end else KIND_OTHER
+
+    def fill(self, uc: Uc, va: int, access: int, entry: object, _user: object) -> bool:
+        """UC_HOOK_TLB_FILL: map one 4 KiB page for the current CPU, or fault."""
+        self.fills += 1
+        cpu = self.cpu
+        el = (uc.reg_read(UC_ARM64_REG_PSTATE) >> 2) & 3
+        page = va & PAGE_MASK
+        hit = cpu.tlb.get(page)
+        if hit is not None and hit.asid >= 0 and hit.asid != self._asid(uc):
+            hit = None
+        if hit is None:
+            if not read_sysreg(uc, SCTLR_EL1) & SCTLR_M:
+                return self._identity(va, access, el, entry)
+            hit = self._walk(uc, cpu, va, access, el)
+            if hit is None:
+                return False
+        perms = hit.perms_el1 if el else hit.perms_el0
+        if not perms & _NEEDED[access]:
+            self.fault = PendingFault(
+                va, _ACCESS[access], el, Fault(FaultKind.PERMISSION, hit.level)
+            )
+            return False
+        # Unicorn asks for its own page (va is aligned to it): give the exact PA.
+        entry.paddr = hit.pa | (va & ~PAGE_MASK)
+        entry.perms = perms
+        if not self.accounting.record(va, hit.node, hit.kind):
+            self.on_accounting_reset()
+        return True
+
+    def _identity(self, va: int, access: int, el: int, entry: object) -> bool:
+        # MMU off: flat physical addressing, everything permitted (as with
+        # SCTLR_EL1.M == 0, where all accesses are treated as Device/Normal NC).
+        try:
+            node = self.physmem.node_of(va)
+        except PhysAddrError:
+            self.fault = PendingFault(va, _ACCESS[access], el, None)
+            return False
+        entry.paddr = va
+        entry.perms = UC_PROT_READ | UC_PROT_WRITE | UC_PROT_EXEC
+        if not self.accounting.record(va, node, self._kind(va)):
+            self.on_accounting_reset()
+        return True
+
+    def _walker(self, tcr: int) -> Walker:
+        walker = self._walkers.get(tcr)
+        if walker is None:
+            walker = self._walkers[tcr] = Walker(tcr)
+        return walker
+
+    def _asid(self, uc: Uc) -> int:
+        tcr = read_sysreg(uc, TCR_EL1)
+        walker = self._walker(tcr)
+        ttbr = uc.reg_read(UC_ARM64_REG_TTBR1_EL1 if walker.tcr.a1 else UC_ARM64_REG_TTBR0_EL1)
+        return (ttbr >> 48) & (0xFFFF if walker.tcr.as16 else 0xFF)
+
+    def _walk(self, uc: Uc, cpu: VCpu, va: int, access: int, el: int) -> TlbEntry | None:
+        self.walks += 1
+        tcr = read_sysreg(uc, TCR_EL1)
+        walker = self._walker(tcr)
+        ttbr0 = uc.reg_read(UC_ARM64_REG_TTBR0_EL1)
+        ttbr1 = uc.reg_read(UC_ARM64_REG_TTBR1_EL1)
+        result = walker.walk(self.read_u64, ttbr0, ttbr1, va, _ACCESS[access], el)
+        if result.pa is None or (
+            result.fault is not None and result.fault.kind != FaultKind.PERMISSION
+        ):
+            self.fault = PendingFault(va, _ACCESS[access], el, result.fault)
+            return None
+        pa = result.pa & PAGE_MASK
+        try:
+            node = self.physmem.node_of(pa)
+        except PhysAddrError:
+            self.fault = PendingFault(va, _ACCESS[access], el, None)
+            return None
+        desc, table_attrs = result.descriptor, result.table_attrs
+        hit = TlbEntry(
+            pa=pa,
+            perms_el0=_perms(*leaf_permissions(desc, table_attrs, 0)),
+            perms_el1=_perms(*leaf_permissions(desc, table_attrs, 1)),
+            node=node,
+            kind=self._kind(va),
+            asid=result.asid if result.ng else -1,
+            level=result.level,
+            size=result.size,
+        )
+        cpu.tlb[va & PAGE_MASK] = hit
+        return hit
+
+    def translate(self, uc: Uc, va: int, access: Access = Access.READ) -> int | None:
+        """The PA the current CPU would use for ``va`` (TLB first), or None."""
+        cpu = self.cpu
+        hit = cpu.tlb.get(va & PAGE_MASK)
+        if hit is not None:
+            return hit.pa | (va & ~PAGE_MASK)
+        if not read_sysreg(uc, SCTLR_EL1) & SCTLR_M:
+            return va
+        tcr = read_sysreg(uc, TCR_EL1)
+        el = (uc.reg_read(UC_ARM64_REG_PSTATE) >> 2) & 3
+        result = self._walker(tcr).walk(
+            self.read_u64,
+            uc.reg_read(UC_ARM64_REG_TTBR0_EL1),
+            uc.reg_read(UC_ARM64_REG_TTBR1_EL1),
+            va,
+            access,
+            el,
+        )
+        return result.pa if result.pa is not None and result.fault is None else None

@@ -1,0 +1,218 @@
+"""Boot: what the boot loader and Linux's boot-time C do before the first
+instruction runs, done on the host and written into guest RAM exactly as
+the C code would write it.
+
+Mirrors, in order: loading the image, paging_init() (map_kernel, map_mem,
+the idmap), bootmem_init() -> ktext_replication_init(), and the parts of
+smp_prepare_cpus() and the task setup the synthetic kernel leaves to its
+loader (stacks, cpu_to_node, boot_regs).  Then CPU 0 starts at start_kernel
+on node 0's root; the guest brings up every other CPU itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from unicorn.arm64_const import (
+    UC_ARM64_REG_MAIR_EL1,
+    UC_ARM64_REG_PC,
+    UC_ARM64_REG_SP,
+    UC_ARM64_REG_TTBR0_EL1,
+    UC_ARM64_REG_TTBR1_EL1,
+    UC_ARM64_REG_X0,
+)
+
+from emu.errors import ConfigError
+from emu.hw.cpu import SCTLR_EL1, TCR_EL1
+from emu.hw.machine import Machine
+from emu.hw.pagetable import (
+    MAIR_EL1_LINUX,
+    PAGE_KERNEL,
+    PAGE_USER,
+    PAGE_USER_EXEC,
+    Geometry,
+    Prot,
+    create_pgd_mapping,
+    make_tcr,
+    make_ttbr,
+)
+from emu.kernel.image import WORKLOAD_PREFIX, KernelImage
+from emu.kernel.ktext import Replication, ktext_replication_init
+from emu.kernel.layout import KernelLayout, boot_layout
+from emu.kernel.mmu import TableAllocator, create_idmap, map_kernel, map_mem
+
+USER_BASE = 0x40_0000  # where the user image is mapped in every task's address space
+USER_STACK_BASE = 0x1000_0000
+USER_STACK_SIZE = 64 * 1024  # a multiple of every granule
+USER_STACK_STRIDE = 2 * USER_STACK_SIZE  # an unmapped guard between stacks
+KERNEL_STACK_SIZE = 16 * 1024
+SCTLR_RESET = 0x00C50838  # Unicorn's reset value: MMU, caches off
+SCTLR_MMU_ON = SCTLR_RESET | 0x1 | 0x4 | 0x1000  # M, C, I
+
+
+@dataclass
+class BootParams:
+    ktext: bool = False  # the ktext= command-line switch; the series defaults to off
+    workload: str = "syscall"
+    iterations: int = 1000  # per task; 0 runs until the instruction limit
+    rodata_prot: Prot = PAGE_KERNEL  # what the series maps the rodata copies with
+
+
+@dataclass
+class Kernel:
+    """The host's view of the booted kernel."""
+
+    image: KernelImage
+    geometry: Geometry
+    layout: KernelLayout
+    replication: Replication
+    swapper_pa: int
+    idmap_pa: int
+    user_pgd_pa: int
+    tcr: int
+    params: BootParams
+
+    def ttbr1_of_node(self, node: int) -> int:
+        return make_ttbr(self.replication.pgd_phys[node])
+
+    def symbolize(self, va: int) -> str:
+        image = self.image
+        text_start = image.sym("__user_text_start") if image.has("__user_text_start") else None
+        if text_start is not None and USER_BASE <= va < USER_BASE + 0x1000_0000:
+            return image.symbolize(va - USER_BASE + text_start) + " (user)"
+        if va < 1 << 48 and image.load_pa <= va < image.load_pa + image.image_size:
+            return image.symbolize(va + image.kimage_voffset) + " (phys)"
+        return image.symbolize(va)
+
+
+def _write_u64(machine: Machine, image: KernelImage, symbol: str, index: int, value: int) -> None:
+    machine.physmem.write_u64(image.pa_of(image.sym(symbol)) + 8 * index, value)
+
+
+def _check_fit(machine: Machine, image: KernelImage, layout: KernelLayout) -> None:
+    topology = machine.topology
+    if image.kimage_vaddr != layout.kimage_vaddr:
+        raise ConfigError(
+            f"{image.path} is linked at {image.kimage_vaddr:#x} but the {layout.name} layout "
+            f"puts KIMAGE_VADDR at {layout.kimage_vaddr:#x}; rebuild it with "
+            f"--defsym KIMAGE_VADDR={layout.kimage_vaddr:#x}"
+        )
+    bank0 = machine.physmem.banks[0]
+    start = min(seg.paddr for seg in image.elf.segments)
+    end = max(seg.paddr + seg.memsz for seg in image.elf.segments)
+    if not (bank0.base <= start and end <= bank0.base + bank0.size):
+        raise ConfigError(
+            f"{image.path} loads at [{start:#x}, {end:#x}), outside node 0's RAM "
+            f"[{bank0.base:#x}, {bank0.base + bank0.size:#x})"
+        )
+    if topology.n_cpus > image.sym("NR_CPUS"):
+        raise ConfigError(f"{topology.n_cpus} CPUs, but the kernel has NR_CPUS={image.sym('NR_CPUS')}")
+    if topology.nodes > image.sym("MAX_NUMNODES"):
+        raise ConfigError(
+            f"{topology.nodes} nodes, but the kernel has MAX_NUMNODES={image.sym('MAX_NUMNODES')}"
+        )
+
+
+def _map_user_image(machine: Machine, image: KernelImage, geometry: Geometry, pgd: int,
+                    alloc: TableAllocator) -> None:  # fmt: skip
+    if not image.has("__user_text_start"):
+        return
+    base = image.sym("__user_text_start")
+    for first, last, prot in (
+        ("__user_text_start", "__user_text_end", PAGE_USER_EXEC),
+        ("__user_data_start", "__user_data_end", PAGE_USER),
+    ):
+        if not (image.has(first) and image.has(last)):
+            continue
+        start, end = image.sym(first), image.sym(last)
+        end = (end + geometry.granule - 1) & ~(geometry.granule - 1)
+        if end > start:
+            create_pgd_mapping(machine.physmem, geometry, pgd, USER_BASE + start - base,
+                               image.pa_of(start), end - start, prot, alloc)
+
+
+def workload_entry(image: KernelImage, workload: str) -> int:
+    symbol = WORKLOAD_PREFIX + workload
+    if not image.has(symbol) or not image.has("__user_text_start"):
+        known = ", ".join(image.workloads()) or "none"
+        raise ConfigError(f"unknown workload {workload!r} (this kernel has: {known})")
+    return USER_BASE + image.sym(symbol) - image.sym("__user_text_start")
+
+
+def boot(machine: Machine, image: KernelImage, geometry: Geometry, params: BootParams) -> Kernel:
+    """Load ``image``, build its tables, replicate if asked, and start CPU 0."""
+    physmem = machine.physmem
+    layout = boot_layout(geometry)
+    _check_fit(machine, image, layout)
+    user_pc = workload_entry(image, params.workload)
+    for seg in image.elf.segments:
+        physmem.write(seg.paddr, seg.data)
+        physmem.reserve(seg.paddr, seg.memsz)
+
+    # paging_init(): the image and the linear map in swapper_pg_dir; the
+    # idmap for secondaries.  Tables come from memblock on node 0.
+    early = TableAllocator(physmem, geometry, node=0)
+    swapper_pa = image.pa_of(image.sym("swapper_pg_dir"))
+    map_kernel(physmem, geometry, swapper_pa, image, early)
+    map_mem(physmem, geometry, swapper_pa, layout, early)
+    idmap_pa = early.top_table()
+    create_idmap(physmem, geometry, idmap_pa, image, early)
+
+    # bootmem_init(): replication
+    replication = ktext_replication_init(
+        physmem, geometry, layout, image, swapper_pa, params.ktext, params.rodata_prot
+    )
+
+    # The user address space every task shares (one process, one thread per CPU).
+    user_pgd = early.top_table()
+    _map_user_image(machine, image, geometry, user_pgd, early)
+    phys_offset = physmem.banks[0].base
+    topology = machine.topology
+    for cpu in range(topology.n_cpus):
+        node = topology.cpu_to_node(cpu)
+        stack = physmem.memblock_alloc_node(USER_STACK_SIZE, geometry.granule, node)
+        stack_va = USER_STACK_BASE + cpu * USER_STACK_STRIDE
+        create_pgd_mapping(physmem, geometry, user_pgd, stack_va, stack, USER_STACK_SIZE,
+                           PAGE_USER, early)
+        _write_u64(machine, image, "task_user_sp", cpu, stack_va + USER_STACK_SIZE)
+        kstack = physmem.memblock_alloc_node(KERNEL_STACK_SIZE, 16, node)
+        top = layout.linear_va(kstack, phys_offset) + KERNEL_STACK_SIZE
+        _write_u64(machine, image, "cpu_stack_tops", cpu, top)
+        physmem.write(image.pa_of(image.sym("__cpu_to_node")) + 4 * cpu, node.to_bytes(4, "little"))
+    for node in range(topology.nodes):
+        _write_u64(machine, image, "ktext_pgd_phys", node, replication.pgd_phys[node])
+        copy = replication.text_copies[node]
+        linear = 0 if copy is None else layout.linear_va(copy, phys_offset)
+        _write_u64(machine, image, "kernel_texts", node, linear)
+
+    tcr = make_tcr(geometry, geometry0=geometry)
+    boot_regs = image.pa_of(image.sym("boot_regs"))
+    for field_name, value in (
+        ("BOOT_TCR", tcr), ("BOOT_MAIR", MAIR_EL1_LINUX), ("BOOT_SCTLR", SCTLR_MMU_ON),
+        ("BOOT_IDMAP_TTBR0", idmap_pa), ("BOOT_KIMAGE_VOFFSET", image.kimage_voffset),
+        ("BOOT_USER_TTBR0", make_ttbr(user_pgd)), ("BOOT_USER_PC", user_pc),
+        ("BOOT_USER_ARG", params.iterations), ("BOOT_NR_CPUS", topology.n_cpus),
+        ("BOOT_NR_NODES", topology.nodes),
+    ):  # fmt: skip
+        physmem.write_u64(boot_regs + image.sym(field_name), value)
+
+    kernel = Kernel(image, geometry, layout, replication, swapper_pa, idmap_pa, user_pgd, tcr,
+                    params)
+    machine.symbolize = kernel.symbolize
+    machine.mmu.set_kernel_text(image.sym("_stext"), image.sym("_etext"))
+    reserved_pa = image.pa_of(image.sym("reserved_pg_dir"))
+    machine.power_on(0, {
+        TCR_EL1: tcr,
+        UC_ARM64_REG_MAIR_EL1: MAIR_EL1_LINUX,
+        UC_ARM64_REG_TTBR0_EL1: make_ttbr(reserved_pa),
+        UC_ARM64_REG_TTBR1_EL1: make_ttbr(swapper_pa),
+        SCTLR_EL1: SCTLR_MMU_ON,
+        UC_ARM64_REG_SP: image.sym("cpu_stack_tops") and _stack_top(machine, image, 0),
+        UC_ARM64_REG_X0: 0,
+        UC_ARM64_REG_PC: image.sym("start_kernel"),
+    })  # fmt: skip
+    return kernel
+
+
+def _stack_top(machine: Machine, image: KernelImage, cpu: int) -> int:
+    return machine.physmem.read_u64(image.pa_of(image.sym("cpu_stack_tops")) + 8 * cpu)

@@ -1,0 +1,175 @@
+"""A booted system: machine configuration + RAM + Unicorn machine + kernel,
+ready to run one workload and report on it.  The API tests and the CLI use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from unicorn.arm64_const import UC_ARM64_REG_TTBR1_EL1
+
+from emu.blob.build import shipped_kernel_elf
+from emu.config import MachineConfig
+from emu.hw.cpu import PowerState
+from emu.hw.machine import DEFAULT_QUANTUM, Machine, RunResult
+from emu.hw.pagetable import Geometry, decode_ttbr
+from emu.hw.physmem import PhysMem
+from emu.kernel.boot import BootParams, Kernel, boot
+from emu.kernel.image import load_kernel_image
+from emu.kernel.layout import boot_layout
+
+DEFAULT_MAX_INSTRUCTIONS = 50_000_000
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to run on the machine, beyond the machine itself."""
+
+    ktext: bool = False
+    workload: str = "syscall"
+    iterations: int = 1000
+    max_instructions: int = DEFAULT_MAX_INSTRUCTIONS
+    quantum: int = DEFAULT_QUANTUM
+    migrate_every: int = 0
+    kernel: Path | None = None  # a custom kernel ELF; None: the shipped one
+    data_accesses: bool = False
+
+
+def hexa(value: int) -> str:
+    return f"{value:#x}"
+
+
+class System:
+    """One machine with its kernel booted; ``run()`` then ``report()``."""
+
+    def __init__(self, config: MachineConfig, spec: RunSpec) -> None:
+        self.config = config
+        self.spec = spec
+        self.geometry = Geometry(config.granule, config.va_bits)
+        layout = boot_layout(self.geometry)
+        self.physmem = PhysMem.from_topology(config.topology)
+        self.machine = Machine(config.topology, self.physmem, spec.quantum, spec.data_accesses)
+        if spec.kernel is None:
+            defsyms = {"KIMAGE_VADDR": layout.kimage_vaddr,
+                       "PHYS_OFFSET_LOAD": self.physmem.banks[0].base}  # fmt: skip
+            elf = shipped_kernel_elf(defsyms)
+        else:
+            elf = spec.kernel
+        self.image = load_kernel_image(elf)
+        params = BootParams(ktext=spec.ktext, workload=spec.workload, iterations=spec.iterations)
+        self.kernel: Kernel = boot(self.machine, self.image, self.geometry, params)
+        self.result: RunResult | None = None
+
+    def run(self) -> RunResult:
+        self.result = self.machine.run(self.spec.max_instructions)
+        return self.result
+
+    # ---------------------------------------------------------------- checks
+    def cpu_ttbr1(self, cpu: int) -> int | None:
+        vcpu = self.machine.cpus[cpu]
+        if vcpu.context is None:
+            return None
+        if self.machine.current is vcpu:
+            return self.machine.uc.reg_read(UC_ARM64_REG_TTBR1_EL1)
+        return vcpu.context.reg_read(UC_ARM64_REG_TTBR1_EL1)
+
+    def copies_identical(self) -> bool:
+        repl = self.kernel.replication
+        stext_pa = self.image.pa_of(self.image.sym("_stext"))
+        original = self.physmem.read(stext_pa, repl.copy_size)
+        return all(
+            self.physmem.read(copy, repl.copy_size) == original
+            for copy in repl.text_copies
+            if copy is not None
+        )
+
+    def roots_differ_only_in_kernel_slots(self) -> bool:
+        repl = self.kernel.replication
+        entries = self.geometry.top_entries
+        base, end = repl.kidx
+        root0 = [self.physmem.read_u64(repl.pgd_phys[0] + 8 * i) for i in range(entries)]
+        for pgd in repl.pgd_phys[1:]:
+            for index in range(entries):
+                if base <= index <= end:
+                    continue
+                if self.physmem.read_u64(pgd + 8 * index) != root0[index]:
+                    return False
+        return True
+
+    def ttbr1_matches_node(self) -> bool:
+        repl = self.kernel.replication
+        for vcpu in self.machine.cpus:
+            ttbr1 = self.cpu_ttbr1(vcpu.index)
+            if ttbr1 is None or decode_ttbr(ttbr1).baddr != repl.pgd_phys[vcpu.node]:
+                return False
+        return True
+
+    # ---------------------------------------------------------------- report
+    def report(self) -> dict:
+        """One RUN of the ``{"runs": [...]}`` report (field names are a contract)."""
+        topology = self.config.topology
+        image = self.image
+        repl = self.kernel.replication
+        cpus = []
+        for vcpu in self.machine.cpus:
+            counts = self.machine.accounting.counts(vcpu.index)
+            ttbr1 = self.cpu_ttbr1(vcpu.index)
+            cpus.append({
+                "cpu": vcpu.index,
+                "node": vcpu.node,
+                "ttbr1": hexa(ttbr1) if ttbr1 is not None else None,
+                "online": vcpu.context is not None,
+                "powered_on": vcpu.power is PowerState.ON,
+                "instructions": counts.instructions,
+                "kernel_fetches_by_node": list(counts.kernel_fetches_by_node),
+                "fetches_by_node": list(counts.fetches_by_node),
+            })  # fmt: skip
+        nodes = [
+            {"node": node, "pgd": hexa(repl.pgd_phys[node]),
+             "text_pa": hexa(repl.node_text_pa(node, image))}
+            for node in range(topology.nodes)
+        ]  # fmt: skip
+        result = self.result
+        return {
+            "machine": {
+                "name": topology.name,
+                "nodes": topology.nodes,
+                "cpus_per_node": topology.cpus_per_node,
+                "granule": self.geometry.granule,
+                "va_bits": self.geometry.va_bits,
+                "levels": self.geometry.levels,
+                "distances": [list(row) for row in topology.distances],
+            },
+            "kernel": {
+                "path": str(image.path),
+                "kimage_vaddr": hexa(image.kimage_vaddr),
+                "stext": hexa(image.sym("_stext")),
+                "etext": hexa(image.sym("_etext")),
+                "end_rodata": hexa(image.sym("__end_rodata")),
+            },
+            "ktext": repl.enabled,
+            "ktext_requested": self.spec.ktext,
+            "ktext_message": repl.message,
+            "workload": self.spec.workload,
+            "stop_reason": result.reason.value if result else None,
+            "instructions": result.instructions if result else 0,
+            "cpus": cpus,
+            "nodes": nodes,
+            "checks": {
+                "copies_identical": self.copies_identical(),
+                "roots_differ_only_in_kernel_slots": self.roots_differ_only_in_kernel_slots(),
+                "ttbr1_matches_node": self.ttbr1_matches_node(),
+            },
+            "console": list(self.machine.console),
+        }
+
+    def close(self) -> None:
+        self.physmem.close()
+
+
+def default_system(**overrides: object) -> System:
+    from emu.config import machine_config
+
+    config = machine_config()
+    return System(config, RunSpec(**overrides))  # type: ignore[arg-type]
