@@ -5,6 +5,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         # optional: without a compiler the emulator falls back to a Python hook
-        Extension("emu.hw._accel", ["emu/hw/_accel.c"], optional=True),
+        Extension(
+            "emu.hw._accel", ["emu/hw/_accel.c"], depends=["emu/hw/accel.h"], optional=True
+        ),
     ]
 )

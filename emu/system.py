@@ -34,6 +34,7 @@ class RunSpec:
     migrate_every: int = 0
     kernel: Path | None = None  # a custom kernel ELF; None: the shipped one
     data_accesses: bool = False
+    cpu_features: tuple[str, ...] = ()
 
 
 def hexa(value: int) -> str:
@@ -57,7 +58,12 @@ class System:
         else:
             elf = spec.kernel
         self.image = load_kernel_image(elf)
-        params = BootParams(ktext=spec.ktext, workload=spec.workload, iterations=spec.iterations)
+        params = BootParams(
+            ktext=spec.ktext,
+            workload=spec.workload,
+            iterations=spec.iterations,
+            cpu_features=frozenset(spec.cpu_features),
+        )
         self.kernel: Kernel = boot(self.machine, self.image, self.geometry, params)
         self.result: RunResult | None = None
 

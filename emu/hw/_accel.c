@@ -16,29 +16,9 @@
 #include <Python.h>
 #include <stdint.h>
 
-typedef struct {
-    uint64_t *counters;      /* current CPU's fetch row, indexed by slot */
-    uint64_t *keys;          /* open-addressing table: VA page + 1, 0 = empty */
-    uint32_t *slots;         /* slot of each key: node * 2 + kind */
-    uint64_t mask;           /* table size - 1 (size is a power of two) */
-    uint64_t last_block;     /* VA of the last block entered */
-    uint32_t last_size;      /* its size in bytes */
-    uint32_t last_slot;      /* where it was charged; UINT32_MAX none, -1 unknown */
-    uint64_t unknown;        /* instructions on pages never filled (must stay 0) */
-    uint64_t *data_counters; /* current CPU's data row: node * 2 + is_write */
-    uint64_t ram_base;       /* PA of node 0's bank */
-    uint64_t bank_size;      /* bytes per node bank */
-    uint64_t n_nodes;
-    uint64_t data_unknown;   /* data accesses outside RAM */
-    uint64_t cached_key;     /* one-entry cache in front of the table */
-    uint32_t cached_slot;
-    uint32_t pad;
-} acct_t;
 
-static inline uint64_t page_hash(uint64_t key) {
-    /* Fibonacci hashing spreads the consecutive page numbers of a text range. */
-    return key * 0x9E3779B97F4A7C15ull >> 17;
-}
+#include "accel.h"
+
 
 void acct_block(void *uc, uint64_t address, uint32_t size, void *user) {
     acct_t *a = (acct_t *)user;
@@ -48,24 +28,18 @@ void acct_block(void *uc, uint64_t address, uint32_t size, void *user) {
     if (key == a->cached_key) {
         slot = a->cached_slot;
     } else {
-        uint64_t i = page_hash(key) & a->mask;
-        for (;;) {
-            uint64_t k = a->keys[i];
-            if (k == key) {
-                slot = a->slots[i];
-                break;
-            }
-            if (k == 0) {
-                a->unknown += size >> 2;
-                a->last_block = address;
-                a->last_size = size;
-                a->last_slot = UINT32_MAX - 1; /* "unknown", see settle() */
-                return;
-            }
-            i = (i + 1) & a->mask;
+        int64_t i = acct_find(a, address);
+        if (i < 0) {
+            a->unknown += size >> 2;
+            a->last_block = address;
+            a->last_size = size;
+            a->last_slot = UINT32_MAX - 1; /* "unknown", see settle() */
+            return;
         }
+        slot = a->slots[i];
         a->cached_key = key;
         a->cached_slot = slot;
+        a->cached_pa = a->pas[i];
     }
     a->counters[slot] += size >> 2;
     a->last_block = address;

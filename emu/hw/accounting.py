@@ -51,6 +51,8 @@ class _AcctState(ctypes.Structure):
         ("cached_key", ctypes.c_uint64),
         ("cached_slot", ctypes.c_uint32),
         ("pad", ctypes.c_uint32),
+        ("pas", _u64p),
+        ("cached_pa", ctypes.c_uint64),
     ]
 
 
@@ -97,12 +99,14 @@ class Accounting:
         size = 1 << table_bits
         self._keys = (ctypes.c_uint64 * size)()
         self._slots = (ctypes.c_uint32 * size)()
+        self._pas = (ctypes.c_uint64 * size)()
         self._capacity = size // 2  # keep probes short: clear at half load
-        self._pages: dict[int, int] = {}  # mirror of the table: key -> slot
+        self._pages: dict[int, tuple[int, int]] = {}  # mirror: key -> (slot, PA page)
         self.state = _AcctState()
         state = self.state
         state.keys = ctypes.cast(self._keys, _u64p)
         state.slots = ctypes.cast(self._slots, _u32p)
+        state.pas = ctypes.cast(self._pas, _u64p)
         state.mask = size - 1
         state.last_slot = NO_SLOT
         state.ram_base = ram_base
@@ -147,8 +151,8 @@ class Accounting:
         self.state.data_counters = ctypes.cast(ctypes.addressof(self._data) + offset, _u64p)
         self.state.last_slot = NO_SLOT
 
-    def record(self, va: int, node: int, kind: int) -> bool:
-        """Remember that the 4 KiB page of ``va`` is fetched from ``node`` as ``kind``.
+    def record(self, va: int, pa: int, node: int, kind: int) -> bool:
+        """Remember that the 4 KiB page of ``va`` is ``pa``'s, on ``node``, of ``kind``.
 
         Returns False when the table had to be emptied to make room: the
         caller must then flush Unicorn's TLB so every live page is recorded
@@ -156,13 +160,14 @@ class Accounting:
         """
         key = (va >> QEMU_PAGE_SHIFT) + 1
         slot = node * KINDS + kind
-        if self._pages.get(key) == slot:
+        pa_page = pa >> QEMU_PAGE_SHIFT
+        if self._pages.get(key) == (slot, pa_page):
             return True
         complete = True
         if key not in self._pages and len(self._pages) >= self._capacity:
             self.clear_pages()
             complete = False
-        self._pages[key] = slot
+        self._pages[key] = (slot, pa_page)
         mask = self.state.mask
         index = ((key * _HASH_MULT) & _MASK64) >> 17 & mask
         keys = self._keys
@@ -170,6 +175,7 @@ class Accounting:
             index = (index + 1) & mask
         keys[index] = key
         self._slots[index] = slot
+        self._pas[index] = pa_page
         self.state.cached_key = 0  # the one-entry cache may hold the old slot
         return complete
 
@@ -222,12 +228,13 @@ class Accounting:
     # Fallback hooks with the semantics of _accel.c, for hosts without a compiler.
     def _python_block_hook(self, uc: Uc, address: int, size: int, _user: object) -> None:
         state = self.state
-        slot = self._pages.get((address >> QEMU_PAGE_SHIFT) + 1)
+        entry = self._pages.get((address >> QEMU_PAGE_SHIFT) + 1)
         state.last_block, state.last_size = address, size
-        if slot is None:
+        if entry is None:
             state.unknown += size >> 2
             state.last_slot = NO_SLOT - 1
             return
+        slot = entry[0]
         self._fetch[self._cpu * self._row + slot] += size >> 2
         state.last_slot = slot
 

@@ -144,6 +144,8 @@ class Machine:
         self._stop_quantum = False
         self.total_instructions = 0
         self.tlbi_hooks: list[Callable[[VCpu, Sequence[VCpu], str, int | None], None]] = []
+        # Called with the CPU just put on the engine (e.g. a cache model's select_cpu).
+        self.switch_listeners: list[Callable[[VCpu], None]] = []
 
     # ------------------------------------------------------------------ CPUs
     def power_on(self, cpu: int, registers: RegisterSet) -> None:
@@ -187,6 +189,8 @@ class Machine:
         self.accounting.select_cpu(cpu.index)
         self.mmu.cpu = cpu
         self.current = cpu
+        for listener in self.switch_listeners:
+            listener(cpu)
 
     def save_current(self) -> None:
         if self.current is not None and self.current.context is not None:

@@ -106,7 +106,7 @@ class Mmu:
         # Unicorn asks for its own page (va is aligned to it): give the exact PA.
         entry.paddr = hit.pa | (va & ~PAGE_MASK)
         entry.perms = perms
-        if not self.accounting.record(va, hit.node, hit.kind):
+        if not self.accounting.record(va, hit.pa, hit.node, hit.kind):
             self.on_accounting_reset()
         return True
 
@@ -120,7 +120,7 @@ class Mmu:
             return False
         entry.paddr = va
         entry.perms = UC_PROT_READ | UC_PROT_WRITE | UC_PROT_EXEC
-        if not self.accounting.record(va, node, self._kind(va)):
+        if not self.accounting.record(va, va, node, self._kind(va)):
             self.on_accounting_reset()
         return True
 

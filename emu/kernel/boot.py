@@ -56,6 +56,7 @@ class BootParams:
     workload: str = "syscall"
     iterations: int = 1000  # per task; 0 runs until the instruction limit
     rodata_prot: Prot = PAGE_KERNEL  # what the series maps the rodata copies with
+    cpu_features: frozenset[str] = frozenset()  # emulated CPU capabilities (--cpu-features)
 
 
 @dataclass

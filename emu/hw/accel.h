@@ -1,0 +1,52 @@
+/*
+ * The accounting state shared by the C hooks (see _accel.c and
+ * emu/hw/accounting.py, which owns it and mirrors this layout in ctypes).
+ *
+ * The page table maps every 4 KiB virtual page the current CPU has had
+ * filled to a slot (node * 2 + kind) and to its physical page, so another
+ * C hook (a cache model, say) can find the PA of an instruction fetch.
+ */
+#ifndef KTEXT_EMU_ACCEL_H
+#define KTEXT_EMU_ACCEL_H
+
+#include <stdint.h>
+
+typedef struct {
+    uint64_t *counters;      /* current CPU's fetch row, indexed by slot */
+    uint64_t *keys;          /* open-addressing table: VA page + 1, 0 = empty */
+    uint32_t *slots;         /* slot of each key: node * 2 + kind */
+    uint64_t mask;           /* table size - 1 (size is a power of two) */
+    uint64_t last_block;     /* VA of the last block entered */
+    uint32_t last_size;      /* its size in bytes */
+    uint32_t last_slot;      /* where it was charged; UINT32_MAX none, -1 unknown */
+    uint64_t unknown;        /* instructions on pages never filled (must stay 0) */
+    uint64_t *data_counters; /* current CPU's data row: node * 2 + is_write */
+    uint64_t ram_base;       /* PA of node 0's bank */
+    uint64_t bank_size;      /* bytes per node bank */
+    uint64_t n_nodes;
+    uint64_t data_unknown;   /* data accesses outside RAM */
+    uint64_t cached_key;     /* one-entry cache in front of the table */
+    uint32_t cached_slot;
+    uint32_t pad;
+    uint64_t *pas;           /* physical page (PA >> 12) of each key */
+    uint64_t cached_pa;
+} acct_t;
+
+static inline uint64_t acct_page_hash(uint64_t key) {
+    /* Fibonacci hashing spreads the consecutive page numbers of a text range. */
+    return key * 0x9E3779B97F4A7C15ull >> 17;
+}
+
+/* Index of the VA page of `address` in the table, or -1 if never filled. */
+static inline int64_t acct_find(const acct_t *a, uint64_t address) {
+    uint64_t key = (address >> 12) + 1;
+    uint64_t i = acct_page_hash(key) & a->mask;
+    for (;;) {
+        uint64_t k = a->keys[i];
+        if (k == key) return (int64_t)i;
+        if (k == 0) return -1;
+        i = (i + 1) & a->mask;
+    }
+}
+
+#endif
