@@ -33,7 +33,13 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     commands.add_symbols_parser(sub)
 
 
-COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [_add_build]
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    from emu import run
+
+    run.add_run_parser(sub)
+
+
+COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_build]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ from emu.hw.physmem import PhysMem
 from emu.kernel.boot import BootParams, Kernel, boot
 from emu.kernel.image import load_kernel_image
 from emu.kernel.layout import boot_layout
+from emu.kernel.sched import Scheduler
 
 DEFAULT_MAX_INSTRUCTIONS = 50_000_000
 
@@ -35,6 +36,7 @@ class RunSpec:
     kernel: Path | None = None  # a custom kernel ELF; None: the shipped one
     data_accesses: bool = False
     cpu_features: tuple[str, ...] = ()
+    extra_sources: tuple[Path, ...] = ()  # user .S files linked into the shipped kernel
 
 
 def hexa(value: int) -> str:
@@ -54,7 +56,7 @@ class System:
         if spec.kernel is None:
             defsyms = {"KIMAGE_VADDR": layout.kimage_vaddr,
                        "PHYS_OFFSET_LOAD": self.physmem.banks[0].base}  # fmt: skip
-            elf = shipped_kernel_elf(defsyms)
+            elf = shipped_kernel_elf(defsyms, spec.extra_sources)
         else:
             elf = spec.kernel
         self.image = load_kernel_image(elf)
@@ -65,10 +67,14 @@ class System:
             cpu_features=frozenset(spec.cpu_features),
         )
         self.kernel: Kernel = boot(self.machine, self.image, self.geometry, params)
+        self.scheduler = Scheduler(self.machine, spec.migrate_every)
         self.result: RunResult | None = None
 
-    def run(self) -> RunResult:
-        self.result = self.machine.run(self.spec.max_instructions)
+    def run(self, max_instructions: int | None = None) -> RunResult:
+        """Run until every CPU is off or the instruction limit (cumulative) is reached."""
+        limit = self.spec.max_instructions if max_instructions is None else max_instructions
+        on_quantum = self.scheduler.on_quantum if self.spec.migrate_every else None
+        self.result = self.machine.run(limit, on_quantum)
         return self.result
 
     # ---------------------------------------------------------------- checks
@@ -162,6 +168,8 @@ class System:
             "instructions": result.instructions if result else 0,
             "cpus": cpus,
             "nodes": nodes,
+            "tasks": self.scheduler.report(),
+            "migrations": self.scheduler.migrations,
             "checks": {
                 "copies_identical": self.copies_identical(),
                 "roots_differ_only_in_kernel_slots": self.roots_differ_only_in_kernel_slots(),

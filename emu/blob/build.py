@@ -113,21 +113,35 @@ def toolchain_version() -> str:
     return f"ktext-emu {emu.__version__}; keystone {ks}; blob {digest.hexdigest()[:16]}"
 
 
-def build_key(blob_dir: Path, script: Path, defsyms: Mapping[str, int] | None = None) -> str:
-    """The hash naming a cached build of ``blob_dir`` with ``script`` and ``defsyms``."""
+def build_key(
+    blob_dir: Path,
+    script: Path,
+    defsyms: Mapping[str, int] | None = None,
+    extra: Sequence[Path] = (),
+) -> str:
+    """The hash naming a cached build of ``blob_dir`` (+ ``extra``) with ``script`` and ``defsyms``."""
     digest = hashlib.sha256()
     digest.update(toolchain_version().encode())
     for path in sorted(p for p in blob_dir.rglob("*") if p.is_file()):
         digest.update(b"\0file\0" + str(path.relative_to(blob_dir)).encode() + b"\0")
         digest.update(path.read_bytes())
+    for path in extra:
+        digest.update(b"\0extra\0" + str(Path(path).resolve()).encode() + b"\0")
+        try:
+            digest.update(Path(path).read_bytes())
+        except OSError as err:
+            raise BlobError(f"cannot read {path}: {err.strerror or err}") from err
     digest.update(b"\0script\0" + script.read_bytes())
     for name, value in sorted((defsyms or {}).items()):
         digest.update(f"\0defsym\0{name}={value & ((1 << 64) - 1):#x}".encode())
     return digest.hexdigest()
 
 
-def shipped_kernel_elf(defsyms: Mapping[str, int] | None = None) -> Path:
-    """The shipped kernel as an ELF file, built on first use and cached.
+def shipped_kernel_elf(
+    defsyms: Mapping[str, int] | None = None, extra: Sequence[Path] = ()
+) -> Path:
+    """The shipped kernel (plus ``extra`` user sources) as an ELF file, built on
+    first use and cached.
 
     A cached file is reused only if it still reads as a valid image; a
     corrupt one is rebuilt.
@@ -135,7 +149,7 @@ def shipped_kernel_elf(defsyms: Mapping[str, int] | None = None) -> Path:
     blob_dir, script = kernel_blob_dir(), default_script()
     if not kernel_sources(blob_dir):
         raise BlobError(f"no kernel sources (*.S) in {blob_dir}")
-    key = build_key(blob_dir, script, defsyms)
+    key = build_key(blob_dir, script, defsyms, extra)
     directory = cache_dir()
     path = directory / f"kernel-{key[:24]}.elf"
     if path.is_file():
@@ -144,7 +158,7 @@ def shipped_kernel_elf(defsyms: Mapping[str, int] | None = None) -> Path:
             return path
         except ElfError:
             pass  # rebuilt below
-    image = build_kernel(None, script, (), defsyms)
+    image = build_kernel(None, script, extra, defsyms)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -1,0 +1,162 @@
+"""Tasks and migration: which task runs on which CPU, and moving tasks
+between nodes every N instructions (``--migrate-every``).
+
+The synthetic kernel runs one task per CPU and never schedules by itself;
+the host plays the scheduler's load balancer.  A task is everything a
+context switch moves (general registers, PC, PSTATE, both stack pointers
+and the exception registers); the CPU keeps what is per CPU (TTBR1 with its
+node's root, TPIDR_EL1, VBAR, TCR, SCTLR).  A task may be moved at any
+instruction, in user or kernel mode: it keeps its virtual PC, and its next
+kernel fetch comes from the new node's copy.  Per-task fetch counts follow
+the task across CPUs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from unicorn.arm64_const import (
+    UC_ARM64_REG_ELR_EL1,
+    UC_ARM64_REG_ESR_EL1,
+    UC_ARM64_REG_FAR_EL1,
+    UC_ARM64_REG_NZCV,
+    UC_ARM64_REG_PC,
+    UC_ARM64_REG_PSTATE,
+    UC_ARM64_REG_SP,
+    UC_ARM64_REG_SP_EL0,
+    UC_ARM64_REG_SP_EL1,
+    UC_ARM64_REG_TPIDR_EL0,
+    UC_ARM64_REG_TTBR0_EL1,
+    UC_ARM64_REG_X0,
+    UC_ARM64_REG_X29,
+    UC_ARM64_REG_X30,
+)
+
+from emu.hw.cpu import SPSR_EL1, PowerState, read_sysreg, write_sysreg
+from emu.hw.machine import Machine
+
+_GPRS = [UC_ARM64_REG_X0 + i for i in range(29)] + [UC_ARM64_REG_X29, UC_ARM64_REG_X30]
+# Written in this order: PSTATE before the stack pointers, and SPSR (a system
+# register) last, because that write makes Unicorn recompute the current EL.
+_TASK_REGS = [
+    *_GPRS, UC_ARM64_REG_PC, UC_ARM64_REG_PSTATE, UC_ARM64_REG_NZCV, UC_ARM64_REG_SP,
+    UC_ARM64_REG_SP_EL0, UC_ARM64_REG_SP_EL1, UC_ARM64_REG_ELR_EL1, UC_ARM64_REG_ESR_EL1,
+    UC_ARM64_REG_FAR_EL1, UC_ARM64_REG_TPIDR_EL0, UC_ARM64_REG_TTBR0_EL1,
+]  # fmt: skip
+
+
+@dataclass
+class Task:
+    """A workload thread; ``cpu`` is where it runs now."""
+
+    tid: int
+    cpu: int
+    history: list[int] = field(default_factory=list)  # every CPU it ran on, in order
+    kernel_fetches_by_node: list[int] = field(default_factory=list)
+    fetches_by_node: list[int] = field(default_factory=list)
+
+
+class Scheduler:
+    """One task per CPU at boot; moves tasks across nodes on request."""
+
+    def __init__(self, machine: Machine, migrate_every: int = 0) -> None:
+        self.machine = machine
+        self.migrate_every = migrate_every
+        nodes = machine.topology.nodes
+        self.tasks = [
+            Task(cpu.index, cpu.index, [cpu.index], [0] * nodes, [0] * nodes)
+            for cpu in machine.cpus
+        ]
+        self.task_on_cpu = list(range(len(machine.cpus)))
+        self.migrations = 0
+        self._next = migrate_every
+        self._snapshot = [self._cpu_counts(cpu.index) for cpu in machine.cpus]
+
+    def _cpu_counts(self, cpu: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        counts = self.machine.accounting.counts(cpu)
+        return counts.kernel_fetches_by_node, counts.fetches_by_node
+
+    def charge(self) -> None:
+        """Give each task the fetches its CPU made since the last charge."""
+        for cpu in self.machine.cpus:
+            kernel_now, all_now = self._cpu_counts(cpu.index)
+            kernel_then, all_then = self._snapshot[cpu.index]
+            task = self.tasks[self.task_on_cpu[cpu.index]]
+            for node, (now, then) in enumerate(zip(kernel_now, kernel_then, strict=True)):
+                task.kernel_fetches_by_node[node] += now - then
+            for node, (now, then) in enumerate(zip(all_now, all_then, strict=True)):
+                task.fetches_by_node[node] += now - then
+            self._snapshot[cpu.index] = (kernel_now, all_now)
+
+    def on_quantum(self) -> None:
+        """Machine.run's per-quantum callback: migrate when the time has come."""
+        if self.migrate_every and self.machine.total_instructions >= self._next:
+            self._next = self.machine.total_instructions + self.migrate_every
+            self.migrate()
+
+    def migrate(self) -> int:
+        """Move tasks to the next node; returns how many tasks moved.
+
+        CPUs that hold the same position within their nodes form a ring
+        across nodes, and each ring of running CPUs rotates by one: every
+        move crosses a node boundary and no task is lost or duplicated.
+        CPUs that are off take no part.
+        """
+        machine = self.machine
+        topology = machine.topology
+        if topology.nodes < 2:
+            return 0
+        self.charge()
+        machine.save_current()
+        rings: dict[int, list[int]] = {}
+        for cpu in machine.cpus:
+            if cpu.power is PowerState.ON and cpu.context is not None:
+                rings.setdefault(cpu.index % topology.cpus_per_node, []).append(cpu.index)
+        moves = 0
+        placement = list(self.task_on_cpu)
+        for ring in rings.values():
+            if len(ring) < 2:
+                continue
+            states = [self._read_task(cpu) for cpu in ring]
+            for position, source in enumerate(ring):
+                target = ring[(position + 1) % len(ring)]
+                self._write_task(target, states[position])
+                placement[target] = self.task_on_cpu[source]
+                moves += 1
+        self.task_on_cpu = placement
+        for cpu, tid in enumerate(self.task_on_cpu):
+            task = self.tasks[tid]
+            if task.cpu != cpu:
+                task.cpu = cpu
+                task.history.append(cpu)
+        machine.current = None  # the engine holds a stale context now
+        if moves:
+            self.migrations += 1
+        return moves
+
+    def _read_task(self, cpu: int) -> list[int]:
+        uc = self.machine.uc
+        uc.context_restore(self.machine.cpus[cpu].context)
+        return [uc.reg_read(reg) for reg in _TASK_REGS] + [read_sysreg(uc, SPSR_EL1)]
+
+    def _write_task(self, cpu: int, state: list[int]) -> None:
+        uc = self.machine.uc
+        context = self.machine.cpus[cpu].context
+        uc.context_restore(context)
+        for reg, value in zip(_TASK_REGS, state, strict=False):
+            uc.reg_write(reg, value)
+        write_sysreg(uc, SPSR_EL1, state[-1])
+        uc.context_update(context)
+
+    def report(self) -> list[dict]:
+        self.charge()
+        return [
+            {
+                "task": task.tid,
+                "cpu": task.cpu,
+                "cpu_history": list(task.history),
+                "kernel_fetches_by_node": list(task.kernel_fetches_by_node),
+                "fetches_by_node": list(task.fetches_by_node),
+            }
+            for task in self.tasks
+        ]

@@ -1,0 +1,85 @@
+"""The report a run produces: the ``{"runs": [RUN, ...]}`` JSON document and
+the table printed for people.
+
+Results and timings are kept apart: everything under ``runs`` depends only on
+the inputs (byte-identical from one run to the next); host timings go under
+``timings``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from emu.fileio import atomic_write_text
+
+REPORT_VERSION = 1
+
+
+def make_report(runs: Sequence[dict], timings: Sequence[dict], complete: bool = True) -> dict:
+    return {
+        "ktext_emu_report": REPORT_VERSION,
+        "complete": complete,
+        "runs": list(runs),
+        "timings": list(timings),
+    }
+
+
+def write_json(path: str | Path, report: dict) -> None:
+    atomic_write_text(path, json.dumps(report, indent=2, sort_keys=False) + "\n")
+
+
+def local_kernel_share(run: dict, node: int) -> float | None:
+    """Share of kernel-text fetches of ``node``'s CPUs served by ``node`` itself."""
+    local = total = 0
+    for cpu in run["cpus"]:
+        if cpu["node"] == node:
+            local += cpu["kernel_fetches_by_node"][node]
+            total += sum(cpu["kernel_fetches_by_node"])
+    return None if total == 0 else local / total
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:6.1f}%"
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "NO"
+
+
+def format_report(report: dict) -> str:
+    """The comparison table for people: per node, for each run side by side."""
+    runs = report["runs"]
+    if not runs:
+        return "no runs"
+    first = runs[0]
+    machine = first["machine"]
+    lines = [
+        f"machine {machine['name']}: {machine['nodes']} nodes x {machine['cpus_per_node']} CPUs, "
+        f"{machine['granule'] // 1024}K pages, {machine['va_bits']}-bit VA "
+        f"({machine['levels']} levels); workload {first['workload']}"
+    ]
+    labels = [("ktext on" if run["ktext"] else "ktext off") for run in runs]
+    for run, label in zip(runs, labels, strict=True):
+        note = f" ({run['ktext_message']})" if run.get("ktext_message") else ""
+        lines.append(
+            f"  {label}: {run['instructions']:,} instructions, {run['stop_reason']}{note}"
+        )
+    header = f"{'node':>4}  {'CPUs':>4}  " + "  ".join(
+        f"{'local kernel fetches (' + label + ')':>32}" for label in labels
+    )
+    lines += ["", header]
+    for node in range(machine["nodes"]):
+        cpus = sum(1 for cpu in first["cpus"] if cpu["node"] == node)
+        shares = "  ".join(f"{_pct(local_kernel_share(run, node)):>32}" for run in runs)
+        lines.append(f"{node:>4}  {cpus:>4}  {shares}")
+    lines.append("")
+    for run, label in zip(runs, labels, strict=True):
+        checks = run["checks"]
+        lines.append(
+            f"checks ({label}): copies identical {_yes(checks['copies_identical'])}, "
+            f"roots differ only in kernel slots {_yes(checks['roots_differ_only_in_kernel_slots'])}, "
+            f"TTBR1 matches node {_yes(checks['ttbr1_matches_node'])}"
+        )
+    return "\n".join(lines)
