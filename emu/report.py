@@ -40,6 +40,12 @@ def local_kernel_share(run: dict, node: int) -> float | None:
     return None if total == 0 else local / total
 
 
+def _label(run: dict) -> str:
+    if run["ktext"]:
+        return "ktext on"
+    return "ktext on, refused" if run.get("ktext_requested") else "ktext off"
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:6.1f}%"
 
@@ -60,7 +66,7 @@ def format_report(report: dict) -> str:
         f"{machine['granule'] // 1024}K pages, {machine['va_bits']}-bit VA "
         f"({machine['levels']} levels); workload {first['workload']}"
     ]
-    labels = [("ktext on" if run["ktext"] else "ktext off") for run in runs]
+    labels = [_label(run) for run in runs]
     for run, label in zip(runs, labels, strict=True):
         note = f" ({run['ktext_message']})" if run.get("ktext_message") else ""
         lines.append(

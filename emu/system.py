@@ -7,11 +7,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from unicorn.arm64_const import UC_ARM64_REG_TTBR1_EL1
+from unicorn import UcError
+from unicorn.arm64_const import (
+    UC_ARM64_REG_PC,
+    UC_ARM64_REG_PSTATE,
+    UC_ARM64_REG_SP,
+    UC_ARM64_REG_TTBR1_EL1,
+    UC_ARM64_REG_X0,
+    UC_ARM64_REG_X29,
+    UC_ARM64_REG_X30,
+)
 
 from emu.blob.build import shipped_kernel_elf
 from emu.config import MachineConfig
-from emu.hw.cpu import PowerState
+from emu.errors import GuestFault, UsageError
+from emu.hw.cpu import PSTATE_EL1H_MASKED, SPSR_EL1, PowerState, read_sysreg, write_sysreg
 from emu.hw.machine import DEFAULT_QUANTUM, Machine, RunResult
 from emu.hw.pagetable import Geometry, decode_ttbr
 from emu.hw.physmem import PhysMem
@@ -76,6 +86,66 @@ class System:
         on_quantum = self.scheduler.on_quantum if self.spec.migrate_every else None
         self.result = self.machine.run(limit, on_quantum)
         return self.result
+
+    def call(
+        self, cpu: int, function: str | int, *args: int, max_instructions: int = 1_000_000
+    ) -> dict[str, int]:
+        """Run a kernel function on ``cpu`` until it returns; its registers after.
+
+        The function runs at EL1 with the CPU's own translation tables (its
+        node's root), arguments in x0-x7.  The CPU's state before the call is
+        restored afterwards, except for its TLB and the memory the function
+        wrote; its instructions are counted like any other.  Returns x0-x30,
+        sp and pc.
+        """
+        machine = self.machine
+        if not 0 <= cpu < len(machine.cpus):
+            raise UsageError(f"no CPU {cpu}: the machine has {len(machine.cpus)}")
+        vcpu = machine.cpus[cpu]
+        if vcpu.context is None and not getattr(vcpu, "entry", None):
+            raise UsageError(f"CPU {cpu} has not been brought up yet: run the machine first")
+        if len(args) > 8:
+            raise UsageError("at most 8 arguments (x0-x7)")
+        address = self.image.sym(function) if isinstance(function, str) else function
+        machine.switch_to(vcpu)
+        uc = machine.uc
+        saved = uc.context_save()
+        # Return into head text, which a call never runs, away from its page's
+        # first word (Unicorn looks at the preceding page when it stops at a
+        # page's first instruction).  Unicorn stops before running it.
+        sentinel = self.image.kimage_vaddr + 0x10
+        try:
+            for index, value in enumerate(args):
+                uc.reg_write(UC_ARM64_REG_X0 + index, value & ((1 << 64) - 1))
+            uc.reg_write(UC_ARM64_REG_X30, sentinel)
+            uc.reg_write(UC_ARM64_REG_PSTATE, PSTATE_EL1H_MASKED)
+            write_sysreg(uc, SPSR_EL1, read_sysreg(uc, SPSR_EL1))  # re-derive the EL
+            machine.mmu.fault = None
+            try:
+                uc.emu_start(address, sentinel, 0, max_instructions)
+            except UcError as err:
+                pc = uc.reg_read(UC_ARM64_REG_PC)
+                pending = machine.mmu.fault
+                what = f"fault at {pending.va:#x}" if pending else str(err)
+                raise GuestFault(
+                    f"CPU {cpu}: {what} in call of {self.kernel.symbolize(address)} "
+                    f"at {pc:#x} <{self.kernel.symbolize(pc)}>"
+                ) from None
+            machine.accounting.settle(uc.reg_read(UC_ARM64_REG_PC))
+            registers = {f"x{i}": uc.reg_read(UC_ARM64_REG_X0 + i) for i in range(29)}
+            registers["x29"] = uc.reg_read(UC_ARM64_REG_X29)
+            registers["x30"] = uc.reg_read(UC_ARM64_REG_X30)
+            registers["sp"] = uc.reg_read(UC_ARM64_REG_SP)
+            registers["pc"] = uc.reg_read(UC_ARM64_REG_PC)
+            if registers["pc"] != sentinel:
+                raise GuestFault(
+                    f"CPU {cpu}: {self.kernel.symbolize(address)} did not return within "
+                    f"{max_instructions} instructions (pc {registers['pc']:#x})"
+                )
+            return registers
+        finally:
+            uc.context_restore(saved)
+            machine.flush_tlb()
 
     # ---------------------------------------------------------------- checks
     def cpu_ttbr1(self, cpu: int) -> int | None:

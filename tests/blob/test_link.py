@@ -488,7 +488,8 @@ def test_kernel_script_defaults_and_defsym_override() -> None:
     assert img.section(".head.text").paddr == 0x40000000
     assert v("_stext") == v("_text") + 0x10000 and v("_etext") == v("_stext") + 0x10000
     assert v("__start_rodata") == v("_etext")
-    assert v("__start_ro_after_init") == v("__start_rodata") + 0x100
+    # kernel.ld page-aligns ro_after_init so the whole of .rodata is replicated
+    assert v("__start_ro_after_init") == v("__start_rodata") + 0x10000
     assert v("swapper_pg_dir") == v("reserved_pg_dir") + 0x10000
     assert v("__end_rodata") == v("swapper_pg_dir") + 0x10000
     for name in (

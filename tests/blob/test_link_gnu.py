@@ -89,7 +89,7 @@ table:
 	.quad	helper
 	.quad	primary_entry + 8
 	.word	table - .
-	.hword	ro_var - .
+	.hword	lit2 - .
 	.hword	small_abs
 	.word	small_abs
 	.quad	other_func - .
