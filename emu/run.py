@@ -74,7 +74,8 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     work.add_argument("--iterations", type=_non_negative, default=DEFAULT_ITERATIONS,
                       metavar="N", help="iterations per task (0: until the instruction limit)")
     work.add_argument("--migrate-every", type=_non_negative, default=0, metavar="N",
-                      help="move tasks to the next node every N instructions (0: never)")
+                      help="move every task to the next node after each CPU ran N more "
+                      "instructions (0: never)")
     work.add_argument("--max-instructions", type=_positive, default=DEFAULT_MAX_INSTRUCTIONS,
                       metavar="N", help="stop after N instructions in all "
                       f"(default {DEFAULT_MAX_INSTRUCTIONS:,})")

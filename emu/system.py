@@ -83,8 +83,8 @@ class System:
     def run(self, max_instructions: int | None = None) -> RunResult:
         """Run until every CPU is off or the instruction limit (cumulative) is reached."""
         limit = self.spec.max_instructions if max_instructions is None else max_instructions
-        on_quantum = self.scheduler.on_quantum if self.spec.migrate_every else None
-        self.result = self.machine.run(limit, on_quantum)
+        on_round = self.scheduler.on_round if self.spec.migrate_every else None
+        self.result = self.machine.run(limit, on_round)
         return self.result
 
     def call(

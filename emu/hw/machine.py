@@ -197,8 +197,12 @@ class Machine:
             self.uc.context_update(self.current.context)
 
     # ------------------------------------------------------------- the loop
-    def run(self, max_instructions: int, on_quantum: Callable[[], None] | None = None) -> RunResult:
-        """Run until every CPU is off or ``max_instructions`` have retired."""
+    def run(self, max_instructions: int, on_round: Callable[[], None] | None = None) -> RunResult:
+        """Run until every CPU is off or ``max_instructions`` have retired.
+
+        Each round gives every powered-on CPU one quantum, in CPU order;
+        ``on_round`` runs after each round (the scheduler migrates there).
+        """
         while True:
             runnable = [cpu for cpu in self.cpus if cpu.power is PowerState.ON]
             if not runnable:
@@ -213,8 +217,8 @@ class Machine:
                     return RunResult(StopReason.INSTRUCTION_LIMIT, self.total_instructions)
                 self.switch_to(cpu)
                 self.run_quantum(cpu, budget)
-                if on_quantum is not None:
-                    on_quantum()
+            if on_round is not None:
+                on_round()
 
     def run_quantum(self, cpu: VCpu, budget: int) -> int:
         """Run ``cpu`` for at most ``budget`` instructions; returns how many ran."""

@@ -1,5 +1,5 @@
 """Tasks and migration: which task runs on which CPU, and moving tasks
-between nodes every N instructions (``--migrate-every``).
+between nodes every N instructions of each CPU's time (``--migrate-every``).
 
 The synthetic kernel runs one task per CPU and never schedules by itself;
 the host plays the scheduler's load balancer.  A task is everything a
@@ -69,7 +69,10 @@ class Scheduler:
         ]
         self.task_on_cpu = list(range(len(machine.cpus)))
         self.migrations = 0
-        self._next = migrate_every
+        self._ran_since_migration = 0
+        if migrate_every:
+            # A quantum never outlasts the migration period.
+            machine.quantum = min(machine.quantum, migrate_every)
         self._snapshot = [self._cpu_counts(cpu.index) for cpu in machine.cpus]
 
     def _cpu_counts(self, cpu: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -88,10 +91,12 @@ class Scheduler:
                 task.fetches_by_node[node] += now - then
             self._snapshot[cpu.index] = (kernel_now, all_now)
 
-    def on_quantum(self) -> None:
-        """Machine.run's per-quantum callback: migrate when the time has come."""
-        if self.migrate_every and self.machine.total_instructions >= self._next:
-            self._next = self.machine.total_instructions + self.migrate_every
+    def on_round(self) -> None:
+        """Machine.run's per-round callback: every CPU has had one more quantum;
+        migrate once each has had ``migrate_every`` instructions of time."""
+        self._ran_since_migration += self.machine.quantum
+        if self.migrate_every and self._ran_since_migration >= self.migrate_every:
+            self._ran_since_migration = 0
             self.migrate()
 
     def migrate(self) -> int:
