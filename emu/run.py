@@ -21,10 +21,11 @@ from emu.errors import EmuError, GuestFault, UsageError
 from emu.hw.machine import DEFAULT_QUANTUM
 from emu.report import format_report, make_report, write_json
 from emu.system import DEFAULT_MAX_INSTRUCTIONS, RunSpec, System
+from emu.workloads import workload_defaults
 
 GRANULES = {"4k": 4096, "16k": 16384, "64k": 65536}
-DEFAULT_WORKLOAD = "syscall"
-DEFAULT_ITERATIONS = 1000
+DEFAULT_WORKLOAD = "dbsim"
+DEFAULT_ITERATIONS = 1000  # for a workload the registry does not know
 
 
 def _non_negative(text: str) -> int:
@@ -71,11 +72,12 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     work = parser.add_argument_group("workload")
     work.add_argument("--workload", default=DEFAULT_WORKLOAD, metavar="NAME",
                       help=f"workload_<NAME> in the kernel (default {DEFAULT_WORKLOAD})")
-    work.add_argument("--iterations", type=_non_negative, default=DEFAULT_ITERATIONS,
-                      metavar="N", help="iterations per task (0: until the instruction limit)")
-    work.add_argument("--migrate-every", type=_non_negative, default=0, metavar="N",
+    work.add_argument("--iterations", type=_non_negative, default=None, metavar="N",
+                      help="iterations per task (0: until the instruction limit; default: "
+                      "the workload's own)")
+    work.add_argument("--migrate-every", type=_non_negative, default=None, metavar="N",
                       help="move every task to the next node after each CPU ran N more "
-                      "instructions (0: never)")
+                      "instructions (0: never; default: the workload's own)")
     work.add_argument("--max-instructions", type=_positive, default=DEFAULT_MAX_INSTRUCTIONS,
                       metavar="N", help="stop after N instructions in all "
                       f"(default {DEFAULT_MAX_INSTRUCTIONS:,})")
@@ -107,13 +109,20 @@ def _config_for(args: argparse.Namespace, extra_cmdline: str) -> MachineConfig:
 
 def run_spec(args: argparse.Namespace, ktext: bool) -> RunSpec:
     features = tuple(f.strip() for f in args.cpu_features.split(",") if f.strip())
+    known = workload_defaults(args.workload)
+    iterations = args.iterations
+    if iterations is None:
+        iterations = known.default_iterations if known else DEFAULT_ITERATIONS
+    migrate_every = args.migrate_every
+    if migrate_every is None:
+        migrate_every = known.migrate_every if known else 0
     return RunSpec(
         ktext=ktext,
         workload=args.workload,
-        iterations=args.iterations,
+        iterations=iterations,
         max_instructions=args.max_instructions,
         quantum=args.quantum,
-        migrate_every=args.migrate_every,
+        migrate_every=migrate_every,
         kernel=args.kernel,
         cpu_features=features,
         extra_sources=tuple(args.add),
@@ -141,6 +150,12 @@ def run_command(args: argparse.Namespace) -> int:
                 raise
             finished = time.perf_counter()
             runs.append(system.report())
+            failed = [(cpu["cpu"], cpu["exit_status"]) for cpu in runs[-1]["cpus"]
+                      if cpu["exit_status"] not in (None, 0)]
+            if failed:
+                cpu, status = failed[0]
+                raise GuestFault(f"workload {args.workload}: the task on CPU {cpu} exited "
+                                 f"with status {status} ({len(failed)} task(s) failed)")
             instructions = runs[-1]["instructions"]
             timings.append({
                 "ktext": runs[-1]["ktext"],

@@ -203,6 +203,7 @@ class System:
                 "ttbr1": hexa(ttbr1) if ttbr1 is not None else None,
                 "online": vcpu.context is not None,
                 "powered_on": vcpu.power is PowerState.ON,
+                "exit_status": vcpu.exit_status,
                 "instructions": counts.instructions,
                 "kernel_fetches_by_node": list(counts.kernel_fetches_by_node),
                 "fetches_by_node": list(counts.fetches_by_node),

@@ -77,6 +77,7 @@ start_kernel:
 	add	x1, x1, :lo12:vectors
 	msr	vbar_el1, x1
 	isb
+	bl	db_init
 	bl	smp_init
 	mov	x0, #0
 	b	cpu_startup_common

@@ -12,7 +12,13 @@ sys_call_table:
 	.quad	sys_exit			// 1
 	.quad	sys_null			// 2
 	.quad	sys_puts			// 3
-	.rept	__NR_syscalls - 4
+	.quad	sys_ni_syscall			// 4
+	.quad	sys_ni_syscall			// 5
+	.quad	sys_ni_syscall			// 6
+	.quad	sys_ni_syscall			// 7
+	.quad	sys_db_lookup			// 8
+	.quad	sys_db_read			// 9
+	.rept	__NR_syscalls - 10
 	.quad	sys_ni_syscall
 	.endr
 	.size	sys_call_table, . - sys_call_table
@@ -39,9 +45,11 @@ sys_getcpu:
 	.size	sys_getcpu, . - sys_getcpu
 
 // void sys_exit(int code): this workload task is done; the CPU powers off.
+// The code rides along in x1 (CPU_OFF ignores it) so the host can report it.
 	.globl	sys_exit
 	.type	sys_exit, %function
 sys_exit:
+	mov	x1, x0
 	ldr	x0, =PSCI_0_2_FN_CPU_OFF
 	smc	#0
 	b	.

@@ -22,3 +22,71 @@ workload_syscall:
 	mov	x8, #__NR_exit
 	svc	#0
 	.size	workload_syscall, . - workload_syscall
+
+// dbsim: a database-like load.  Each query picks a row (a per-task LCG),
+// looks its key up in the kernel's shared hash index (syscall), copies the
+// row out of the kernel buffer into a user buffer on the task's stack
+// (copy_to_user-like syscall), checksums it in user space, and commits
+// (a third syscall, reading rodata and updating shared counters).
+// Returns (in the exit code) nothing; a failed lookup panics through exit(1).
+	.globl	workload_dbsim
+	.type	workload_dbsim, %function
+workload_dbsim:
+	mov	x19, x1				// queries left
+	ldr	x9, =0x9e3779b9
+	madd	x20, x0, x9, x9			// per-task LCG state
+	ldr	x21, =6364136223846793005
+	ldr	x22, =1442695040888963407
+	ldr	x23, =DB_KEY_MULT
+	mov	x24, #0				// checksum
+	sub	sp, sp, #DB_ROW_BYTES
+1:	madd	x20, x20, x21, x22
+	lsr	x25, x20, #33
+	and	x25, x25, #(DB_ROWS - 1)	// row
+	mul	x0, x25, x23
+	and	x0, x0, #0xffffffff		// its key
+	mov	x8, #__NR_db_lookup
+	svc	#0
+	cmp	x0, x25
+	b.ne	9f
+	mov	x1, sp
+	mov	x2, #DB_ROW_BYTES
+	mov	x8, #__NR_db_read
+	svc	#0
+	mov	x3, sp
+	mov	x4, #(DB_ROW_BYTES / 16)
+2:	ldp	x5, x6, [x3], #16
+	eor	x24, x24, x5
+	add	x24, x24, x6
+	subs	x4, x4, #1
+	b.ne	2b
+	mov	x0, x24
+	mov	x8, #__NR_null
+	svc	#0
+	cbz	x19, 1b				// 0 queries: run until stopped
+	subs	x19, x19, #1
+	b.ne	1b
+	mov	x0, #0
+	b	3f
+9:	mov	x0, #1				// the index lost a row
+3:	mov	x8, #__NR_exit
+	svc	#0
+	.size	workload_dbsim, . - workload_dbsim
+
+// migrate: getcpu/null round trips meant to run under continuous migration
+// (the host moves every task to the next node; see emu/workloads.py).
+	.globl	workload_migrate
+	.type	workload_migrate, %function
+workload_migrate:
+	mov	x19, x1
+1:	mov	x8, #__NR_getcpu
+	svc	#0
+	mov	x8, #__NR_null
+	svc	#0
+	cbz	x19, 1b
+	subs	x19, x19, #1
+	b.ne	1b
+	mov	x0, #0
+	mov	x8, #__NR_exit
+	svc	#0
+	.size	workload_migrate, . - workload_migrate

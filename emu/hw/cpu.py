@@ -71,6 +71,7 @@ class VCpu:
     tlb: dict[int, TlbEntry] = field(default_factory=dict)
     exceptions: int = 0
     tlbi_count: int = 0
+    exit_status: int | None = None  # what the task passed to exit() before CPU_OFF
 
 
 def read_sysreg(uc: Uc, reg: tuple[int, int, int, int, int]) -> int:

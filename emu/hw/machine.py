@@ -320,6 +320,7 @@ class Machine:
         elif function == fw.PSCI_CPU_ON_64:
             result = self._psci_cpu_on(x1, x2, x3)
         elif function == fw.PSCI_CPU_OFF:
+            cpu.exit_status = x1
             self.power_off(cpu.index)
             self._stop_quantum = True
             uc.emu_stop()
