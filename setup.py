@@ -8,5 +8,9 @@ setup(
         Extension(
             "emu.hw._accel", ["emu/hw/_accel.c"], depends=["emu/hw/accel.h"], optional=True
         ),
+        # the detailed cost model's caches; without it cachemodel.py simulates in Python
+        Extension(
+            "emu.hw._cachesim", ["emu/hw/_cachesim.c"], depends=["emu/hw/accel.h"], optional=True
+        ),
     ]
 )

@@ -16,10 +16,29 @@ Machine file schema (presets in emu/hw/presets/ use the same one)::
     cpus_per_node = 80        # the real machine's CPUs per node
     source = "..."            # where the figures come from
 
-    [latency]                 # optional; all three keys required
+    [latency]                 # optional; local_ns and source required
     local_ns = 90.0
-    remote_ns = 140.0
-    source = "..."            # the citation for the two figures
+    remote_ns = 140.0         # optional: without it remote = local_ns x distance / 10
+    remote_distance = 20      # optional: the SLIT distance remote_ns was measured at
+    source = "..."            # the citation for the figures
+
+    [cost]                    # optional, all keys required: the fast cost model
+    clock_ghz = 3.0
+    base_cpi = 1.0
+    icache_hit_rate = 0.99    # share of instruction fetches served on chip
+    dcache_hit_rate = 0.95    # share of data accesses served on chip
+    source = "..."
+
+    [cache]                   # optional, all keys required: the detailed cache model
+    line_bytes = 64
+    l1i_kib = 64
+    l1i_ways = 4
+    l1d_kib = 64
+    l1d_ways = 4
+    llc_kib = 32768           # per node
+    llc_ways = 16
+    llc_hit_ns = 30.0
+    source = "..."
 
 Any other table or key, a value of the wrong type, malformed TOML or an
 unreadable file is a ConfigError naming the file and the key or line.
@@ -37,7 +56,14 @@ from importlib import resources
 from pathlib import Path
 
 from emu.errors import ConfigError
-from emu.hw.topology import MIB, MemoryLatency, Topology, regular_distances
+from emu.hw.topology import (
+    MIB,
+    CacheGeometry,
+    CoreCost,
+    MemoryLatency,
+    Topology,
+    regular_distances,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -64,9 +90,20 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "distances": "matrix",
     },
     "hardware": {"cpus_per_node": "integer", "source": "string"},
-    "latency": {"local_ns": "number", "remote_ns": "number", "source": "string"},
+    "latency": {"local_ns": "number", "remote_ns": "number", "remote_distance": "integer",
+                "source": "string"},
+    "cost": {"clock_ghz": "number", "base_cpi": "number", "icache_hit_rate": "number",
+             "dcache_hit_rate": "number", "source": "string"},
+    "cache": {"line_bytes": "integer", "l1i_kib": "integer", "l1i_ways": "integer",
+              "l1d_kib": "integer", "l1d_ways": "integer", "llc_kib": "integer",
+              "llc_ways": "integer", "llc_hit_ns": "number", "source": "string"},
 }
-_REQUIRED = {"machine": ("nodes", "cpus_per_node"), "latency": ("local_ns", "remote_ns", "source")}
+_REQUIRED = {
+    "machine": ("nodes", "cpus_per_node"),
+    "latency": ("local_ns", "source"),
+    "cost": tuple(_SCHEMA["cost"]),  # every key
+    "cache": tuple(_SCHEMA["cache"]),
+}
 
 
 # -- run configuration ----------------------------------------------------
@@ -215,11 +252,16 @@ def topology_from_toml(text: str, origin: str, default_name: str = "machine") ->
     if "machine" not in doc:
         raise ConfigError(f"{origin}: missing [machine] table")
     machine, hardware = doc["machine"], doc.get("hardware", {})
-    latency = None
+    latency = cost = cache = None
     try:
         if "latency" in doc:
             lat = doc["latency"]
-            latency = MemoryLatency(lat["local_ns"], lat["remote_ns"], lat["source"])
+            latency = MemoryLatency(lat["local_ns"], lat.get("remote_ns"), lat["source"],
+                                    lat.get("remote_distance"))
+        if "cost" in doc:
+            cost = CoreCost(**doc["cost"])
+        if "cache" in doc:
+            cache = CacheGeometry(**doc["cache"])
         nodes = machine["nodes"]
         distances = machine.get("distances")
         if distances is None and isinstance(nodes, int) and 1 <= nodes <= 1024:
@@ -233,6 +275,8 @@ def topology_from_toml(text: str, origin: str, default_name: str = "machine") ->
             source=hardware.get("source", ""),
             hardware_cpus_per_node=hardware.get("cpus_per_node"),
             latency=latency,
+            cost=cost,
+            cache=cache,
         )
     except ConfigError as err:
         raise ConfigError(f"{origin}: {err}") from None

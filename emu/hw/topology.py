@@ -1,5 +1,6 @@
 """The machine's NUMA shape: nodes, CPUs per node, RAM per node, the SLIT
-distance matrix, optional memory latency figures, and where the numbers
+distance matrix, optional memory latency, core and cache figures for the
+cost model (emu/hw/cost.py, emu/hw/cachemodel.py), and where the numbers
 come from.
 
 CPU numbering is node-major, the way firmware usually enumerates a
@@ -40,25 +41,103 @@ Distances = tuple[tuple[int, ...], ...]
 
 @dataclass(frozen=True)
 class MemoryLatency:
-    """Published load-to-use DRAM latency of the real machine, for the cost model."""
+    """Published load-to-use DRAM latency of the real machine, for the cost model.
+
+    ``remote_ns`` is the latency measured at SLIT distance ``remote_distance``
+    (default: the machine's nearest remote distance).  Without it the cost
+    model scales ``local_ns`` by distance / 10, the ACPI SLIT definition.
+    """
 
     local_ns: float
-    remote_ns: float
+    remote_ns: float | None
     source: str
+    remote_distance: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("local_ns", "remote_ns"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(f"latency {name}: expected a number, got {type(value).__name__}")
-            if not 0 < value < 1e6:
-                raise ConfigError(f"latency {name}: must be > 0 and < 1e6 ns, got {value}")
-        if self.remote_ns < self.local_ns:
+            if value is None and name == "remote_ns":
+                continue
+            _check_number(f"latency {name}", value, 0, 1e6, "ns")
+        if self.remote_ns is not None and self.remote_ns < self.local_ns:
             raise ConfigError(
                 f"latency remote_ns ({self.remote_ns}) is smaller than local_ns ({self.local_ns})"
             )
+        if self.remote_distance is not None:
+            _check_int("latency", "remote_distance", self.remote_distance, LOCAL_DISTANCE + 1,
+                       MAX_DISTANCE)
+            if self.remote_ns is None:
+                raise ConfigError("latency remote_distance: given without remote_ns")
         if not isinstance(self.source, str) or not self.source.strip():
             raise ConfigError("latency source: a citation for the figures is required")
+
+
+@dataclass(frozen=True)
+class CoreCost:
+    """The fast cost model's per-core figures (a preset's [cost] table).
+
+    ``base_cpi``: cycles per instruction when every access hits the caches;
+    ``icache_hit_rate``/``dcache_hit_rate``: the share of instruction fetches
+    and data accesses served on chip (the rest go to DRAM on the memory's node).
+    """
+
+    clock_ghz: float
+    base_cpi: float
+    icache_hit_rate: float
+    dcache_hit_rate: float
+    source: str
+
+    def __post_init__(self) -> None:
+        _check_number("cost clock_ghz", self.clock_ghz, 0, 100, "GHz")
+        _check_number("cost base_cpi", self.base_cpi, 0, 1000, "cycles")
+        for name in ("icache_hit_rate", "dcache_hit_rate"):
+            value = getattr(self, name)
+            _check_number(f"cost {name}", value, -1, 2, "")
+            if not 0 <= value <= 1:
+                raise ConfigError(f"cost {name}: must be between 0 and 1, got {value}")
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise ConfigError("cost source: a citation for the figures is required")
+
+
+@dataclass(frozen=True)
+class CacheGeometry:
+    """The detailed model's caches (a preset's [cache] table): per-CPU L1I and
+    L1D, one last-level cache per node; sizes in KiB, set-associative."""
+
+    line_bytes: int
+    l1i_kib: int
+    l1i_ways: int
+    l1d_kib: int
+    l1d_ways: int
+    llc_kib: int
+    llc_ways: int
+    llc_hit_ns: float
+    source: str
+
+    def __post_init__(self) -> None:
+        _check_int("cache", "line_bytes", self.line_bytes, 16, 4096)
+        if self.line_bytes & (self.line_bytes - 1):
+            raise ConfigError(f"cache line_bytes: must be a power of two, got {self.line_bytes}")
+        for level in ("l1i", "l1d", "llc"):
+            _check_int("cache", f"{level}_kib", getattr(self, f"{level}_kib"), 1, 1 << 20)
+            _check_int("cache", f"{level}_ways", getattr(self, f"{level}_ways"), 1, 64)
+            self.sets(level)
+        _check_number("cache llc_hit_ns", self.llc_hit_ns, -1, 1e6, "ns")
+        if self.llc_hit_ns < 0:
+            raise ConfigError(f"cache llc_hit_ns: must be >= 0, got {self.llc_hit_ns}")
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise ConfigError("cache source: a citation for the figures is required")
+
+    def sets(self, level: str) -> int:
+        """Number of sets of ``level`` ("l1i", "l1d" or "llc"): a power of two."""
+        size, ways = getattr(self, f"{level}_kib") * 1024, getattr(self, f"{level}_ways")
+        sets, rest = divmod(size, self.line_bytes * ways)
+        if rest or sets < 1 or sets & (sets - 1):
+            raise ConfigError(
+                f"cache {level}: {size // 1024} KiB / ({self.line_bytes} B x {ways} ways) "
+                "is not a power-of-two number of sets"
+            )
+        return sets
 
 
 def regular_distances(nodes: int, remote: int = REMOTE_DISTANCE) -> Distances:
@@ -100,6 +179,8 @@ class Topology:
     source: str = ""
     hardware_cpus_per_node: int | None = None
     latency: MemoryLatency | None = field(default=None)
+    cost: CoreCost | None = field(default=None)
+    cache: CacheGeometry | None = field(default=None)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -123,6 +204,10 @@ class Topology:
             raise ConfigError(f"{where}: source must be a string")
         if self.latency is not None and not isinstance(self.latency, MemoryLatency):
             raise ConfigError(f"{where}: latency must be a MemoryLatency")
+        if self.cost is not None and not isinstance(self.cost, CoreCost):
+            raise ConfigError(f"{where}: cost must be a CoreCost")
+        if self.cache is not None and not isinstance(self.cache, CacheGeometry):
+            raise ConfigError(f"{where}: cache must be a CacheGeometry")
         object.__setattr__(self, "distances", _checked_distances(where, self.nodes, self.distances))
 
     @classmethod
@@ -187,6 +272,15 @@ def _check_int(where: str, name: str, value: object, low: int, high: int) -> Non
         raise ConfigError(f"{where}: {name} must be an integer, got {type(value).__name__}")
     if not low <= value <= high:
         raise ConfigError(f"{where}: {name} must be between {low} and {high}, got {value}")
+
+
+def _check_number(what: str, value: object, low: float, high: float, unit: str) -> None:
+    """``value`` must be a real number strictly between ``low`` and ``high`` (NaN is not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{what}: expected a number, got {type(value).__name__}")
+    if not low < value < high:
+        unit = f" {unit}" if unit else ""
+        raise ConfigError(f"{what}: must be > {low:g} and < {high:g}{unit}, got {value}")
 
 
 def _checked_distances(where: str, nodes: int, distances: object) -> Distances:

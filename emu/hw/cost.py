@@ -1,0 +1,345 @@
+"""The NUMA cost model: turns exact per-CPU, per-node access counts into
+modelled cycles and per-node memory traffic.
+
+Owns the model's parameters as resolved for one topology (ModelParameters:
+core clock, base CPI, hit rates, line size, and the node x node memory
+latency), the report of one run (CostReport, shared with the detailed cache
+model of emu/hw/cachemodel.py), the fast model itself (fast_cost), and the
+comparisons a caller makes between two runs (speedup, gain, cycles_saved).
+
+Fast model, per CPU c on node n (all terms exact, in rationals):
+
+    cycles(c) = instructions(c) x base_cpi
+              + sum over memory nodes m of  misses(c, m) x latency_cycles(n, m)
+    misses(c, m) = fetches(c, m) x (1 - icache_hit_rate)
+                 + (data reads + writes)(c, m) x (1 - dcache_hit_rate)
+
+Every miss moves one cache line between node m's DRAM and the CPU, so node
+m's traffic is line_bytes x the misses charged to it.  Hits cost nothing
+beyond the base CPI.  Data counts exist only when the run counted data
+accesses (RunSpec.data_accesses); without them the model charges fetches only.
+
+Memory latency from node n to node m, in ns:
+- a [latency] table with remote_ns: local_ns at distance 10, remote_ns at
+  remote_distance (default: the nearest remote distance), linear in the SLIT
+  distance in between and beyond;
+- otherwise local_ns x distance / 10: ACPI defines SLIT entries as relative
+  memory latency, normalised so that the local distance is 10 (ACPI 6.5,
+  section 5.2.17 "System Locality Information Table (SLIT)"); Linux's
+  LOCAL_DISTANCE 10 / REMOTE_DISTANCE 20 follow it.
+Both rules are non-decreasing in distance.  Cycles = ns x clock_ghz.
+
+Why ratios of the two runs behave: if replication only moves kernel fetch
+misses from remote to local memory, raising the (uniform) remote latency x
+raises T_off / T_on, because d/dx (P + R x) / (P + K l + (R - K) x) has the
+sign of K (P + R l) >= 0 (P: the latency-independent part, R: remote misses
+without replication, K: misses replication makes local, l: local latency).
+Raising one entry of an irregular SLIT always raises the cycles saved, but can
+lower the ratio when that pair also carries heavy remote traffic replication
+does not touch; tests/hw/test_cost_properties.py checks both statements.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+from emu.errors import ConfigError
+from emu.hw.topology import (
+    LOCAL_DISTANCE,
+    CacheGeometry,
+    CoreCost,
+    MemoryLatency,
+    Topology,
+    nearest_remote,
+)
+
+if TYPE_CHECKING:
+    from emu.hw.accounting import CpuCounts
+    from emu.system import System
+
+MODEL_FAST = "fast"
+MODEL_CACHE = "cache"
+
+# Used when a machine file has no [latency] table: "Latency for a memory access
+# (random access) is about 100 ns.  Access to memory on a remote node adds
+# another 50 percent to that number." Christoph Lameter, "NUMA (Non-Uniform
+# Memory Access): An Overview", ACM Queue 11(7), 2013,
+# https://queue.acm.org/detail.cfm?id=2513149 (a typical two-socket server).
+DEFAULT_LATENCY = MemoryLatency(
+    100.0, None, "Lameter, ACM Queue 11(7) 2013: local DRAM about 100 ns; remote by SLIT"
+)
+# Used when a machine file has no [cost] / [cache] table: the figures of the
+# default preset (emu/hw/presets/default.toml, where each is cited); a test
+# keeps the two equal.
+DEFAULT_CORE_COST = CoreCost(
+    clock_ghz=3.0, base_cpi=1.0, icache_hit_rate=0.99, dcache_hit_rate=0.99,
+    source="default preset (emu/hw/presets/default.toml)",
+)  # fmt: skip
+DEFAULT_CACHE = CacheGeometry(
+    line_bytes=64, l1i_kib=64, l1i_ways=4, l1d_kib=64, l1d_ways=4, llc_kib=32768, llc_ways=16,
+    llc_hit_ns=30.0, source="default preset (emu/hw/presets/default.toml)",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ModelParameters:
+    """Everything the models need about one machine, with exact values."""
+
+    clock_ghz: Fraction
+    base_cpi: Fraction
+    icache_hit_rate: Fraction
+    dcache_hit_rate: Fraction
+    line_bytes: int
+    latency_ns: tuple[tuple[Fraction, ...], ...]  # [CPU node][memory node]
+    latency_rule: str
+    cache: CacheGeometry
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def nodes(self) -> int:
+        return len(self.latency_ns)
+
+    def latency_cycles(self, cpu_node: int, memory_node: int) -> Fraction:
+        return self.latency_ns[cpu_node][memory_node] * self.clock_ghz
+
+    @property
+    def llc_hit_cycles(self) -> Fraction:
+        return exact(self.cache.llc_hit_ns) * self.clock_ghz
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "clock_ghz": float(self.clock_ghz),
+            "base_cpi": float(self.base_cpi),
+            "icache_hit_rate": float(self.icache_hit_rate),
+            "dcache_hit_rate": float(self.dcache_hit_rate),
+            "line_bytes": self.line_bytes,
+            "latency_ns": [[float(v) for v in row] for row in self.latency_ns],
+            "latency_rule": self.latency_rule,
+            "cache": {
+                name: getattr(self.cache, name)
+                for name in ("l1i_kib", "l1i_ways", "l1d_kib", "l1d_ways", "llc_kib",
+                             "llc_ways", "llc_hit_ns")
+            },
+            "sources": dict(self.sources),
+        }
+
+
+def exact(value: float | int) -> Fraction:
+    """The decimal a figure was written as (0.99 -> 99/100), not its binary float."""
+    return Fraction(value) if isinstance(value, int) else Fraction(repr(float(value)))
+
+
+def latency_matrix_ns(
+    distances: Sequence[Sequence[int]], latency: MemoryLatency
+) -> tuple[tuple[Fraction, ...], ...]:
+    """Node x node memory latency in ns for a SLIT (see the module docstring)."""
+    local = exact(latency.local_ns)
+    if latency.remote_ns is None:
+        return tuple(tuple(local * d / LOCAL_DISTANCE for d in row) for row in distances)
+    reference = latency.remote_distance or nearest_remote(tuple(map(tuple, distances)))
+    step = (exact(latency.remote_ns) - local) / (reference - LOCAL_DISTANCE)
+    return tuple(tuple(local + step * (d - LOCAL_DISTANCE) for d in row) for row in distances)
+
+
+def resolve_parameters(topology: Topology) -> ModelParameters:
+    """The model parameters of ``topology``: its [cost], [cache] and [latency]
+    tables, or the documented defaults above where a table is absent."""
+    core = topology.cost or DEFAULT_CORE_COST
+    cache = topology.cache or DEFAULT_CACHE
+    latency = topology.latency or DEFAULT_LATENCY
+    rule = "slit" if latency.remote_ns is None else "measured"
+    return ModelParameters(
+        clock_ghz=exact(core.clock_ghz),
+        base_cpi=exact(core.base_cpi),
+        icache_hit_rate=exact(core.icache_hit_rate),
+        dcache_hit_rate=exact(core.dcache_hit_rate),
+        line_bytes=cache.line_bytes,
+        latency_ns=latency_matrix_ns(topology.distances, latency),
+        latency_rule=rule,
+        cache=cache,
+        sources={"cost": core.source, "cache": cache.source, "latency": latency.source},
+    )
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """The modelled cost of one run.
+
+    ``memory_lines[c][m]``: cache lines CPU c moved to or from node m's DRAM
+    (expected values in the fast model, exact counts in the cache model).
+    ``detail`` holds model-specific per-CPU figures (the cache model's hits
+    and misses), already JSON-ready.
+    """
+
+    model: str
+    parameters: ModelParameters
+    cpu_nodes: tuple[int, ...]
+    instructions: tuple[int, ...]
+    cycles: tuple[Fraction, ...]
+    memory_lines: tuple[tuple[Fraction, ...], ...]
+    detail: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def total_cycles(self) -> Fraction:
+        return sum(self.cycles, Fraction(0))
+
+    @property
+    def traffic_bytes(self) -> tuple[Fraction, ...]:
+        """Bytes to and from each memory node's DRAM, all CPUs together."""
+        nodes = self.parameters.nodes
+        return tuple(
+            sum((row[m] for row in self.memory_lines), Fraction(0)) * self.parameters.line_bytes
+            for m in range(nodes)
+        )
+
+    @property
+    def traffic_matrix_bytes(self) -> tuple[tuple[Fraction, ...], ...]:
+        """Bytes moved between CPUs of node n (rows) and the DRAM of node m (columns)."""
+        nodes = self.parameters.nodes
+        matrix = [[Fraction(0)] * nodes for _ in range(nodes)]
+        for node, row in zip(self.cpu_nodes, self.memory_lines, strict=True):
+            for m, lines in enumerate(row):
+                matrix[node][m] += lines * self.parameters.line_bytes
+        return tuple(tuple(r) for r in matrix)
+
+    @property
+    def balance(self) -> float:
+        return balance(self.traffic_bytes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report's ``cost`` object (the caller adds the speed-up of two runs)."""
+        cpus = []
+        for index, node in enumerate(self.cpu_nodes):
+            entry = {
+                "cpu": index,
+                "node": node,
+                "instructions": self.instructions[index],
+                "cycles": float(self.cycles[index]),
+                "memory_lines_by_node": [float(v) for v in self.memory_lines[index]],
+            }
+            if self.detail:
+                entry.update(self.detail[index])
+            cpus.append(entry)
+        bal = self.balance
+        return {
+            "model": self.model,
+            "parameters": self.parameters.to_json(),
+            "cpu_cycles": [float(c) for c in self.cycles],
+            "total_cycles": float(self.total_cycles),
+            "node_traffic_bytes": [float(b) for b in self.traffic_bytes],
+            "traffic_matrix_bytes": [[float(b) for b in row] for row in self.traffic_matrix_bytes],
+            "balance": None if math.isinf(bal) else bal,
+            "cpus": cpus,
+        }
+
+
+def balance(per_node: Sequence[Fraction | float | int]) -> float:
+    """max / min of per-node traffic: 1.0 is perfectly balanced (and so is no
+    traffic at all); infinity when some node carries none while another does."""
+    if not per_node:
+        return 1.0
+    high, low = max(per_node), min(per_node)
+    if high == 0:
+        return 1.0
+    if low == 0:
+        return math.inf
+    return float(Fraction(high) / Fraction(low))
+
+
+def speedup(off: CostReport, on: CostReport) -> float:
+    """How much faster ``on`` did the same work: total cycles off / on."""
+    return float(exact_speedup(off, on))
+
+
+def exact_speedup(off: CostReport, on: CostReport) -> Fraction:
+    if on.total_cycles == 0:
+        raise ConfigError("speed-up: the second run has no modelled cycles")
+    return off.total_cycles / on.total_cycles
+
+
+def gain(off: CostReport, on: CostReport) -> float:
+    """The modelled gain of ``on`` over ``off``: speed-up - 1 (0.1 = 10% faster)."""
+    return float(exact_speedup(off, on) - 1)
+
+
+def cycles_saved(off: CostReport, on: CostReport) -> Fraction:
+    return off.total_cycles - on.total_cycles
+
+
+def fast_cost(
+    counts: Sequence[CpuCounts], topology: Topology, parameters: ModelParameters | None = None
+) -> CostReport:
+    """The fast model over exact per-CPU counts (see the module docstring)."""
+    params = parameters or resolve_parameters(topology)
+    if len(counts) != topology.n_cpus:
+        raise ConfigError(
+            f"fast cost: {len(counts)} CPU counts for a machine with {topology.n_cpus} CPUs"
+        )
+    imiss = 1 - params.icache_hit_rate
+    dmiss = 1 - params.dcache_hit_rate
+    nodes, cycles, lines = [], [], []
+    for cpu, cpu_counts in enumerate(counts):
+        node = topology.cpu_to_node(cpu)
+        fetches = cpu_counts.fetches_by_node
+        reads, writes = cpu_counts.data_reads_by_node, cpu_counts.data_writes_by_node
+        row = []
+        total = cpu_counts.instructions * params.base_cpi
+        for memory in range(topology.nodes):
+            data = _at(reads, memory) + _at(writes, memory)
+            misses = _at(fetches, memory) * imiss + data * dmiss
+            row.append(misses)
+            total += misses * params.latency_cycles(node, memory)
+        nodes.append(node)
+        cycles.append(total)
+        lines.append(tuple(row))
+    return CostReport(
+        model=MODEL_FAST,
+        parameters=params,
+        cpu_nodes=tuple(nodes),
+        instructions=tuple(c.instructions for c in counts),
+        cycles=tuple(cycles),
+        memory_lines=tuple(lines),
+    )
+
+
+def _at(values: Sequence[int], index: int) -> int:
+    return values[index] if index < len(values) else 0
+
+
+def cost_of_run(system: System, cache_model: Any = None) -> CostReport:
+    """The cost of ``system``'s run so far.
+
+    Fast model by default; pass the CacheModel that attach_cache_model()
+    installed before ``system.run()`` for the detailed (``--detail cache``)
+    report of the same run.
+    """
+    if cache_model is not None:
+        return cache_model.cost_report()
+    machine = system.machine
+    topology = system.config.topology
+    counts = [machine.accounting.counts(cpu) for cpu in range(topology.n_cpus)]
+    return fast_cost(counts, topology)
+
+
+__all__ = [
+    "DEFAULT_CACHE",
+    "DEFAULT_CORE_COST",
+    "DEFAULT_LATENCY",
+    "MODEL_CACHE",
+    "MODEL_FAST",
+    "CostReport",
+    "ModelParameters",
+    "balance",
+    "cost_of_run",
+    "cycles_saved",
+    "exact_speedup",
+    "fast_cost",
+    "gain",
+    "latency_matrix_ns",
+    "resolve_parameters",
+    "speedup",
+]
