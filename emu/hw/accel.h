@@ -30,6 +30,15 @@ typedef struct {
     uint32_t pad;
     uint64_t *pas;           /* physical page (PA >> 12) of each key */
     uint64_t cached_pa;
+    /* Exception entry for `svc` in C (the hot path of every syscall); every
+     * other exception stops the engine and is left to Python. */
+    int (*reg_read)(void *uc, int regid, void *value);   /* Unicorn's C API */
+    int (*reg_write)(void *uc, int regid, const void *value);
+    int (*emu_stop)(void *uc);
+    uint64_t *bank_host;     /* host address of each node's RAM bank */
+    int32_t regid[10];       /* Unicorn register ids, see accounting.py REGIDS */
+    uint32_t pending_intno;  /* an exception Python must handle, 0 for none */
+    uint64_t svc_entries;    /* syscalls entered here */
 } acct_t;
 
 static inline uint64_t acct_page_hash(uint64_t key) {

@@ -16,9 +16,17 @@ does the same job, about twenty times slower.
 from __future__ import annotations
 
 import ctypes
+import os
 from dataclasses import dataclass
 
-from unicorn import UC_HOOK_BLOCK, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, Uc
+from unicorn import (
+    UC_HOOK_BLOCK,
+    UC_HOOK_INTR,
+    UC_HOOK_MEM_READ,
+    UC_HOOK_MEM_WRITE,
+    Uc,
+    arm64_const,
+)
 
 KIND_KERNEL_TEXT = 0
 KIND_OTHER = 1
@@ -53,10 +61,36 @@ class _AcctState(ctypes.Structure):
         ("pad", ctypes.c_uint32),
         ("pas", _u64p),
         ("cached_pa", ctypes.c_uint64),
+        ("reg_read", ctypes.c_void_p),
+        ("reg_write", ctypes.c_void_p),
+        ("emu_stop", ctypes.c_void_p),
+        ("bank_host", _u64p),
+        ("regid", ctypes.c_int32 * 10),
+        ("pending_intno", ctypes.c_uint32),
+        ("svc_entries", ctypes.c_uint64),
     ]
 
 
+# acct_t.regid, in the order of the R_* enum in _accel.c
+REGIDS = (
+    arm64_const.UC_ARM64_REG_PC,
+    arm64_const.UC_ARM64_REG_PSTATE,
+    arm64_const.UC_ARM64_REG_SP,
+    arm64_const.UC_ARM64_REG_SP_EL0,
+    arm64_const.UC_ARM64_REG_SP_EL1,
+    arm64_const.UC_ARM64_REG_ESR_EL1,
+    arm64_const.UC_ARM64_REG_ELR_EL1,
+    arm64_const.UC_ARM64_REG_VBAR_EL1,
+    arm64_const.UC_ARM64_REG_CP_REG,
+)
+
+
+NO_ACCEL_ENV = "KTEXT_EMU_NO_ACCEL"  # set to 1 to use the Python hooks (tests, debugging)
+
+
 def _load_accel() -> dict[str, int] | None:
+    if os.environ.get(NO_ACCEL_ENV) == "1":
+        return None
     try:
         from emu.hw import _accel  # type: ignore[attr-defined]
     except ImportError:
@@ -89,7 +123,13 @@ class Accounting:
     """Counters and the page table the block hook reads."""
 
     def __init__(
-        self, n_cpus: int, n_nodes: int, ram_base: int, bank_size: int, table_bits: int = 16
+        self,
+        n_cpus: int,
+        n_nodes: int,
+        ram_base: int,
+        bank_size: int,
+        bank_host: tuple[int, ...] = (),
+        table_bits: int = 16,
     ) -> None:
         self.n_cpus = n_cpus
         self.n_nodes = n_nodes
@@ -112,6 +152,10 @@ class Accounting:
         state.ram_base = ram_base
         state.bank_size = bank_size
         state.n_nodes = n_nodes
+        self._bank_host = (ctypes.c_uint64 * max(1, len(bank_host)))(*bank_host)
+        state.bank_host = ctypes.cast(self._bank_host, _u64p)
+        for index, regid in enumerate(REGIDS):
+            state.regid[index] = regid
         self._cpu = 0
         self.select_cpu(0)
         self._accel = _load_accel()
@@ -121,17 +165,27 @@ class Accounting:
         """True when the C hooks are in use (the fast path)."""
         return self._accel is not None
 
-    def install(self, uc: Uc, data_accesses: bool = False) -> None:
-        """Add the block hook (and the data-access hook) to ``uc``."""
+    def install(self, uc: Uc, data_accesses: bool = False) -> bool:
+        """Add the block hook (and the data-access hook) to ``uc``.
+
+        With the compiled extension this also installs the C interrupt hook
+        that enters the EL1 vector for ``svc`` and stops the engine on any
+        other exception (see ``take_pending_interrupt``); returns True then,
+        False when the caller must handle interrupts itself.
+        """
         if self._accel is None:
             uc.hook_add(UC_HOOK_BLOCK, self._python_block_hook)
             if data_accesses:
                 uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._python_mem_hook)
-            return
+            return False
         from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
 
-        user = ctypes.cast(ctypes.pointer(self.state), ctypes.c_void_p)
-        hooks = [(UC_HOOK_BLOCK, self._accel["acct_block"])]
+        state = self.state
+        state.reg_read = ctypes.cast(uclib.uc_reg_read, ctypes.c_void_p).value
+        state.reg_write = ctypes.cast(uclib.uc_reg_write, ctypes.c_void_p).value
+        state.emu_stop = ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p).value
+        user = ctypes.cast(ctypes.pointer(state), ctypes.c_void_p)
+        hooks = [(UC_HOOK_BLOCK, self._accel["acct_block"]), (UC_HOOK_INTR, self._accel["acct_intr"])]
         if data_accesses:
             hooks.append((UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._accel["acct_mem"]))
         for htype, address in hooks:
@@ -142,6 +196,13 @@ class Accounting:
             )  # fmt: skip
             if status != 0:
                 raise RuntimeError(f"uc_hook_add failed with {status}")
+        return True
+
+    def take_pending_interrupt(self) -> int:
+        """The exception the C hook stopped the engine for (0: none), cleared."""
+        intno = self.state.pending_intno
+        self.state.pending_intno = 0
+        return intno
 
     def select_cpu(self, cpu: int) -> None:
         """Charge what follows to ``cpu``."""

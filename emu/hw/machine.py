@@ -126,13 +126,19 @@ class Machine:
         self.uc = uc
         self.cpus = [VCpu(i, topology.cpu_to_node(i)) for i in range(topology.n_cpus)]
         base = physmem.banks[0].base
-        self.accounting = Accounting(topology.n_cpus, topology.nodes, base, physmem.banks[0].size)
+        self.accounting = Accounting(
+            topology.n_cpus, topology.nodes, base, physmem.banks[0].size,
+            tuple(bank.host_address for bank in physmem.banks),
+        )  # fmt: skip
         self.mmu = Mmu(physmem, self.accounting)
         self.mmu.on_accounting_reset = self.flush_tlb
         uc.hook_add(UC_HOOK_TLB_FILL, self.mmu.fill)
-        uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         uc.hook_add(UC_HOOK_INSN, self._on_sys, None, 1, 0, UC_ARM64_INS_SYS)
-        self.accounting.install(uc, data_accesses)
+        # With the C hooks, svc enters its vector in C and every other
+        # exception stops the engine for _handle_interrupt; without them a
+        # Python interrupt hook does all of it.
+        if not self.accounting.install(uc, data_accesses):
+            uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self._reset_context = uc.context_save()
         self.current: VCpu | None = None
         self.console: list[str] = []
@@ -243,13 +249,17 @@ class Machine:
                     aborted = True
             else:
                 accounting.settle(uc.reg_read(UC_ARM64_REG_PC))
+            intno = accounting.take_pending_interrupt()
+            if intno:
+                self._handle_interrupt(cpu, intno)
+                aborted = True  # handled: carry on with the quantum
             if self._stop_fault is not None:
                 report, self._stop_fault = self._stop_fault, None
                 self.total_instructions += accounting.instructions(cpu.index) - start
                 self.save_current()
                 raise GuestFault(report.message(), report)
             executed = accounting.instructions(cpu.index) - start
-            if not aborted:
+            if not aborted or self._stop_quantum:
                 break  # the count ran out, or wfi / power-off ended the quantum early
         self.total_instructions += executed
         return executed
@@ -288,7 +298,11 @@ class Machine:
         self.uc.emu_stop()
 
     def _on_interrupt(self, uc: Uc, intno: int, _user: object) -> None:
-        cpu = self.current
+        """UC_HOOK_INTR when the C hooks are not compiled in."""
+        self._handle_interrupt(self.current, intno)
+
+    def _handle_interrupt(self, cpu: VCpu, intno: int) -> None:
+        uc = self.uc
         pc = uc.reg_read(UC_ARM64_REG_PC)
         if intno == EXCP_SWI:
             self._exception(cpu, esr_for_svc(self._imm16_at(pc - 4)), pc)
