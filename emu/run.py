@@ -129,6 +129,27 @@ def run_spec(args: argparse.Namespace, ktext: bool) -> RunSpec:
     )
 
 
+def fault_json(fault: GuestFault, system: System) -> dict:
+    """The report's ``fault`` object: where the CPU was and what it ran last."""
+    report = fault.report
+    if report is None:
+        return {"message": str(fault)}
+    return {
+        "message": str(fault),
+        "what": report.what,
+        "cpu": report.cpu,
+        "node": report.node,
+        "pc": f"{report.pc:#x}",
+        "symbol": report.symbol,
+        "esr": None if report.esr is None else f"{report.esr:#x}",
+        "far": None if report.far is None else f"{report.far:#x}",
+        "recent_blocks": [
+            {"va": f"{va:#x}", "symbol": system.kernel.symbolize(va)}
+            for va in report.recent_blocks
+        ],
+    }
+
+
 def run_command(args: argparse.Namespace) -> int:
     if args.kernel is not None and args.add:
         raise UsageError("--kernel and --add cannot be combined: --add links into the shipped kernel")
@@ -145,7 +166,7 @@ def run_command(args: argparse.Namespace) -> int:
                 system.run()
             except GuestFault as fault:
                 run = system.report()
-                run["fault"] = str(fault)
+                run["fault"] = fault_json(fault, system)
                 runs.append(run)
                 raise
             finished = time.perf_counter()

@@ -35,6 +35,8 @@ void acct_block(void *uc, uint64_t address, uint32_t size, void *user) {
             a->last_block = address;
             a->last_size = size;
             a->last_slot = UINT32_MAX - 1; /* "unknown", see settle() */
+            a->recent[*a->recent_pos % ACCT_RECENT] = address;
+            (*a->recent_pos)++;
             return;
         }
         slot = a->slots[i];
@@ -46,6 +48,8 @@ void acct_block(void *uc, uint64_t address, uint32_t size, void *user) {
     a->last_block = address;
     a->last_size = size;
     a->last_slot = slot;
+    a->recent[*a->recent_pos % ACCT_RECENT] = address;
+    (*a->recent_pos)++;
 }
 
 /* UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE: in virtual-TLB mode Unicorn reports

@@ -39,7 +39,11 @@ typedef struct {
     int32_t regid[10];       /* Unicorn register ids, see accounting.py REGIDS */
     uint32_t pending_intno;  /* an exception Python must handle, 0 for none */
     uint64_t svc_entries;    /* syscalls entered here */
+    uint64_t *recent;        /* current CPU's ring of the last blocks entered (VA) */
+    uint64_t *recent_pos;    /* its write position (counts up; index mod ACCT_RECENT) */
 } acct_t;
+
+#define ACCT_RECENT 16
 
 static inline uint64_t acct_page_hash(uint64_t key) {
     /* Fibonacci hashing spreads the consecutive page numbers of a text range. */

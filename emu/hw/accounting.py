@@ -68,7 +68,12 @@ class _AcctState(ctypes.Structure):
         ("regid", ctypes.c_int32 * 10),
         ("pending_intno", ctypes.c_uint32),
         ("svc_entries", ctypes.c_uint64),
+        ("recent", _u64p),
+        ("recent_pos", _u64p),
     ]
+
+
+RECENT_BLOCKS = 16  # ACCT_RECENT in accel.h
 
 
 # acct_t.regid, in the order of the R_* enum in _accel.c
@@ -136,6 +141,8 @@ class Accounting:
         self._row = n_nodes * KINDS
         self._fetch = (ctypes.c_uint64 * (n_cpus * self._row))()
         self._data = (ctypes.c_uint64 * (n_cpus * self._row))()
+        self._recent = (ctypes.c_uint64 * (n_cpus * RECENT_BLOCKS))()
+        self._recent_pos = (ctypes.c_uint64 * n_cpus)()
         size = 1 << table_bits
         self._keys = (ctypes.c_uint64 * size)()
         self._slots = (ctypes.c_uint32 * size)()
@@ -210,6 +217,10 @@ class Accounting:
         offset = cpu * self._row * 8
         self.state.counters = ctypes.cast(ctypes.addressof(self._fetch) + offset, _u64p)
         self.state.data_counters = ctypes.cast(ctypes.addressof(self._data) + offset, _u64p)
+        self.state.recent = ctypes.cast(
+            ctypes.addressof(self._recent) + cpu * RECENT_BLOCKS * 8, _u64p
+        )
+        self.state.recent_pos = ctypes.cast(ctypes.addressof(self._recent_pos) + cpu * 8, _u64p)
         self.state.last_slot = NO_SLOT
 
     def record(self, va: int, pa: int, node: int, kind: int) -> bool:
@@ -266,6 +277,13 @@ class Accounting:
                 self._fetch[self._cpu * self._row + slot] -= not_run
         state.last_slot = NO_SLOT
 
+    def recent_blocks(self, cpu: int) -> list[int]:
+        """Start addresses of the last blocks ``cpu`` entered, oldest first."""
+        position = self._recent_pos[cpu]
+        ring = self._recent[cpu * RECENT_BLOCKS : (cpu + 1) * RECENT_BLOCKS]
+        count = min(position, RECENT_BLOCKS)
+        return [ring[(position - count + i) % RECENT_BLOCKS] for i in range(count)]
+
     @property
     def unknown_instructions(self) -> int:
         """Instructions on pages no fill ever described: 0 unless accounting is broken."""
@@ -291,6 +309,9 @@ class Accounting:
         state = self.state
         entry = self._pages.get((address >> QEMU_PAGE_SHIFT) + 1)
         state.last_block, state.last_size = address, size
+        position = self._recent_pos[self._cpu]
+        self._recent[self._cpu * RECENT_BLOCKS + position % RECENT_BLOCKS] = address
+        self._recent_pos[self._cpu] = position + 1
         if entry is None:
             state.unknown += size >> 2
             state.last_slot = NO_SLOT - 1

@@ -294,7 +294,8 @@ class Machine:
     def _fault_stop(
         self, cpu: VCpu, pc: int, what: str, esr: int | None = None, far: int | None = None
     ) -> None:
-        self._stop_fault = FaultReport(cpu.index, cpu.node, pc, self.symbolize(pc), esr, far, what)
+        self._stop_fault = FaultReport(cpu.index, cpu.node, pc, self.symbolize(pc), esr, far, what,
+                                       self.accounting.recent_blocks(cpu.index))
         self.uc.emu_stop()
 
     def _on_interrupt(self, uc: Uc, intno: int, _user: object) -> None:
@@ -351,7 +352,7 @@ class Machine:
             what = "guest panic" if esr == 0 else "unhandled exception"
             self._stop_fault = FaultReport(
                 cpu.index, cpu.node, elr, self.symbolize(elr), esr or None, far if esr else None,
-                f"{what} (SPSR {spsr:#x})",
+                f"{what} (SPSR {spsr:#x})", self.accounting.recent_blocks(cpu.index),
             )  # fmt: skip
             uc.emu_stop()
             return
