@@ -47,6 +47,7 @@ class RunSpec:
     data_accesses: bool = False
     cpu_features: tuple[str, ...] = ()
     extra_sources: tuple[Path, ...] = ()  # user .S files linked into the shipped kernel
+    count_fetches: bool = True  # False: no accounting at all (the benchmark's baseline)
 
 
 def hexa(value: int) -> str:
@@ -62,7 +63,9 @@ class System:
         self.geometry = Geometry(config.granule, config.va_bits)
         layout = boot_layout(self.geometry)
         self.physmem = PhysMem.from_topology(config.topology)
-        self.machine = Machine(config.topology, self.physmem, spec.quantum, spec.data_accesses)
+        self.machine = Machine(
+            config.topology, self.physmem, spec.quantum, spec.data_accesses, spec.count_fetches
+        )
         if spec.kernel is None:
             defsyms = {"KIMAGE_VADDR": layout.kimage_vaddr,
                        "PHYS_OFFSET_LOAD": self.physmem.banks[0].base}  # fmt: skip

@@ -172,16 +172,18 @@ class Accounting:
         """True when the C hooks are in use (the fast path)."""
         return self._accel is not None
 
-    def install(self, uc: Uc, data_accesses: bool = False) -> bool:
+    def install(self, uc: Uc, data_accesses: bool = False, fetches: bool = True) -> bool:
         """Add the block hook (and the data-access hook) to ``uc``.
 
         With the compiled extension this also installs the C interrupt hook
         that enters the EL1 vector for ``svc`` and stops the engine on any
         other exception (see ``take_pending_interrupt``); returns True then,
-        False when the caller must handle interrupts itself.
+        False when the caller must handle interrupts itself.  ``fetches``
+        False leaves the block hook out: no counts, the benchmark's baseline.
         """
         if self._accel is None:
-            uc.hook_add(UC_HOOK_BLOCK, self._python_block_hook)
+            if fetches:
+                uc.hook_add(UC_HOOK_BLOCK, self._python_block_hook)
             if data_accesses:
                 uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._python_mem_hook)
             return False
@@ -192,7 +194,9 @@ class Accounting:
         state.reg_write = ctypes.cast(uclib.uc_reg_write, ctypes.c_void_p).value
         state.emu_stop = ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p).value
         user = ctypes.cast(ctypes.pointer(state), ctypes.c_void_p)
-        hooks = [(UC_HOOK_BLOCK, self._accel["acct_block"]), (UC_HOOK_INTR, self._accel["acct_intr"])]
+        hooks = [(UC_HOOK_INTR, self._accel["acct_intr"])]
+        if fetches:
+            hooks.append((UC_HOOK_BLOCK, self._accel["acct_block"]))
         if data_accesses:
             hooks.append((UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._accel["acct_mem"]))
         for htype, address in hooks:

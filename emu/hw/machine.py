@@ -112,6 +112,7 @@ class Machine:
         physmem: PhysMem,
         quantum: int = DEFAULT_QUANTUM,
         data_accesses: bool = False,
+        count_fetches: bool = True,
     ) -> None:
         self.topology = topology
         self.physmem = physmem
@@ -137,8 +138,10 @@ class Machine:
         # With the C hooks, svc enters its vector in C and every other
         # exception stops the engine for _handle_interrupt; without them a
         # Python interrupt hook does all of it.
-        if not self.accounting.install(uc, data_accesses):
+        if not self.accounting.install(uc, data_accesses, count_fetches):
             uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        # Without fetch counts, quanta are measured by Unicorn's own count.
+        self.count_fetches = count_fetches
         self._reset_context = uc.context_save()
         self.current: VCpu | None = None
         self.console: list[str] = []
@@ -261,6 +264,8 @@ class Machine:
             executed = accounting.instructions(cpu.index) - start
             if not aborted or self._stop_quantum:
                 break  # the count ran out, or wfi / power-off ended the quantum early
+        if not self.count_fetches:
+            executed = budget  # unknown without the block hook; the quantum is the bound
         self.total_instructions += executed
         return executed
 
