@@ -12,9 +12,9 @@ sys_call_table:
 	.quad	sys_exit			// 1
 	.quad	sys_null			// 2
 	.quad	sys_puts			// 3
-	.quad	sys_ni_syscall			// 4
-	.quad	sys_ni_syscall			// 5
-	.quad	sys_ni_syscall			// 6
+	.quad	sys_static_key			// 4 (patching.S)
+	.quad	static_key_probe		// 5 (static_keys.S)
+	.quad	sys_cpucaps			// 6 (patching.S)
 	.quad	sys_ni_syscall			// 7
 	.quad	sys_db_lookup			// 8
 	.quad	sys_db_read			// 9

@@ -36,6 +36,7 @@ from emu.hw.pagetable import (
     make_tcr,
     make_ttbr,
 )
+from emu.kernel.alternative import apply_boot_alternatives
 from emu.kernel.image import WORKLOAD_PREFIX, KernelImage
 from emu.kernel.ktext import Replication, ktext_replication_init
 from emu.kernel.layout import KernelLayout, boot_layout
@@ -163,6 +164,7 @@ def boot(machine: Machine, image: KernelImage, geometry: Geometry, params: BootP
     replication = ktext_replication_init(
         physmem, geometry, layout, image, swapper_pa, params.ktext, params.rodata_prot
     )
+    apply_boot_alternatives(machine, image, layout, replication, params.cpu_features)
 
     # The user address space every task shares (one process, one thread per CPU).
     user_pgd = early.top_table()

@@ -1,0 +1,356 @@
+"""Kernel text patching on every node, mirroring arch/arm64/kernel/patching.c
+with the ktext series' hook (patch 07, ``ktext_replication_patch``).
+
+Owns the host-side patch API and its rules:
+
+* ``patch_text_nosync(system, va, insn)``: one 32-bit instruction at a
+  4-byte aligned address in [_stext, _etext), written into node 0's image
+  and into every node's copy, after which the translated code of every copy
+  is invalidated, so no CPU on any node runs the old instruction once the
+  call returns;
+* ``patch_text(system, sites)``: several sites under ``stop_machine``: every
+  online CPU is first brought to a rendezvous outside the kernel (EL0, as a
+  stopper thread would find it between two kernel entries), parked there
+  while all sites are written and the translated code invalidated, then
+  released; the returned ``Rendezvous`` says where each CPU was parked and
+  proves that none ran while parked;
+* ``PatchError`` for a misaligned address, an address outside kernel text
+  (rodata, data, modules, user space...) or a value that is not a 32-bit
+  word, naming the address, its symbol and the rule;
+* ``guest_patch_text_nosync(system, cpu, va, insn)``: the same patch done by
+  the guest's own ``aarch64_insn_patch_text_nosync`` (kernel_blob/patching.S)
+  on a chosen CPU, which writes every copy through the linear map and does
+  the cache maintenance of the cache model (``emu/kernel/cachemodel.py``).
+
+Unicorn keeps translated code by physical page.  A guest store invalidates
+it (on the one engine every CPU shares); a host write does not, hence
+``invalidate_text`` after every host write to text.  The host runs between
+quanta, so while it patches every CPU is stopped somewhere; ``patch_text``
+moves them out of the kernel first so that no CPU is parked in the middle
+of a sequence being rewritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from unicorn import UC_HOOK_MEM_WRITE_PROT
+from unicorn.arm64_const import UC_ARM64_REG_PC, UC_ARM64_REG_PSTATE
+
+from emu.errors import PatchError, UsageError
+from emu.hw.cpu import PowerState, VCpu
+from emu.hw.machine import Machine
+from emu.kernel.image import KernelImage
+from emu.kernel.insn import MASK64, decode_insn
+from emu.kernel.layout import KernelLayout
+
+if TYPE_CHECKING:
+    from emu.system import System
+
+LM_STEXT = "ktext_lm_stext"
+GUEST_PATCH_FUNCTION = "aarch64_insn_patch_text_nosync"
+DEFAULT_DRAIN_LIMIT = 2_000_000  # instructions stop_machine may run to empty the kernel
+DRAIN_STEP = 2_000
+EINVAL = 22
+
+
+# ------------------------------------------------------------------ aliases
+
+
+def node_text_pas(image: KernelImage, text_copies: Sequence[int | None], va: int
+                  ) -> list[tuple[int, int]]:  # fmt: skip
+    """(node, PA) of every copy of the kernel word at ``va``: node 0's image
+    first, then each node's copy when ``va`` is in [_stext, _etext)."""
+    pas = [(0, image.pa_of(va))]
+    stext, etext = image.sym("_stext"), image.sym("_etext")
+    if stext <= va < etext:
+        for node, copy in enumerate(text_copies):
+            if node and copy is not None:
+                pas.append((node, copy + va - stext))
+    return pas
+
+
+def patching_init(
+    machine: Machine, image: KernelImage, layout: KernelLayout, text_copies: Sequence[int | None]
+) -> None:
+    """Boot-time set-up of text patching.
+
+    Gives the guest's patch routine lm_alias(_stext), node 0's text through
+    the linear map (PHYS_OFFSET is the start of node 0's bank), and makes
+    every guest store to any copy of kernel text invalidate translated code.
+
+    The second needs a Unicorn detail: a store invalidates the translated
+    code of its physical page only while the storing alias's TLB entry is
+    marked "not dirty", and Unicorn clears that mark after the first store
+    through an alias that is not itself executable (the linear map), until
+    that entry is refilled.  A later store through the same entry, say the
+    second of two patches in one quantum, would leave stale code running.
+    Unicorn never clears the mark on a page a memory hook covers, so a
+    write-protection hook (it never fires: RAM is mapped writable) over the
+    physical text of every node keeps every store visible.
+    """
+    physmem = machine.physmem
+    if image.has(LM_STEXT):
+        stext_pa = image.pa_of(image.sym("_stext"))
+        lm_stext = layout.linear_va(stext_pa, physmem.banks[0].base)
+        physmem.write_u64(image.pa_of(image.sym(LM_STEXT)), lm_stext)
+    size = image.sym("_etext") - image.sym("_stext")
+    starts = [image.pa_of(image.sym("_stext"))]
+    starts += [copy for copy in text_copies[1:] if copy is not None]
+    for start in starts:
+        machine.uc.hook_add(UC_HOOK_MEM_WRITE_PROT, _never_called, None, start, start + size - 1)
+
+
+def _never_called(*_args: object) -> bool:
+    return False  # a write to RAM mapped UC_PROT_ALL is never a protection fault
+
+
+def invalidate_text(machine: Machine) -> None:
+    """Drop the translated code of every engine of the machine (one, today).
+
+    A host write to guest text is invisible to code Unicorn has already
+    translated; this makes every CPU fetch the text again.  The flush is
+    by engine, so it covers every node's copy at once.
+    """
+    engines = getattr(machine, "engines", None) or [machine.uc]
+    for uc in engines:
+        uc.ctl_flush_tb()
+
+
+# -------------------------------------------------------------------- rules
+
+
+def describe_address(system: System, va: int) -> str:
+    """What part of the address space ``va`` is in, for messages."""
+    image = system.image
+    layout = system.kernel.layout
+    sym = image.sym
+    if va < 1 << 63:
+        return "user space (TTBR0)"
+    ranges = [
+        ("head text (not replicated)", sym("_text"), sym("_stext")),
+        ("kernel text", sym("_stext"), sym("_etext")),
+        ("rodata", sym("__start_rodata"), sym("__end_rodata")),
+        ("init text/data", sym("__inittext_begin"), sym("_data")),
+        ("kernel data/bss", sym("_data"), sym("_end")),
+        ("the modules area", layout.modules_vaddr, layout.modules_end),
+        ("the linear map", layout.page_offset, layout.page_end),
+        ("vmalloc space", layout.vmalloc_start, layout.vmalloc_end),
+    ]
+    for name, lo, hi in ranges:
+        if lo <= va < hi:
+            return name
+    return "no kernel mapping"
+
+
+def check_patch(system: System, va: object, insn: object, what: str = "patch_text") -> None:
+    """The rules of aarch64_insn_patch_text_nosync(): PatchError naming the broken one."""
+    image = system.image
+    if isinstance(va, bool) or not isinstance(va, int) or not 0 <= va <= MASK64:
+        raise PatchError(f"{what}: address {va!r} is not a 64-bit virtual address")
+    symbol = system.kernel.symbolize(va)
+    where = f"{va:#x} <{symbol}>"
+    if isinstance(insn, bool) or not isinstance(insn, int) or not 0 <= insn < 1 << 32:
+        raise PatchError(
+            f"{what}: instruction {insn!r} for {where} is not a 32-bit value "
+            "(A64 instructions are one 32-bit word)"
+        )
+    if va & 3:
+        raise PatchError(
+            f"{what}: {where} is not 4-byte aligned (instructions are patched as aligned "
+            "32-bit words)"
+        )
+    stext, etext = image.sym("_stext"), image.sym("_etext")
+    if not stext <= va < etext:
+        raise PatchError(
+            f"{what}: {where} is in {describe_address(system, va)}, outside kernel text "
+            f"[_stext {stext:#x}, _etext {etext:#x}): only kernel text is patched (and "
+            "replicated)"
+        )
+
+
+# ---------------------------------------------------------------- host API
+
+
+@dataclass(frozen=True)
+class PatchedWord:
+    """One instruction a patch replaced, and where each node holds it."""
+
+    va: int
+    symbol: str
+    old: int
+    new: int
+    pas: tuple[tuple[int, int], ...]  # (node, PA), node 0's image first
+
+    def describe(self) -> str:
+        return (
+            f"{self.va:#x} <{self.symbol}>: {decode_insn(self.old, self.va)} -> "
+            f"{decode_insn(self.new, self.va)} on {len(self.pas)} cop"
+            f"{'y' if len(self.pas) == 1 else 'ies'}"
+        )
+
+
+def _write(system: System, va: int, insn: int) -> PatchedWord:
+    image = system.image
+    physmem = system.physmem
+    pas = node_text_pas(image, system.kernel.replication.text_copies, va)
+    old = physmem.read_u32(pas[0][1])
+    for _node, pa in pas:
+        physmem.write_u32(pa, insn)
+    return PatchedWord(va, system.kernel.symbolize(va), old, insn, tuple(pas))
+
+
+def patch_text_nosync(system: System, va: int, insn: int) -> PatchedWord:
+    """aarch64_insn_patch_text_nosync() from the host: every copy, then invalidation.
+
+    Safe while other CPUs may be running the site only for instructions the
+    architecture lets change under a running CPU (NOP, B, BL, BRK, SVC,
+    HVC, SMC); use ``patch_text`` for anything else.
+    """
+    check_patch(system, va, insn, "patch_text_nosync")
+    patched = _write(system, va, insn)
+    invalidate_text(system.machine)
+    return patched
+
+
+@dataclass(frozen=True)
+class ParkedCpu:
+    """Where one CPU waited while the machine was stopped."""
+
+    cpu: int
+    node: int
+    pc: int
+    el: int
+    symbol: str
+    instructions: int  # the CPU's retired instructions when it was parked
+
+
+@dataclass
+class Rendezvous:
+    """stop_machine(): every online CPU parked outside the kernel, then released."""
+
+    parked: list[ParkedCpu] = field(default_factory=list)
+    drained: dict[int, int] = field(default_factory=dict)  # cpu -> instructions run to leave EL1
+    patched: list[PatchedWord] = field(default_factory=list)
+    released: bool = False
+
+    @property
+    def cpus(self) -> list[int]:
+        return [p.cpu for p in self.parked]
+
+
+def _el(vcpu: VCpu) -> int:
+    return (vcpu.context.reg_read(UC_ARM64_REG_PSTATE) >> 2) & 3
+
+
+def _in_kernel(vcpu: VCpu) -> bool:
+    return vcpu.power is PowerState.ON and (vcpu.context is None or _el(vcpu) != 0)
+
+
+def _drain(system: System, rendezvous: Rendezvous, limit: int) -> None:
+    """Run every CPU that is inside the kernel, round-robin, until it is back at EL0."""
+    machine = system.machine
+    machine.save_current()
+    spent = 0
+    while True:
+        inside = [vcpu for vcpu in machine.cpus if _in_kernel(vcpu)]
+        if not inside:
+            return
+        if spent >= limit:
+            names = ", ".join(
+                f"CPU {v.index} at {system.kernel.symbolize(v.context.reg_read(UC_ARM64_REG_PC))}"
+                if v.context is not None else f"CPU {v.index} (starting)"
+                for v in inside
+            )  # fmt: skip
+            raise PatchError(
+                f"stop_machine: {names} did not leave the kernel within {limit} instructions"
+            )
+        for vcpu in inside:
+            machine.switch_to(vcpu)
+            ran = machine.run_quantum(vcpu, min(DRAIN_STEP, limit - spent) or 1)
+            machine.save_current()
+            spent += ran
+            rendezvous.drained[vcpu.index] = rendezvous.drained.get(vcpu.index, 0) + ran
+
+
+@contextmanager
+def stop_machine(system: System, drain_limit: int = DEFAULT_DRAIN_LIMIT) -> Iterator[Rendezvous]:
+    """Park every online CPU at EL0 for the body of the ``with``; check on
+    release that none of them ran.  CPUs still in the kernel are run until
+    they return to user space first (a stopper thread runs only between
+    kernel entries of the task it preempts)."""
+    machine = system.machine
+    rendezvous = Rendezvous()
+    _drain(system, rendezvous, drain_limit)
+    for vcpu in machine.cpus:
+        if vcpu.power is not PowerState.ON or vcpu.context is None:
+            continue
+        pc = vcpu.context.reg_read(UC_ARM64_REG_PC)
+        rendezvous.parked.append(ParkedCpu(
+            vcpu.index, vcpu.node, pc, _el(vcpu), system.kernel.symbolize(pc),
+            machine.accounting.instructions(vcpu.index),
+        ))  # fmt: skip
+    yield rendezvous
+    machine.save_current()
+    for parked in rendezvous.parked:
+        now = machine.accounting.instructions(parked.cpu)
+        if now != parked.instructions:
+            raise PatchError(
+                f"stop_machine: CPU {parked.cpu} ran {now - parked.instructions} instructions "
+                "while it was parked"
+            )
+    rendezvous.released = True
+
+
+def patch_text(
+    system: System, sites: Sequence[tuple[int, int]], drain_limit: int = DEFAULT_DRAIN_LIMIT
+) -> Rendezvous:
+    """aarch64_insn_patch_text(): several (va, insn) sites under stop_machine.
+
+    Every site is checked before anything is written; then every online CPU
+    is parked (``Rendezvous``), all sites are written on every node, the
+    translated code is invalidated once, and the CPUs are released.
+    """
+    sites = list(sites)
+    if not sites:
+        raise PatchError("patch_text: no sites to patch")
+    for entry in sites:
+        if not isinstance(entry, tuple) or len(entry) != 2:
+            raise PatchError(f"patch_text: site {entry!r} is not a (va, insn) pair")
+        check_patch(system, entry[0], entry[1], "patch_text")
+    vas = [va for va, _insn in sites]
+    if len(set(vas)) != len(vas):
+        twice = sorted({va for va in vas if vas.count(va) > 1})
+        raise PatchError(
+            "patch_text: " + ", ".join(f"{va:#x} <{system.kernel.symbolize(va)}>" for va in twice)
+            + " given more than once"
+        )
+    with stop_machine(system, drain_limit) as rendezvous:
+        for va, insn in sites:
+            rendezvous.patched.append(_write(system, va, insn))
+        invalidate_text(system.machine)
+    return rendezvous
+
+
+def read_text(system: System, va: int) -> list[tuple[int, int]]:
+    """(node, word) of the instruction at ``va`` in node 0's image and every copy."""
+    pas = node_text_pas(system.image, system.kernel.replication.text_copies, va)
+    return [(node, system.physmem.read_u32(pa)) for node, pa in pas]
+
+
+# --------------------------------------------------------------- guest API
+
+
+def guest_patch_text_nosync(system: System, cpu: int, va: int, insn: int) -> int:
+    """Run the guest's aarch64_insn_patch_text_nosync(va, insn) on ``cpu``.
+
+    Returns its result: 0, or -EINVAL (the guest applies the same rules as
+    ``check_patch``, but answers instead of raising).  The CPU must be up.
+    """
+    if not system.image.has(GUEST_PATCH_FUNCTION):
+        raise UsageError(f"{system.image.path} has no {GUEST_PATCH_FUNCTION}")
+    result = system.call(cpu, GUEST_PATCH_FUNCTION, va & MASK64, insn & 0xFFFF_FFFF)["x0"]
+    return result - (1 << 64) if result >> 63 else result
