@@ -389,7 +389,8 @@ class CacheModel:
 
     # Fallback hooks: the block hook's page lookup reads the accounting
     # table's Python mirror, which holds what the C table holds.
-    def _python_block_hook(self, uc: object, address: int, size: int, _user: object) -> None:
+    def _python_block_hook(self, uc: object, address: int, size: int,
+                           _user: object = None) -> None:  # fmt: skip
         reference = self.reference
         shift = self.line_shift
         if not size:
@@ -404,7 +405,7 @@ class CacheModel:
             reference.fetch_pa((entry[1] << QEMU_PAGE_SHIFT) | (va & PAGE_OFFSET_MASK), 1)
 
     def _python_mem_hook(self, uc: object, access: int, address: int, size: int, value: int,
-                         _user: object) -> None:  # fmt: skip
+                         _user: object = None) -> None:  # fmt: skip
         self.reference.access_pa(address, size, access == UC_MEM_WRITE)
 
     # ------------------------------------------------------------- results
