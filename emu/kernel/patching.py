@@ -193,7 +193,9 @@ class PatchedWord:
         )
 
 
-def _write(system: System, va: int, insn: int) -> PatchedWord:
+def write_text_word(system: System, va: int, insn: int) -> PatchedWord:
+    """Write ``insn`` at ``va`` in node 0's image and every copy, unchecked and
+    without invalidating translated code (the caller does both)."""
     image = system.image
     physmem = system.physmem
     pas = node_text_pas(image, system.kernel.replication.text_copies, va)
@@ -211,7 +213,7 @@ def patch_text_nosync(system: System, va: int, insn: int) -> PatchedWord:
     HVC, SMC); use ``patch_text`` for anything else.
     """
     check_patch(system, va, insn, "patch_text_nosync")
-    patched = _write(system, va, insn)
+    patched = write_text_word(system, va, insn)
     invalidate_text(system.machine)
     return patched
 
@@ -330,7 +332,7 @@ def patch_text(
         )
     with stop_machine(system, drain_limit) as rendezvous:
         for va, insn in sites:
-            rendezvous.patched.append(_write(system, va, insn))
+            rendezvous.patched.append(write_text_word(system, va, insn))
         invalidate_text(system.machine)
     return rendezvous
 
