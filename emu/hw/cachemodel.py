@@ -21,6 +21,7 @@ A CPU's L1s belong to it and its LLC is its node's, whoever ran before.
 from __future__ import annotations
 
 import ctypes
+import mmap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -265,13 +266,22 @@ class ReferenceHierarchy:
 # ------------------------------------------------------------------ the model
 
 
+def _zeroed(ctype: type, count: int) -> ctypes.Array:
+    """A zeroed ctypes array in anonymous memory: pages are committed only when
+    touched, so a node's 32 MiB LLC costs only the sets a run uses."""
+    buffer = mmap.mmap(-1, max(ctypes.sizeof(ctype) * count, 1))
+    array = (ctype * count).from_buffer(buffer)
+    array._mapping = buffer  # keep the mapping as long as the array
+    return array
+
+
 class _CArrays:
     """The C simulator's state: ctypes arrays kept alive as long as the model."""
 
     def __init__(self, sets: int, ways: int) -> None:
-        self.tags = (ctypes.c_uint64 * (sets * ways))()
-        self.stamps = (ctypes.c_uint64 * (sets * ways))()
-        self.dirty = (ctypes.c_uint8 * (sets * ways))()
+        self.tags = _zeroed(ctypes.c_uint64, sets * ways)
+        self.stamps = _zeroed(ctypes.c_uint64, sets * ways)
+        self.dirty = _zeroed(ctypes.c_uint8, sets * ways)
         self.state = _CacheState(
             ctypes.cast(self.tags, _u64p), ctypes.cast(self.stamps, _u64p),
             ctypes.cast(self.dirty, _u8p), sets - 1, ways, 0,
