@@ -8,6 +8,7 @@ parser and names the function that runs it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -34,9 +35,10 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
-    from emu import run
+    from emu import compare, run
 
     run.add_run_parser(sub)
+    compare.add_compare_parser(sub)
 
 
 COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_build]
@@ -82,6 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ktext-emu: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 def _commands(parser: argparse.ArgumentParser) -> set[str]:

@@ -54,6 +54,46 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "NO"
 
 
+def _node_cycles(run: dict, node: int) -> float:
+    return sum(cpu["cycles"] for cpu in run["cost"]["cpus"] if cpu["node"] == node)
+
+
+def _per_query(run: dict, node: int) -> str:
+    cpus = sum(1 for cpu in run["cpus"] if cpu["node"] == node)
+    queries = run.get("iterations") or 0
+    if not queries or not cpus:
+        return "-"
+    return f"{_node_cycles(run, node) / (queries * cpus):,.0f}"
+
+
+def _mib(value: float) -> str:
+    return f"{value / 2**20:.2f}"
+
+
+def format_cost(runs: Sequence[dict], labels: Sequence[str]) -> list[str]:
+    """Modelled cycles per query, speed-up, and per-node DRAM traffic with balance."""
+    model = runs[0]["cost"]["model"]
+    nodes = len(runs[0]["cost"]["node_traffic_bytes"])
+    head = f"{'node':>4}  " + "".join(f"{'cycles/query ' + lab:>26}" for lab in labels)
+    head += "".join(f"{'DRAM MiB ' + lab:>22}" for lab in labels)
+    lines = [f"cost model: {model}", head]
+    for node in range(nodes):
+        row = f"{node:>4}  " + "".join(f"{_per_query(run, node):>26}" for run in runs)
+        row += "".join(f"{_mib(run['cost']['node_traffic_bytes'][node]):>22}" for run in runs)
+        lines.append(row)
+    balances = ", ".join(
+        f"{lab} {run['cost']['balance']:.2f}" if run["cost"]["balance"] is not None
+        else f"{lab} inf" for run, lab in zip(runs, labels, strict=True)
+    )  # fmt: skip
+    lines.append(f"memory traffic balance (max/min across nodes): {balances}")
+    on = [run for run in runs if run["ktext"] and "speedup" in run["cost"]]
+    if on and len(runs) > 1:
+        speed = on[0]["cost"]["speedup"]
+        lines.append(f"modelled speed-up from replication: {speed:.4f}x "
+                     f"({100 * (speed - 1):+.2f}% total cycles)")
+    return lines
+
+
 def format_report(report: dict) -> str:
     """The comparison table for people: per node, for each run side by side."""
     runs = report["runs"]
@@ -80,6 +120,8 @@ def format_report(report: dict) -> str:
         cpus = sum(1 for cpu in first["cpus"] if cpu["node"] == node)
         shares = "  ".join(f"{_pct(local_kernel_share(run, node)):>32}" for run in runs)
         lines.append(f"{node:>4}  {cpus:>4}  {shares}")
+    if all("cost" in run for run in runs):
+        lines += ["", *format_cost(runs, labels)]
     lines.append("")
     for run, label in zip(runs, labels, strict=True):
         checks = run["checks"]

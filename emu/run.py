@@ -6,8 +6,10 @@ fetched from.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from emu.config import (
@@ -18,7 +20,10 @@ from emu.config import (
     parse_cmdline,
 )
 from emu.errors import EmuError, GuestFault, UsageError
+from emu.hw.cachemodel import attach_cache_model
+from emu.hw.cost import CostReport, cost_of_run, gain, speedup
 from emu.hw.machine import DEFAULT_QUANTUM
+from emu.plot import require_matplotlib, write_plot
 from emu.report import format_report, make_report, write_json
 from emu.system import DEFAULT_MAX_INSTRUCTIONS, RunSpec, System
 from emu.workloads import workload_defaults
@@ -83,8 +88,13 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
                       f"(default {DEFAULT_MAX_INSTRUCTIONS:,})")
     work.add_argument("--quantum", type=_positive, default=DEFAULT_QUANTUM, metavar="N",
                       help=f"instructions per CPU turn (default {DEFAULT_QUANTUM:,})")
+    layout.add_argument("--detail", choices=("fast", "cache"), default="fast",
+                        help="cost model: fast (counts x latency, default) or cache "
+                        "(per-CPU L1I/L1D and per-node LLC simulation)")
     out = parser.add_argument_group("output")
     out.add_argument("--json", type=Path, metavar="PATH", help="write the report as JSON")
+    out.add_argument("--plot", type=Path, metavar="PATH.png",
+                     help="node x node fetch-traffic heat maps and per-CPU cycles (matplotlib)")
     out.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.set_defaults(run=run_command)
 
@@ -126,6 +136,7 @@ def run_spec(args: argparse.Namespace, ktext: bool) -> RunSpec:
         kernel=args.kernel,
         cpu_features=features,
         extra_sources=tuple(args.add),
+        data_accesses=True,  # the cost model charges data accesses too
     )
 
 
@@ -153,38 +164,49 @@ def fault_json(fault: GuestFault, system: System) -> dict:
 def run_command(args: argparse.Namespace) -> int:
     if args.kernel is not None and args.add:
         raise UsageError("--kernel and --add cannot be combined: --add links into the shipped kernel")
+    if args.plot is not None:
+        require_matplotlib()
     runs: list[dict] = []
     timings: list[dict] = []
+    costs: list[CostReport] = []
     try:
         for ktext in ktext_modes(args):
             # The boot parameter is what turns replication on, as in Linux.
             config = _config_for(args, f"ktext={'1' if ktext else '0'}")
             started = time.perf_counter()
             system = System(config, run_spec(args, config.ktext))
+            model = attach_cache_model(system) if args.detail == "cache" else None
             booted = time.perf_counter()
-            try:
-                system.run()
-            except GuestFault as fault:
-                run = system.report()
-                run["fault"] = fault_json(fault, system)
-                runs.append(run)
-                raise
+            with progress_bar(args, "ktext " + ("on" if config.ktext else "off")) as update:
+                try:
+                    system.run(progress=update)
+                except GuestFault as fault:
+                    run = system.report()
+                    run["fault"] = fault_json(fault, system)
+                    runs.append(run)
+                    raise
             finished = time.perf_counter()
-            runs.append(system.report())
-            failed = [(cpu["cpu"], cpu["exit_status"]) for cpu in runs[-1]["cpus"]
+            run = system.report()
+            run["iterations"] = system.spec.iterations
+            cost = cost_of_run(system, model)
+            costs.append(cost)
+            run["cost"] = cost.to_json()
+            runs.append(run)
+            failed = [(cpu["cpu"], cpu["exit_status"]) for cpu in run["cpus"]
                       if cpu["exit_status"] not in (None, 0)]
             if failed:
                 cpu, status = failed[0]
                 raise GuestFault(f"workload {args.workload}: the task on CPU {cpu} exited "
                                  f"with status {status} ({len(failed)} task(s) failed)")
-            instructions = runs[-1]["instructions"]
+            instructions = run["instructions"]
             timings.append({
-                "ktext": runs[-1]["ktext"],
+                "ktext": run["ktext"],
                 "boot_seconds": round(booted - started, 6),
                 "run_seconds": round(finished - booted, 6),
                 "instructions_per_second": round(instructions / max(finished - booted, 1e-9)),
             })  # fmt: skip
             system.close()
+        add_speedup(runs, costs)
     except (EmuError, KeyboardInterrupt):
         if args.json is not None and runs:
             write_json(args.json, make_report(runs, timings, complete=False))
@@ -192,6 +214,8 @@ def run_command(args: argparse.Namespace) -> int:
     report = make_report(runs, timings)
     if args.json is not None:
         write_json(args.json, report)
+    if args.plot is not None:
+        write_plot(args.plot, report)
     if not args.quiet:
         print(format_report(report))
         for timing in timings:
@@ -201,3 +225,40 @@ def run_command(args: argparse.Namespace) -> int:
                   f"{timing['instructions_per_second'] / 1e6:.1f} M instructions/s",
                   file=sys.stderr)
     return 0
+
+
+def add_speedup(runs: list[dict], costs: list[CostReport]) -> None:
+    """Put the modelled speed-up of replication into the cost of the ``on`` run."""
+    off = [cost for run, cost in zip(runs, costs, strict=True) if not run["ktext"]]
+    for run, cost in zip(runs, costs, strict=True):
+        if run["ktext"] and off:
+            run["cost"]["speedup"] = speedup(off[0], cost)
+            run["cost"]["gain"] = gain(off[0], cost)
+        elif off:
+            run["cost"]["speedup"] = 1.0
+            run["cost"]["gain"] = 0.0
+
+
+@contextlib.contextmanager
+def progress_bar(args: argparse.Namespace, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A bar on a terminal for runs longer than a second; nothing otherwise."""
+    if args.quiet or not sys.stderr.isatty():
+        yield None
+        return
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        yield None
+        return
+    bar = tqdm(total=args.max_instructions, desc=label, unit="instr", unit_scale=True,
+               delay=1.0, leave=False, file=sys.stderr)
+    shown = [0]
+
+    def update(instructions: int) -> None:
+        bar.update(instructions - shown[0])
+        shown[0] = instructions
+
+    try:
+        yield update
+    finally:
+        bar.close()

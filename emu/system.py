@@ -4,6 +4,7 @@ ready to run one workload and report on it.  The API tests and the CLI use.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,10 +84,25 @@ class System:
         self.scheduler = Scheduler(self.machine, spec.migrate_every)
         self.result: RunResult | None = None
 
-    def run(self, max_instructions: int | None = None) -> RunResult:
-        """Run until every CPU is off or the instruction limit (cumulative) is reached."""
+    def run(
+        self, max_instructions: int | None = None, progress: Callable[[int], None] | None = None
+    ) -> RunResult:
+        """Run until every CPU is off or the instruction limit (cumulative) is reached.
+
+        ``progress`` is called after each scheduling round with the
+        instructions retired so far.
+        """
         limit = self.spec.max_instructions if max_instructions is None else max_instructions
-        on_round = self.scheduler.on_round if self.spec.migrate_every else None
+        callbacks: list[Callable[[], None]] = []
+        if self.spec.migrate_every:
+            callbacks.append(self.scheduler.on_round)
+        if progress is not None:
+            callbacks.append(lambda: progress(self.machine.total_instructions))
+        on_round = None
+        if callbacks:
+            def on_round() -> None:
+                for callback in callbacks:
+                    callback()
         self.result = self.machine.run(limit, on_round)
         return self.result
 

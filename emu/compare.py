@@ -1,0 +1,123 @@
+"""``ktext-emu compare A.json B.json``: what differs between two reports.
+
+Runs are paired in order (the off/on runs of one report with those of the
+other).  For each pair it prints the headline figures side by side (local
+kernel-fetch share per node, instructions, modelled speed-up and traffic
+balance), then every other scalar field that differs.  Timings are ignored:
+they differ between any two runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from emu.errors import ConfigError, OutputError
+from emu.report import local_kernel_share
+
+IGNORED = ("timings", "kernel.path", "console")
+
+
+def load_report(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise OutputError(f"cannot read {path}: {err.strerror or err}") from err
+    try:
+        report = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}:{err.lineno}: not a JSON report ({err.msg})") from err
+    if not isinstance(report, dict) or not isinstance(report.get("runs"), list):
+        raise ConfigError(f"{path}: not a ktext-emu report (no \"runs\" list)")
+    return report
+
+
+def flatten(value: object, prefix: str = "") -> dict[str, object]:
+    """Dotted paths to scalars; lists of numbers stay whole."""
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for key, item in value.items():
+            out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        out = {}
+        for index, item in enumerate(value):
+            out.update(flatten(item, f"{prefix}[{index}]"))
+        return out
+    return {prefix: value}
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def headline(run: dict) -> dict[str, object]:
+    nodes = run["machine"]["nodes"]
+    figures: dict[str, object] = {
+        "ktext": run["ktext"],
+        "workload": run.get("workload"),
+        "machine": f"{run['machine'].get('name', '?')} {nodes}x{run['machine']['cpus_per_node']} "
+                   f"{run['machine']['granule'] // 1024}K/{run['machine']['va_bits']}",
+        "instructions": run.get("instructions"),
+    }  # fmt: skip
+    for node in range(nodes):
+        share = local_kernel_share(run, node)
+        figures[f"node {node} local kernel fetches"] = (
+            None if share is None else f"{100 * share:.1f}%"
+        )
+    cost = run.get("cost")
+    if cost:
+        figures["modelled cycles"] = cost.get("total_cycles")
+        figures["speed-up"] = cost.get("speedup")
+        figures["traffic balance"] = cost.get("balance")
+    return figures
+
+
+def compare(a: dict, b: dict, name_a: str = "A", name_b: str = "B") -> tuple[list[str], int]:
+    """Lines to print, and how many fields differ."""
+    lines: list[str] = []
+    differences = 0
+    if len(a["runs"]) != len(b["runs"]):
+        lines.append(f"{name_a} has {len(a['runs'])} run(s), {name_b} has {len(b['runs'])}")
+        differences += 1
+    for index, (run_a, run_b) in enumerate(zip(a["runs"], b["runs"], strict=False)):
+        lines.append(f"run {index}:")
+        lines.append(f"  {'':<34}{name_a:>24}{name_b:>24}")
+        head_a, head_b = headline(run_a), headline(run_b)
+        for key in dict.fromkeys([*head_a, *head_b]):
+            left, right = head_a.get(key), head_b.get(key)
+            mark = " " if left == right else "*"
+            lines.append(f"{mark} {key:<34}{_fmt(left):>24}{_fmt(right):>24}")
+        flat_a, flat_b = flatten(run_a), flatten(run_b)
+        other = [
+            key for key in dict.fromkeys([*flat_a, *flat_b])
+            if not key.startswith(IGNORED) and flat_a.get(key) != flat_b.get(key)
+        ]  # fmt: skip
+        differences += len(other)
+        if other:
+            lines.append(f"  {len(other)} other field(s) differ:")
+            for key in other[:40]:
+                lines.append(f"    {key}: {_fmt(flat_a.get(key))} -> {_fmt(flat_b.get(key))}")
+            if len(other) > 40:
+                lines.append(f"    ... and {len(other) - 40} more")
+    return lines, differences
+
+
+def add_compare_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("compare", help="print the differences between two JSON reports",
+                            description=__doc__.split("\n\n")[0])
+    parser.add_argument("first", type=Path, metavar="A.json")
+    parser.add_argument("second", type=Path, metavar="B.json")
+    parser.set_defaults(run=run_compare)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    a, b = load_report(args.first), load_report(args.second)
+    lines, differences = compare(a, b, args.first.name, args.second.name)
+    print("\n".join(lines))
+    print(f"{differences} field(s) differ outside the headline figures" if differences
+          else "no other differences")
+    return 0

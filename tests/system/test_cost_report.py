@@ -1,0 +1,74 @@
+"""The user-facing cost report of `ktext-emu run`: JSON fields (a renamed or
+removed field fails here), the plot, and `ktext-emu compare`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emu.cli import main
+
+COST_KEYS = {"model", "parameters", "cpu_cycles", "total_cycles", "node_traffic_bytes",
+             "traffic_matrix_bytes", "balance", "cpus", "speedup", "gain"}
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    """One default-machine dbsim comparison (off and on) with JSON and PNG."""
+    out = tmp_path_factory.mktemp("cost")
+    paths = {"json": out / "r.json", "png": out / "r.png"}
+    assert main(["run", "--iterations", "30", "--quiet", "--json", str(paths["json"]),
+                 "--plot", str(paths["png"])]) == 0
+    return paths
+
+
+def test_cost_object_shape(reports):
+    report = json.loads(reports["json"].read_text())
+    off, on = report["runs"]
+    for run in (off, on):
+        assert run["workload"] == "dbsim"
+        assert set(run["cost"]) == COST_KEYS
+        assert len(run["cost"]["cpu_cycles"]) == len(run["cpus"])
+        assert len(run["cost"]["node_traffic_bytes"]) == run["machine"]["nodes"]
+        assert {"cpu", "node", "instructions", "cycles", "memory_lines_by_node"} <= set(
+            run["cost"]["cpus"][0])
+    assert off["cost"]["speedup"] == 1.0 and off["cost"]["gain"] == 0.0
+    assert on["cost"]["speedup"] > 1.0, "replication must help a kernel-heavy load on 4 nodes"
+    assert on["cost"]["balance"] < off["cost"]["balance"]
+
+
+def test_plot_is_a_real_png_with_differing_panels(reports):
+    image_module = pytest.importorskip("matplotlib.image")
+    image = image_module.imread(reports["png"])
+    height, width = image.shape[:2]
+    assert height > 300 and width > 500
+    top = image[: height // 2]
+    left, right = top[:, : width // 2], top[:, width // 2 :]
+    assert left.std() > 0.01 and right.std() > 0.01, "panels are not blank"
+    assert abs(left - right).mean() > 0.001, "off and on heat maps differ"
+
+
+def test_compare_prints_headline_differences(reports, tmp_path, capsys):
+    other = tmp_path / "one-node.json"
+    assert main(["run", "--nodes", "1", "--iterations", "30", "--quiet",
+                 "--json", str(other)]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(reports["json"]), str(other)]) == 0
+    printed = capsys.readouterr().out
+    assert "speed-up" in printed and "* machine" in printed
+
+
+def test_one_node_gains_nothing(tmp_path):
+    out = tmp_path / "r.json"
+    assert main(["run", "--nodes", "1", "--iterations", "20", "--quiet", "--json", str(out)]) == 0
+    off, on = json.loads(out.read_text())["runs"]
+    assert off["cost"]["total_cycles"] == on["cost"]["total_cycles"]
+    assert on["cost"]["speedup"] == 1.0 and on["cost"]["gain"] == 0.0
+
+
+def test_compare_rejects_a_non_report(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{\"rows\": []}")
+    assert main(["compare", str(bad), str(bad)]) == 3
+    assert "not a ktext-emu report" in capsys.readouterr().err
