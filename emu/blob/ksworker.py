@@ -150,6 +150,21 @@ class KeystoneWorker:
         return line
 
     def _run_chunk(self, texts: Sequence[str]) -> list[EncodeResult]:
+        try:
+            return self._exchange(texts)
+        except BaseException:
+            # Interrupted mid-exchange (Ctrl-C, a time limit): answers still in the pipe
+            # would be taken for the next texts' encodings, so this worker must go.
+            self._kill()
+            raise
+
+    def _kill(self) -> None:
+        proc = self._proc
+        if proc is not None and self._owner == os.getpid() and proc.poll() is None:
+            proc.kill()
+        self.close()
+
+    def _exchange(self, texts: Sequence[str]) -> list[EncodeResult]:
         results: list[EncodeResult] = []
         pending = list(texts)
         while pending:

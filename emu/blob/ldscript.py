@@ -197,37 +197,32 @@ def _file_matches(pattern: str, file_path: str) -> bool:
     return "/" not in pattern and fnmatch.fnmatchcase(Path(file_path).name, pattern)
 
 
+def _subexpressions(expr: Expr) -> Iterator[Expr]:
+    """Every node of ``expr``, without recursion (an operator chain can be very long)."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, Unary):
+            stack.append(node.operand)
+        elif isinstance(node, Binary):
+            stack += (node.rhs, node.lhs)
+        elif isinstance(node, Ternary):
+            stack += (node.otherwise, node.then, node.cond)
+        elif isinstance(node, Call):
+            stack += reversed(node.args)
+
+
 def expr_symbols(expr: Expr) -> set[str]:
-    if isinstance(expr, Name):
-        return {expr.name}
-    if isinstance(expr, Unary):
-        return expr_symbols(expr.operand)
-    if isinstance(expr, Binary):
-        return expr_symbols(expr.lhs) | expr_symbols(expr.rhs)
-    if isinstance(expr, Ternary):
-        return expr_symbols(expr.cond) | expr_symbols(expr.then) | expr_symbols(expr.otherwise)
-    if isinstance(expr, Call):
-        out: set[str] = set()
-        for arg in expr.args:
-            out |= expr_symbols(arg)
-        return out
-    return set()
+    return {node.name for node in _subexpressions(expr) if isinstance(node, Name)}
 
 
 def uses_dot(expr: Expr) -> bool:
-    if isinstance(expr, Name):
-        return expr.name == "."
-    if isinstance(expr, Call) and expr.func == "ALIGN" and len(expr.args) == 1:
-        return True
-    if isinstance(expr, Unary):
-        return uses_dot(expr.operand)
-    if isinstance(expr, Binary):
-        return uses_dot(expr.lhs) or uses_dot(expr.rhs)
-    if isinstance(expr, Ternary):
-        return uses_dot(expr.cond) or uses_dot(expr.then) or uses_dot(expr.otherwise)
-    if isinstance(expr, Call):
-        return any(uses_dot(a) for a in expr.args)
-    return False
+    return any(
+        (isinstance(node, Name) and node.name == ".")
+        or (isinstance(node, Call) and node.func == "ALIGN" and len(node.args) == 1)
+        for node in _subexpressions(expr)
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -676,7 +671,11 @@ def _number_value(digits: str, suffix: str) -> int:
 
 def parse_script(text: str, filename: str = "<script>") -> Script:
     """Parse linker-script text; errors are LinkError("FILE:LINE: ...")."""
-    return _Parser(text, filename).parse_script()
+    parser = _Parser(text, filename)
+    try:
+        return parser.parse_script()
+    except RecursionError:
+        raise parser.error("expression nested too deeply") from None
 
 
 def load_script(path: str | Path) -> Script:
@@ -689,7 +688,10 @@ def load_script(path: str | Path) -> Script:
 
 def parse_expression(text: str, filename: str = "<expr>") -> Expr:
     parser = _Parser(text, filename)
-    expr = parser.parse_expr()
+    try:
+        expr = parser.parse_expr()
+    except RecursionError:
+        raise parser.error("expression nested too deeply") from None
     if not parser.at_end():
         raise parser.error(f"unexpected {parser.describe_next()} after expression")
     return expr
@@ -751,6 +753,14 @@ def _align_up(value: int, align: int) -> int:
 
 def evaluate(expr: Expr, ctx: EvalContext) -> Value:
     """Evaluate ``expr`` with GNU ld's number / absolute / section-relative rules."""
+    try:
+        return _evaluate(expr, ctx)
+    except RecursionError:
+        # A long operator chain parses in a loop but evaluates recursively.
+        raise LinkError(f"{expr.loc}: expression nested too deeply") from None
+
+
+def _evaluate(expr: Expr, ctx: EvalContext) -> Value:
     inside = ctx.current_section is not None
     if isinstance(expr, Num):
         # Outside output sections a literal is absolute, inside it is a plain number.
@@ -776,10 +786,10 @@ def evaluate(expr: Expr, ctx: EvalContext) -> Value:
     if isinstance(expr, Constant):
         return Value(0x10000 if expr.name == "MAXPAGESIZE" else 0x1000, None)
     if isinstance(expr, Ternary):
-        cond = evaluate(expr.cond, ctx)
-        return evaluate(expr.then if cond.value & MASK64 else expr.otherwise, ctx)
+        cond = _evaluate(expr.cond, ctx)
+        return _evaluate(expr.then if cond.value & MASK64 else expr.otherwise, ctx)
     if isinstance(expr, Unary):
-        v = evaluate(expr.operand, ctx)
+        v = _evaluate(expr.operand, ctx)
         if expr.op == "-":
             return Value(-v.value & MASK64, v.section)
         if expr.op == "~":
@@ -787,12 +797,12 @@ def evaluate(expr: Expr, ctx: EvalContext) -> Value:
         return Value(int(not v.value & MASK64), v.section)
     if isinstance(expr, Call):
         if expr.func == "ABSOLUTE":
-            return Value(evaluate(expr.args[0], ctx).absolute(ctx), ABS)
+            return Value(_evaluate(expr.args[0], ctx).absolute(ctx), ABS)
         if expr.func == "ALIGN" and len(expr.args) == 1:
-            align = evaluate(expr.args[0], ctx).value
+            align = _evaluate(expr.args[0], ctx).value
             return _rel_from_abs(_align_up(ctx.dot, align), ctx)
-        lhs = evaluate(expr.args[0], ctx)
-        rhs = evaluate(expr.args[1], ctx)
+        lhs = _evaluate(expr.args[0], ctx)
+        rhs = _evaluate(expr.args[1], ctx)
         lhs, rhs, section = _common_section(lhs, rhs, ctx)
         if expr.func == "ALIGN":
             return Value(_align_up(lhs.value, rhs.value), section)
@@ -823,8 +833,8 @@ def _common_section(lhs: Value, rhs: Value, ctx: EvalContext) -> tuple[Value, Va
 
 
 def _binary(expr: Binary, ctx: EvalContext) -> Value:
-    lhs = evaluate(expr.lhs, ctx)
-    rhs = evaluate(expr.rhs, ctx)
+    lhs = _evaluate(expr.lhs, ctx)
+    rhs = _evaluate(expr.rhs, ctx)
     both_same_section = lhs.section == rhs.section and lhs.section is not None
     lhs, rhs, section = _common_section(lhs, rhs, ctx)
     if both_same_section or (lhs.section == ABS and rhs.section == ABS):

@@ -43,6 +43,9 @@ from emu.blob.reloc import FieldRangeError, apply_relocation, is_pc_relative
 from emu.errors import LinkError
 
 MAX_PASSES = 10
+MAX_IMAGE_BYTES = 256 << 20
+"""The most bytes of section contents an image may hold (the ELF reader's limit): a
+location counter moved further is a script error, not a request for that much memory."""
 
 
 @dataclass
@@ -568,9 +571,16 @@ def link(
 
     by_name: dict[str, OutputSection] = {}
     sections: list[OutputSection] = []
+    contents = 0
     for name, lay in result.sections.items():
         if not lay.kept:
             continue
+        contents += 0 if lay.flags.nobits else lay.size
+        if contents > MAX_IMAGE_BYTES:
+            raise LinkError(
+                f"{script.path}: output section {name} ({lay.size:#x} bytes) takes the image's "
+                f"section contents past {MAX_IMAGE_BYTES >> 20} MiB"
+            )
         data = None if lay.flags.nobits else bytearray(lay.size)
         out = OutputSection(name, lay.vma, lay.lma, lay.size, lay.align, lay.flags, data)
         by_name[name] = out

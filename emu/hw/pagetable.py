@@ -1009,15 +1009,17 @@ def leaf_mappings(mem: TableMemory, geometry: Geometry, pgd_pa: int, *,
 
     ``upper`` says whether the tree is a TTBR1 (kernel) or TTBR0 tree, which fixes
     the VAs reported. Reserved encodings are skipped as the walk would fault on
-    them. A table pointer outside RAM raises GuestFault.
+    them. A table pointer outside RAM raises GuestFault, and so does a table
+    reached twice (a loop, or one table shared by two entries, which Linux never
+    builds): listing such a tree would take time exponential in its depth.
     """
     out: list[Mapping] = []
     base = geometry.upper_base if upper else 0
-    _list_level(mem, geometry, pgd_pa, geometry.start_level, base, 0, out)
+    _list_level(mem, geometry, pgd_pa, geometry.start_level, base, 0, out, {pgd_pa})
     return out
 
 
-def _list_level(mem, g, table_pa, level, va_base, table_attrs, out) -> None:
+def _list_level(mem, g, table_pa, level, va_base, table_attrs, out, seen) -> None:
     shift = g.shifts[level]
     granule_mask = ~(g.granule - 1)
     leaf_mask = ADDR_MASK & ~((1 << shift) - 1)
@@ -1033,8 +1035,15 @@ def _list_level(mem, g, table_pa, level, va_base, table_attrs, out) -> None:
             continue
         va = va_base + (index << shift)
         if level < 3 and desc & DESC_TABLE:
-            _list_level(mem, g, desc & ADDR_MASK & granule_mask, level + 1, va,
-                        table_attrs | (desc & TABLE_ATTR_MASK), out)
+            next_table = desc & ADDR_MASK & granule_mask
+            if next_table in seen:
+                raise GuestFault(
+                    f"level-{level + 1} translation table at {next_table:#x} is reached twice "
+                    f"(from the level-{level} table at {table_pa:#x})"
+                )
+            seen.add(next_table)
+            _list_level(mem, g, next_table, level + 1, va,
+                        table_attrs | (desc & TABLE_ATTR_MASK), out, seen)
         elif level == 3 or g.block_allowed(level):
             out.append(Mapping(va, desc & leaf_mask, 1 << shift, level, desc, table_attrs))
 
