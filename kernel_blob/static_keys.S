@@ -82,8 +82,9 @@ storm_flippers_running:
 	.section .user.text, "ax"
 
 // key_storm: even tasks flip storm_key x1 times each (toggle through
-// __NR_static_key); odd tasks run the storm site (__NR_static_probe) until
-// every flipper that started is done.  x1 = 0: flippers flip forever.
+// __NR_static_key, then run the sites once); odd tasks run the sites
+// (__NR_static_probe) until every flipper that started is done.  x1 = 0:
+// flippers flip forever.
 	.globl	workload_key_storm
 	.type	workload_key_storm, %function
 workload_key_storm:
@@ -100,6 +101,8 @@ workload_key_storm:
 2:	mov	x0, #2				// storm_key
 	mov	x1, #2				// toggle
 	mov	x8, #__NR_static_key
+	svc	#0
+	mov	x8, #__NR_static_probe		// and run the site: a gap between flips
 	svc	#0
 	cbz	x19, 2b
 	subs	x19, x19, #1

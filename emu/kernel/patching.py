@@ -244,12 +244,13 @@ class Rendezvous:
         return [p.cpu for p in self.parked]
 
 
-def _el(vcpu: VCpu) -> int:
+def cpu_el(vcpu: VCpu) -> int:
+    """The exception level of a CPU that is off the engine (its saved context)."""
     return (vcpu.context.reg_read(UC_ARM64_REG_PSTATE) >> 2) & 3
 
 
 def _in_kernel(vcpu: VCpu) -> bool:
-    return vcpu.power is PowerState.ON and (vcpu.context is None or _el(vcpu) != 0)
+    return vcpu.power is PowerState.ON and (vcpu.context is None or cpu_el(vcpu) != 0)
 
 
 def _drain(system: System, rendezvous: Rendezvous, limit: int) -> None:
@@ -278,6 +279,15 @@ def _drain(system: System, rendezvous: Rendezvous, limit: int) -> None:
             rendezvous.drained[vcpu.index] = rendezvous.drained.get(vcpu.index, 0) + ran
 
 
+def quiesce(system: System, limit: int = DEFAULT_DRAIN_LIMIT) -> dict[int, int]:
+    """Run every CPU that is in the kernel (or still starting) until it is at
+    EL0; cpu -> instructions it ran.  PatchError if some CPU does not get
+    there within ``limit`` instructions in all."""
+    rendezvous = Rendezvous()
+    _drain(system, rendezvous, limit)
+    return rendezvous.drained
+
+
 @contextmanager
 def stop_machine(system: System, drain_limit: int = DEFAULT_DRAIN_LIMIT) -> Iterator[Rendezvous]:
     """Park every online CPU at EL0 for the body of the ``with``; check on
@@ -292,7 +302,7 @@ def stop_machine(system: System, drain_limit: int = DEFAULT_DRAIN_LIMIT) -> Iter
             continue
         pc = vcpu.context.reg_read(UC_ARM64_REG_PC)
         rendezvous.parked.append(ParkedCpu(
-            vcpu.index, vcpu.node, pc, _el(vcpu), system.kernel.symbolize(pc),
+            vcpu.index, vcpu.node, pc, cpu_el(vcpu), system.kernel.symbolize(pc),
             machine.accounting.instructions(vcpu.index),
         ))  # fmt: skip
     yield rendezvous
