@@ -41,7 +41,15 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     compare.add_compare_parser(sub)
 
 
-COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_build]
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    from emu import sweep
+
+    sweep.add_sweep_parser(sub)
+
+
+COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_run, _add_sweep, _add_build
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

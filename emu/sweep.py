@@ -1,0 +1,547 @@
+"""``ktext-emu sweep GRID.toml``: run every point of a grid of ``ktext-emu run``
+options and keep one combined report.  Owns the grid file (a ``[grid]`` table
+of option lists whose cartesian product is the points, plus an optional
+``[fixed]`` table), the points' stable ids, the report files (``{"rows":
+[...]}`` JSON, the same rows flattened into CSV, and a journal of finished
+rows) and ``--resume``.  Points run through emu/sweep_executors.py.
+
+The report is rewritten atomically as points finish; each finished row is
+also appended to ``<json>.journal`` at once, so a sweep killed at any moment
+loses no finished point even when the report itself is rewritten less often
+(large reports are rewritten at most every 20x the time one write takes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import hashlib
+import io
+import itertools
+import json
+import math
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from emu.errors import ConfigError, EmuError, OutputError, UsageError
+from emu.fileio import atomic_write_text
+from emu.sweep_executors import (
+    STATUS_CRASH,
+    STATUS_ERROR,
+    STATUS_OK,
+    LocalExecutor,
+    Point,
+    RayExecutor,
+    one_line,
+)
+
+SWEEP_REPORT_VERSION = 1
+DEFAULT_MAX_POINTS = 10_000
+# `ktext-emu run` options that are about its own output, not about the run.
+NOT_GRID_OPTIONS = frozenset({"help", "json", "quiet", "plot"})
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A parsed grid file: option name -> value, in the file's order."""
+
+    path: Path
+    fixed: dict[str, Any]
+    axes: dict[str, list[Any]]
+
+    @property
+    def size(self) -> int:
+        return math.prod(len(values) for values in self.axes.values())
+
+
+# -- the grid file ------------------------------------------------------------
+
+
+def _run_options() -> dict[str, argparse.Action]:
+    """``ktext-emu run``'s options a grid may set, by dest (= name with '_')."""
+    from emu.cli import build_parser
+
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            run_parser = action.choices["run"]
+            return {
+                a.dest: a for a in run_parser._actions
+                if a.option_strings and a.dest not in NOT_GRID_OPTIONS
+            }
+    raise ConfigError("ktext-emu has no run command to sweep")  # pragma: no cover
+
+
+def _line_of(text: str, table: str, key: str | None) -> int | None:
+    """The line that sets ``key`` in ``[table]`` (or the table's header)."""
+    current = None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if line.startswith("[") and not line.startswith("[["):
+            current = line.strip("[] \t").split("]")[0].strip()
+            if key is None and current == table:
+                return number
+            continue
+        name = line.split("=", 1)[0].strip().strip('"').strip("'")
+        if key is not None and current == table and "=" in line and name == key:
+            return number
+    return None
+
+
+class _GridErrors:
+    """Formats ``GRID:LINE: [table] key: message`` lines."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path, self.text = path, text
+
+    def __call__(self, message: str, table: str | None = None, key: str | None = None
+                 ) -> ConfigError:
+        line = _line_of(self.text, table, key) if table else None
+        where = f"{self.path}:{line}" if line else f"{self.path}"
+        what = f"[{table}] {key}: " if table and key else (f"[{table}]: " if table else "")
+        return ConfigError(f"{where}: {what}{message}")
+
+
+def _toml_kind(value: object) -> str:
+    for kind, name in ((bool, "a boolean"), (int, "an integer"), (float, "a float"),
+                       (str, "a string"), (list, "an array"), (dict, "a table")):
+        if isinstance(value, kind):
+            return name
+    return "a date/time"
+
+
+def _is_append(action: argparse.Action) -> bool:
+    return isinstance(action, argparse._AppendAction)
+
+
+def option_args(action: argparse.Action, value: object) -> list[str]:
+    """The run arguments for one option value (raises ValueError with the reason)."""
+    flag = action.option_strings[-1]
+    if action.nargs == 0:
+        if not isinstance(value, bool):
+            raise ValueError(f"{value!r} is {_toml_kind(value)}, expected true or false")
+        return [flag] if value else []
+    if _is_append(action):
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(item, str) for item in items):
+            raise ValueError(f"{value!r}: expected a string or an array of strings")
+        return [f"{flag}={item}" for item in items]
+    if isinstance(value, bool):
+        choices = set(action.choices or ())
+        if {"on", "off"} <= choices:
+            return [f"{flag}={'on' if value else 'off'}"]
+        raise ValueError(f"{value!r} is a boolean, expected a single "
+                         f"{'string' if action.type is None else 'number or string'}")
+    if isinstance(value, int) and action.choices and action.dest == "granule":
+        text = f"{value // 1024}k" if value % 1024 == 0 else str(value)
+        return [f"{flag}={text}"]
+    if isinstance(value, int | float | str):
+        return [f"{flag}={value}"]
+    raise ValueError(f"{value!r} is {_toml_kind(value)}, expected a single value")
+
+
+def _check_value(action: argparse.Action, value: object, error: Any, table: str,
+                 key: str) -> list[str]:
+    """The value's run arguments, checked by the run parser itself."""
+    from emu.sweep_executors import parse_run_args
+
+    try:
+        args = option_args(action, value)
+        parse_run_args(args)
+    except ValueError as err:
+        raise error(str(err), table, key) from None
+    except UsageError as err:
+        detail = str(err).split(": ", 1)[-1]  # drop the "ktext-emu run" prefix
+        raise error(f"{value!r}: {detail}", table, key) from None
+    return args
+
+
+def _resolve_path(value: object, base: Path) -> object:
+    """A relative path in a grid is relative to the grid file's directory."""
+    if isinstance(value, list):
+        return [_resolve_path(item, base) for item in value]
+    if isinstance(value, str) and value and not Path(value).is_absolute():
+        return str(base / value)
+    return value
+
+
+def _path_valued(action: argparse.Action, value: object) -> bool:
+    if action.type is Path:
+        return True
+    # --machine takes a preset name or a machine file
+    return action.dest == "machine" and isinstance(value, str) and (
+        value.endswith(".toml") or "/" in value)
+
+
+def load_grid(path: Path, max_points: int = DEFAULT_MAX_POINTS) -> tuple[Grid, list[Point]]:
+    """Parse and check GRID.toml; return it and its points in grid order."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise ConfigError(f"cannot read grid {path}: {reason}") from None
+    error = _GridErrors(path, text)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {one_line(str(err))}") from None
+    unknown_tables = [name for name in doc if name not in ("grid", "fixed")]
+    if unknown_tables:
+        name = unknown_tables[0]
+        raise error(f"unknown {'table' if isinstance(doc[name], dict) else 'key'} "
+                    f"'{name}' (a grid file has [grid] and optionally [fixed])")
+    if not isinstance(doc.get("grid"), dict):
+        raise error("no [grid] table (its keys are `ktext-emu run` options, its values lists)")
+    options = _run_options()
+    known = ", ".join(sorted(options))
+    names: dict[str, str] = {}  # dest -> the table that set it
+    tables: dict[str, dict[str, Any]] = {"fixed": {}, "grid": {}}
+    for table in ("fixed", "grid"):
+        content = doc.get(table, {})
+        if not isinstance(content, dict):
+            raise error(f"'{table}' must be a table")
+        for key, value in content.items():
+            dest = key.replace("-", "_")
+            if dest not in options:
+                if dest in NOT_GRID_OPTIONS:
+                    raise error(f"'{key}' is about the run's output, not the run; "
+                                "the sweep writes its own report", table, key)
+                raise error(f"not a `ktext-emu run` option (options: {known})", table, key)
+            if dest in names:
+                raise error(f"also set in [{names[dest]}]", table, key)
+            names[dest] = table
+            tables[table][dest] = (key, value)
+    if not tables["grid"]:
+        raise error("is empty: give at least one option and a list of its values", "grid")
+    base = path.parent
+    fixed: dict[str, Any] = {}
+    fixed_args: list[str] = []
+    for dest, (key, value) in tables["fixed"].items():
+        action = options[dest]
+        if isinstance(value, list) and not _is_append(action):
+            raise error(f"{value!r}: [fixed] takes a single value (lists go in [grid])",
+                        "fixed", key)
+        fixed[dest] = value
+        resolved = _resolve_path(value, base) if _path_valued(action, value) else value
+        fixed_args += _check_value(action, resolved, error, "fixed", key)
+    axes: dict[str, list[Any]] = {}
+    axis_args: list[list[list[str]]] = []
+    for dest, (key, values) in tables["grid"].items():
+        action = options[dest]
+        if not isinstance(values, list):
+            raise error(f"{values!r} is {_toml_kind(values)}; [grid] values are lists "
+                        f"(e.g. {key} = [{values!r}]), single values go in [fixed]",
+                        "grid", key)
+        if not values:
+            raise error("empty list: give at least one value", "grid", key)
+        seen: dict[tuple[str, ...], object] = {}
+        choices = []
+        for value in values:
+            resolved = _resolve_path(value, base) if _path_valued(action, value) else value
+            args = _check_value(action, resolved, error, "grid", key)
+            if tuple(args) in seen:
+                raise error(f"{value!r} repeats {seen[tuple(args)]!r}", "grid", key)
+            seen[tuple(args)] = value
+            choices.append(args)
+        axes[dest] = list(values)
+        axis_args.append(choices)
+    grid = Grid(path, fixed, axes)
+    if grid.size > max_points:
+        shape = " x ".join(f"{len(v)} {k}" for k, v in axes.items())
+        raise ConfigError(f"{path}: the grid has {grid.size:,} points ({shape}), more than "
+                          f"the limit of {max_points:,}; raise it with --max-points")
+    points = []
+    for index, combo in enumerate(itertools.product(*(range(len(v)) for v in axes.values()))):
+        point_options = {dest: axes[dest][i] for dest, i in zip(axes, combo, strict=True)}
+        point_options.update(fixed)
+        argv = [arg for args, i in zip(axis_args, combo, strict=True) for arg in args[i]]
+        argv += fixed_args
+        points.append(Point(index, point_id(point_options, options), point_options,
+                            tuple(argv)))
+    return grid, points
+
+
+def point_id(point_options: dict[str, Any], options: dict[str, argparse.Action]) -> str:
+    """A stable id: a hash of the point's options as run arguments, in name order.
+
+    Spellings of one value (granule 4096 and "4k") give one id; paths count as
+    written in the grid, so a grid directory can move without losing its rows.
+    """
+    args = sorted(arg for dest, value in point_options.items()
+                  for arg in option_args(options[dest], value))
+    digest = hashlib.sha256(json.dumps(args).encode("utf-8")).hexdigest()
+    return digest[:12]
+
+
+# -- the report files ----------------------------------------------------------
+
+
+def flatten(row: dict, prefix: str = "") -> dict[str, Any]:
+    """Dotted column names: runs.on.local_kernel_share_by_node.0, timing.seconds ..."""
+    flat: dict[str, Any] = {}
+    for key, value in row.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        elif isinstance(value, list):
+            flat.update(flatten({str(i): item for i, item in enumerate(value)}, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _csv_value(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def csv_columns(flat_rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The union of the rows' columns, each new one placed right after the column
+    that precedes it in its own row (node 1's figures after node 0's, a fault
+    after the checks of its run), then timing.* last."""
+    columns: list[str] = []
+    known: set[str] = set()
+    for flat in flat_rows:
+        previous = None
+        for column in flat:
+            if column not in known:
+                columns.insert(columns.index(previous) + 1 if previous else 0, column)
+                known.add(column)
+            previous = column
+    head = [c for c in columns if not c.startswith("timing.")]
+    return head + [c for c in columns if c.startswith("timing.")]
+
+
+def rows_csv(rows: Sequence[dict]) -> str:
+    """The rows as CSV, one column per flattened field (see csv_columns)."""
+    flat_rows = [flatten(row) for row in rows]
+    columns = csv_columns(flat_rows)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for flat in flat_rows:
+        writer.writerow([_csv_value(flat.get(column)) for column in columns])
+    return out.getvalue()
+
+
+def journal_path(json_path: Path) -> Path:
+    return json_path.with_name(json_path.name + ".journal")
+
+
+def load_done_rows(json_path: Path) -> dict[str, dict]:
+    """Rows already computed: the report's, then the journal's (one JSON row a line)."""
+    rows: dict[str, dict] = {}
+    if json_path.is_file():
+        try:
+            doc = json.loads(json_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ConfigError(f"--resume: cannot read {json_path} as a sweep report "
+                              f"({one_line(str(err))})") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
+            raise ConfigError(f"--resume: {json_path} is not a sweep report (no \"rows\" list)")
+        rows.update(_rows_by_id(doc["rows"]))
+    journal = journal_path(json_path)
+    if journal.is_file():
+        lines = journal.read_text(encoding="utf-8", errors="replace").splitlines()
+        parsed = []
+        for line in lines:
+            with contextlib.suppress(json.JSONDecodeError):  # a line cut short by a kill
+                parsed.append(json.loads(line))
+        rows.update(_rows_by_id(parsed))
+    # A crash is not a result of the point: run it again.
+    return {key: row for key, row in rows.items() if row.get("status") != STATUS_CRASH}
+
+
+def _rows_by_id(rows: Iterable[object]) -> dict[str, dict]:
+    return {row["id"]: row for row in rows
+            if isinstance(row, dict) and isinstance(row.get("id"), str) and "status" in row}
+
+
+class SweepReport:
+    """The rows so far and the files they go to."""
+
+    def __init__(self, grid: Grid, points: Sequence[Point], json_path: Path,
+                 csv_path: Path | None, rows: dict[str, dict]) -> None:
+        self.grid, self.points = grid, points
+        self.json_path, self.csv_path = json_path, csv_path
+        self.journal = journal_path(json_path)
+        self.rows = rows
+        self._journal_file: Any = None
+        self._last_write_seconds = 0.0
+        self._last_write_at = -math.inf
+
+    @property
+    def complete(self) -> bool:
+        return all(point.point_id in self.rows for point in self.points)
+
+    def document(self) -> dict:
+        ordered = sorted(self.rows.values(), key=lambda row: row["index"])
+        return {
+            "ktext_emu_sweep": SWEEP_REPORT_VERSION,
+            "grid": str(self.grid.path),
+            "complete": self.complete,
+            "points": len(self.points),
+            "rows": ordered,
+        }
+
+    def write(self) -> None:
+        started = time.perf_counter()
+        document = self.document()
+        atomic_write_text(self.json_path, json.dumps(document, indent=1) + "\n")
+        if self.csv_path is not None:
+            atomic_write_text(self.csv_path, rows_csv(document["rows"]))
+        self._last_write_at = time.perf_counter()
+        self._last_write_seconds = self._last_write_at - started
+
+    def start(self) -> None:
+        """Write the report of what is already done and open a fresh journal."""
+        self.write()
+        try:
+            self._journal_file = self.journal.open("w", encoding="utf-8")
+        except OSError as err:
+            raise OutputError(f"cannot write {self.journal}: {err.strerror or err}") from None
+
+    def add(self, row: dict) -> None:
+        self.rows[row["id"]] = row
+        try:
+            self._journal_file.write(json.dumps(row) + "\n")
+            self._journal_file.flush()
+        except OSError as err:
+            raise OutputError(f"cannot write {self.journal}: {err.strerror or err}") from None
+        if time.perf_counter() - self._last_write_at >= 20 * self._last_write_seconds:
+            self.write()
+
+    def finish(self) -> None:
+        """Write everything; the journal is then redundant."""
+        self.write()
+        if self._journal_file is not None:
+            self._journal_file.close()
+            self._journal_file = None
+        with contextlib.suppress(OSError):
+            self.journal.unlink()
+
+
+# -- the command ----------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "sweep",
+        help="run every point of a grid of `run` options and write one combined report",
+        description="Run the cartesian product of the option lists in GRID.toml's [grid] "
+        "table (with the options of its [fixed] table) as `ktext-emu run` would, one row per "
+        "point, in parallel; the report is written as points finish.",
+    )
+    parser.add_argument("grid", type=Path, metavar="GRID.toml", help="the grid file")
+    parser.add_argument("--jobs", "-j", type=_positive, default=None, metavar="N",
+                        help="points run at once (default: this machine's cores; with ray "
+                        "and --address: no limit but the cluster's)")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local: processes on this machine (default); ray: Ray tasks")
+    parser.add_argument("--address", metavar="ADDR",
+                        help="the Ray cluster to use (e.g. auto or HOST:6379); default: "
+                        "start a local Ray instance")
+    parser.add_argument("--json", type=Path, metavar="PATH",
+                        help="the report (default: GRID's name with .sweep.json, here)")
+    parser.add_argument("--csv", type=Path, metavar="PATH",
+                        help="the rows as CSV (default: GRID's name with .sweep.csv, here)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows of the existing report and run only missing points")
+    parser.add_argument("--max-points", type=_positive, default=DEFAULT_MAX_POINTS, metavar="N",
+                        help=f"refuse grids of more points (default {DEFAULT_MAX_POINTS:,})")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    parser.set_defaults(run=sweep_command)
+
+
+def _describe(point: Point, grid: Grid) -> str:
+    return " ".join(f"{key}={point.options[key]}" for key in grid.axes)
+
+
+def make_executor(args: argparse.Namespace) -> LocalExecutor | RayExecutor:
+    if args.executor == "ray":
+        return RayExecutor(args.address, args.jobs)
+    if args.address is not None:
+        raise UsageError("--address is for --executor ray")
+    return LocalExecutor(args.jobs)
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    executor = make_executor(args)  # first: a missing Ray is reported before anything runs
+    grid, points = load_grid(args.grid, args.max_points)
+    stem = args.grid.name.removesuffix(".toml")
+    json_path = args.json or Path(f"{stem}.sweep.json")
+    csv_path = args.csv or Path(f"{stem}.sweep.csv")
+    wanted = {point.point_id for point in points}
+    done: dict[str, dict] = {}
+    if args.resume:
+        previous = load_done_rows(json_path)
+        done = {key: row for key, row in previous.items() if key in wanted}
+        dropped = len(previous) - len(done)
+        if dropped and not args.quiet:
+            print(f"sweep: {dropped} row(s) of {json_path} are not points of this grid "
+                  "and are left out", file=sys.stderr)
+    index = {point.point_id: point.index for point in points}
+    for key, row in done.items():
+        row["index"] = index[key]
+    todo = [point for point in points if point.point_id not in done]
+    report = SweepReport(grid, points, json_path, csv_path, done)
+    if not args.quiet:
+        already = f", {len(done)} already done" if done else ""
+        if executor.name == "ray":
+            where = f"Ray at {args.address}" if args.address else "a local Ray instance"
+        else:
+            where = f"{executor.jobs} local process(es)"
+        print(f"sweep: {len(points)} point(s){already}; running {len(todo)} on {where}",
+              file=sys.stderr)
+    report.start()
+    counts = {STATUS_OK: 0, STATUS_ERROR: 0, STATUS_CRASH: 0}
+    try:
+        for finished, row in enumerate(executor.run(todo), 1):
+            report.add(row)
+            counts[row["status"]] += 1
+            if not args.quiet:
+                point = points[row["index"]]
+                outcome = row["status"] + (f": {row['error']}" if row["error"] else "")
+                print(f"[{finished}/{len(todo)}] {row['id']} {_describe(point, grid)}: "
+                      f"{outcome} ({row['timing']['seconds']:.1f} s)", file=sys.stderr)
+    except (KeyboardInterrupt, EmuError):
+        with contextlib.suppress(EmuError):
+            report.finish()
+        raise
+    finally:
+        executor.close()
+    report.finish()
+    if not args.quiet:
+        outputs = f"{json_path}" + (f", {csv_path}" if csv_path else "")
+        print(f"sweep: {len(points)} point(s): {counts[STATUS_OK]} ok, {counts[STATUS_ERROR]} "
+              f"error(s), {counts[STATUS_CRASH]} crash(es) in this run; wrote {outputs}",
+              file=sys.stderr)
+    if counts[STATUS_CRASH]:
+        raise EmuError(f"{counts[STATUS_CRASH]} point(s) crashed (see their rows); "
+                       "--resume runs them again")
+    return 0

@@ -1,0 +1,358 @@
+"""Where sweep points run.  Owns one point's execution on a worker
+(``run_point``: exactly the ``ktext-emu run`` the CLI would do for the
+point's options, summarised into one row) and the two executors that spread
+points over workers: ``LocalExecutor`` (one forked process per point on this
+machine, at most ``jobs`` at a time) and ``RayExecutor`` (one Ray task per
+point on a Ray cluster or a local Ray instance).
+
+Everything in a row but its ``timing`` object depends only on the point's
+options, so the same point gives the same row on any executor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import tempfile
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from emu.errors import EmuError, UsageError
+from emu.report import local_kernel_share
+
+STATUS_OK = "ok"
+STATUS_ERROR = "error"  # an EmuError: deterministic, part of the results
+STATUS_CRASH = "crash"  # a bug or a dead worker: not a result, --resume runs it again
+
+RAY_INSTALL_HINT = (
+    "--executor ray needs Ray, which is not installed: pip install 'ktext-emu[cluster]' "
+    "(from a source checkout: pip install '.[cluster]')"
+)
+
+_FAULT_KEYS = ("what", "cpu", "node", "pc", "symbol", "esr", "far")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point of a grid, as shipped to a worker."""
+
+    index: int  # position in the grid's order
+    point_id: str  # stable: a hash of the point's run arguments
+    options: dict[str, Any] = field(hash=False)  # option name -> value as written in the grid
+    argv: tuple[str, ...] = ()  # the `ktext-emu run` arguments of the point
+
+
+def parse_run_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The namespace ``ktext-emu run ARGV`` gets: same parser, defaults and checks."""
+    from emu.cli import build_parser
+
+    args = build_parser().parse_args(["run", *argv])
+    if args.command != "run":
+        raise UsageError(f"sweep point {' '.join(argv)!r} did not parse as a run")
+    return args
+
+
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def run_point(point: Point) -> dict:
+    """Run one point (both replication settings when the options say so) and return its row."""
+    started = time.perf_counter()
+    error: BaseException | None = None
+    report: dict | None = None
+    with tempfile.TemporaryDirectory(prefix="ktext-emu-point-") as tmp:
+        report_path = Path(tmp) / "report.json"
+        try:
+            args = parse_run_args(point.argv)
+            # The run writes its report (also a partial one when a run fails)
+            # exactly as `ktext-emu run --json` would; the row is read from it.
+            args.json = report_path
+            args.quiet = True
+            args.run(args)
+        except Exception as err:
+            error = err
+        if report_path.is_file():
+            report = json.loads(report_path.read_text(encoding="utf-8"))
+    return make_row(point, report, error, time.perf_counter() - started)
+
+
+def make_row(point: Point, report: dict | None, error: BaseException | None,
+             seconds: float) -> dict:
+    """The row of a point from its run report (possibly partial) and the error it raised."""
+    runs = report["runs"] if report else []
+    timings = report["timings"] if report else []
+    if error is None:
+        status, message, error_type = STATUS_OK, None, None
+    elif isinstance(error, EmuError):
+        status, message, error_type = STATUS_ERROR, one_line(str(error)), type(error).__name__
+    else:
+        status, error_type = STATUS_CRASH, type(error).__name__
+        message = one_line(f"internal error (a bug in ktext-emu): {error_type}: {error}")
+    machine = None
+    if runs:
+        described = runs[0]["machine"]
+        machine = {key: described[key] for key in
+                   ("name", "nodes", "cpus_per_node", "granule", "va_bits", "levels")}
+    run_rows: dict[str, dict] = {}
+    run_timings: dict[str, dict] = {}
+    for position, run in enumerate(runs):
+        mode = "on" if run["ktext_requested"] else "off"
+        run_rows[mode] = summarize_run(run)
+        if position < len(timings):
+            timing = timings[position]
+            run_timings[mode] = {key: timing[key] for key in timing if key != "ktext"}
+    return {
+        "id": point.point_id,
+        "index": point.index,
+        "options": dict(point.options),
+        "status": status,
+        "error": message,
+        "error_type": error_type,
+        "machine": machine,
+        "runs": run_rows,
+        # Everything that varies from one execution of the same point to the next.
+        "timing": {
+            "seconds": round(seconds, 3),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "host": socket.gethostname(),
+            "runs": run_timings,
+        },
+    }
+
+
+def summarize_run(run: dict) -> dict:
+    """The key results of one RUN of the ``{"runs": [...]}`` report."""
+    local = sum(cpu["kernel_fetches_by_node"][cpu["node"]] for cpu in run["cpus"])
+    total = sum(sum(cpu["kernel_fetches_by_node"]) for cpu in run["cpus"])
+    summary: dict[str, Any] = {
+        "ktext": run["ktext"],
+        "ktext_message": run.get("ktext_message"),
+        "stop_reason": run.get("stop_reason"),
+        "iterations": run.get("iterations"),
+        "instructions": run["instructions"],
+        "migrations": run.get("migrations"),
+        "kernel_fetches": total,
+        "local_kernel_fetches": local,
+        "local_kernel_share": None if total == 0 else local / total,
+        "local_kernel_share_by_node": [
+            local_kernel_share(run, node) for node in range(run["machine"]["nodes"])
+        ],
+        "checks": dict(run["checks"]),
+    }
+    if isinstance(run.get("cost"), dict):
+        summary["cost"] = _flat_figures(run["cost"])
+    if isinstance(run.get("fault"), dict):
+        summary["fault"] = {key: run["fault"].get(key) for key in ("message", *_FAULT_KEYS)}
+    return summary
+
+
+def _flat_figures(cost: dict) -> dict:
+    """The cost object's scalars (model, totals, speed-up) and per-node lists;
+    not its tables or per-CPU figures, which would make a column per CPU."""
+    figures = {}
+    for key, value in cost.items():
+        if value is None or isinstance(value, int | float | str | bool):
+            figures[key] = value
+        elif "node" in key and isinstance(value, list) and all(
+            isinstance(item, int | float) for item in value
+        ):
+            figures[key] = list(value)
+    return figures
+
+
+def crash_row(point: Point, message: str, seconds: float = 0.0) -> dict:
+    row = make_row(point, None, None, seconds)
+    row.update(status=STATUS_CRASH, error=one_line(message), error_type="WorkerLost")
+    return row
+
+
+# -- local: one process per point ------------------------------------------
+
+
+def default_jobs() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """A killed sweep must not leave its points running."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _point_process(point: Point, conn: multiprocessing.connection.Connection,
+                   parent_pid: int) -> None:
+    # Ctrl-C reaches the whole process group: the sweep handles it and stops
+    # its points, so a point must not die of it with a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid)
+    conn.send(run_point(point))
+    conn.close()
+
+
+def _exit_text(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "no exit status"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit status {exitcode}"
+
+
+class LocalExecutor:
+    """Points as child processes of this one, at most ``jobs`` at a time.
+
+    A process per point (not a pool) isolates points completely: a point that
+    kills its process (a segfault in native code) costs only its own row.
+    """
+
+    name = "local"
+
+    def __init__(self, jobs: int | None = None) -> None:
+        self.jobs = jobs or default_jobs()
+        methods = multiprocessing.get_all_start_methods()
+        # fork: a point starts with every module already imported.
+        self.context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+    def run(self, points: Sequence[Point]) -> Iterator[dict]:
+        """Yield each point's row as it finishes (in completion order)."""
+        waiting = deque(points)
+        running: dict[Any, tuple[Any, Point, float]] = {}
+        try:
+            while waiting or running:
+                while waiting and len(running) < self.jobs:
+                    point = waiting.popleft()
+                    receiver, sender = self.context.Pipe(duplex=False)
+                    process = self.context.Process(
+                        target=_point_process, args=(point, sender, os.getpid()),
+                        name=f"ktext-emu-point-{point.point_id}",
+                    )
+                    process.start()
+                    sender.close()
+                    running[receiver] = (process, point, time.perf_counter())
+                for receiver in multiprocessing.connection.wait(list(running)):
+                    process, point, started = running.pop(receiver)
+                    try:
+                        row = receiver.recv()
+                    except EOFError:
+                        row = None
+                    receiver.close()
+                    process.join()
+                    if row is None:
+                        row = crash_row(point, f"the point's process died "
+                                        f"({_exit_text(process.exitcode)})",
+                                        time.perf_counter() - started)
+                    yield row
+        finally:
+            for receiver, (process, _, _) in running.items():
+                process.kill()
+                process.join()
+                receiver.close()
+
+    def close(self) -> None:
+        pass
+
+
+# -- Ray: one task per point ------------------------------------------------
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UsageError(RAY_INSTALL_HINT) from None
+    return ray
+
+
+class RayExecutor:
+    """Points as Ray tasks (one CPU each) on the cluster at ``address``, or on a
+    local Ray instance of ``jobs`` CPUs when no address is given.
+
+    Every node of a cluster needs ktext-emu installed (the same version), and
+    file options in the grid (machine files, --add sources, --kernel) must be
+    at the same paths on every node.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, jobs: int | None = None) -> None:
+        self.ray = import_ray()
+        self.address = address
+        self.jobs = jobs
+        self._started_here = False
+
+    def _connect(self) -> None:
+        ray = self.ray
+        if ray.is_initialized():
+            return
+        options: dict[str, Any] = {"logging_level": "warning"}
+        if self.address is None:
+            options.update(include_dashboard=False, num_cpus=self.jobs or default_jobs())
+        else:
+            options["address"] = self.address
+        try:
+            ray.init(**options)
+        except Exception as err:
+            where = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
+            raise UsageError(f"cannot start or reach {where}: {one_line(str(err))}") from None
+        self._started_here = True
+
+    def run(self, points: Sequence[Point]) -> Iterator[dict]:
+        """Yield each point's row as it finishes (in completion order)."""
+        ray = self.ray
+        self._connect()
+        task = ray.remote(num_cpus=1)(run_point)
+        waiting = deque(points)
+        # With --jobs on a cluster, no more than that many points in flight;
+        # otherwise the cluster's scheduler queues them all.
+        limit = self.jobs if (self.jobs and self.address) else len(points)
+        in_flight: dict[Any, tuple[Point, float]] = {}
+        try:
+            while waiting or in_flight:
+                while waiting and len(in_flight) < limit:
+                    point = waiting.popleft()
+                    in_flight[task.remote(point)] = (point, time.perf_counter())
+                refs = list(in_flight)
+                done, rest = ray.wait(refs, num_returns=1)
+                if rest:  # collect every other point that is ready too
+                    more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+                    done += more
+                for ref in done:
+                    point, started = in_flight.pop(ref)
+                    try:
+                        row = ray.get(ref)
+                    except ray.exceptions.RayError as err:
+                        row = crash_row(point, f"Ray task failed: {type(err).__name__}: "
+                                        f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}",
+                                        time.perf_counter() - started)
+                    yield row
+        finally:
+            for ref in in_flight:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+
+    def close(self) -> None:
+        if self._started_here and self.ray.is_initialized():
+            self.ray.shutdown()
+            self._started_here = False
