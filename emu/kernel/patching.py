@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from unicorn import UC_HOOK_MEM_WRITE_PROT
+from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_WRITE_PROT, Uc
 from unicorn.arm64_const import UC_ARM64_REG_PC, UC_ARM64_REG_PSTATE
 
 from emu.errors import PatchError, UsageError
@@ -54,6 +54,7 @@ LM_STEXT = "ktext_lm_stext"
 GUEST_PATCH_FUNCTION = "aarch64_insn_patch_text_nosync"
 DEFAULT_DRAIN_LIMIT = 2_000_000  # instructions stop_machine may run to empty the kernel
 DRAIN_STEP = 2_000
+LOWER_HALF_END = (1 << 48) - 1  # user space (TTBR0) for every VA size the machine has
 EINVAL = 22
 
 
@@ -254,29 +255,47 @@ def _in_kernel(vcpu: VCpu) -> bool:
 
 
 def _drain(system: System, rendezvous: Rendezvous, limit: int) -> None:
-    """Run every CPU that is inside the kernel, round-robin, until it is back at EL0."""
+    """Run every CPU that is inside the kernel, round-robin, until it is back at EL0.
+
+    A temporary code hook over the lower (TTBR0) half stops a CPU at its
+    first instruction at EL0, so it parks right where it returned to user
+    space, whatever its quantum.
+    """
     machine = system.machine
     machine.save_current()
-    spent = 0
-    while True:
-        inside = [vcpu for vcpu in machine.cpus if _in_kernel(vcpu)]
-        if not inside:
-            return
-        if spent >= limit:
-            names = ", ".join(
-                f"CPU {v.index} at {system.kernel.symbolize(v.context.reg_read(UC_ARM64_REG_PC))}"
-                if v.context is not None else f"CPU {v.index} (starting)"
-                for v in inside
-            )  # fmt: skip
-            raise PatchError(
-                f"stop_machine: {names} did not leave the kernel within {limit} instructions"
-            )
-        for vcpu in inside:
-            machine.switch_to(vcpu)
-            ran = machine.run_quantum(vcpu, min(DRAIN_STEP, limit - spent) or 1)
-            machine.save_current()
-            spent += ran
-            rendezvous.drained[vcpu.index] = rendezvous.drained.get(vcpu.index, 0) + ran
+    if not any(_in_kernel(vcpu) for vcpu in machine.cpus):
+        return
+    uc = machine.uc
+    hook = uc.hook_add(UC_HOOK_CODE, _stop_at_el0, None, 0, LOWER_HALF_END)
+    invalidate_text(machine)  # code translated before the hook would not call it
+    try:
+        spent = 0
+        while True:
+            inside = [vcpu for vcpu in machine.cpus if _in_kernel(vcpu)]
+            if not inside:
+                return
+            if spent >= limit:
+                names = ", ".join(
+                    f"CPU {v.index} at {system.kernel.symbolize(v.context.reg_read(UC_ARM64_REG_PC))}"
+                    if v.context is not None else f"CPU {v.index} (starting)"
+                    for v in inside
+                )  # fmt: skip
+                raise PatchError(
+                    f"stop_machine: {names} did not leave the kernel within {limit} instructions"
+                )
+            for vcpu in inside:
+                machine.switch_to(vcpu)
+                ran = machine.run_quantum(vcpu, max(1, min(DRAIN_STEP, limit - spent)))
+                machine.save_current()
+                spent += ran
+                rendezvous.drained[vcpu.index] = rendezvous.drained.get(vcpu.index, 0) + ran
+    finally:
+        uc.hook_del(hook)
+
+
+def _stop_at_el0(uc: Uc, _address: int, _size: int, _user: object) -> None:
+    if not (uc.reg_read(UC_ARM64_REG_PSTATE) >> 2) & 3:
+        uc.emu_stop()
 
 
 def quiesce(system: System, limit: int = DEFAULT_DRAIN_LIMIT) -> dict[int, int]:
