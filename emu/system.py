@@ -26,7 +26,9 @@ from emu.hw.cpu import PSTATE_EL1H_MASKED, SPSR_EL1, PowerState, read_sysreg, wr
 from emu.hw.machine import DEFAULT_QUANTUM, Machine, RunResult
 from emu.hw.pagetable import Geometry, decode_ttbr
 from emu.hw.physmem import PhysMem
+from emu.kernel.alternative import check_alternatives
 from emu.kernel.boot import BootParams, Kernel, boot
+from emu.kernel.cpufeature import system_cpucaps
 from emu.kernel.image import load_kernel_image
 from emu.kernel.layout import boot_layout
 from emu.kernel.sched import Scheduler
@@ -265,6 +267,9 @@ class System:
                 "roots_differ_only_in_kernel_slots": self.roots_differ_only_in_kernel_slots(),
                 "ttbr1_matches_node": self.ttbr1_matches_node(),
             },
+            "cpu_caps": system_cpucaps(self.physmem, image),
+            "alternatives_match_caps": not check_alternatives(self.physmem, image,
+                                                              repl.text_copies),
             "console": list(self.machine.console),
         }
 
