@@ -26,7 +26,7 @@ from pathlib import Path
 
 from emu.fileio import atomic_write_bytes, atomic_write_text
 from fuzz.harness import FAILURE_KINDS, Failure, Stats, fuzz_loop, input_digest, run_case
-from fuzz.targets import TARGET_NAMES, get_target
+from fuzz.targets import HIDDEN_TARGETS, TARGET_NAMES, get_target
 
 STATE_CAPACITY = 4 << 20
 """Bytes of the current input the child shares (longer inputs are cut in the record)."""
@@ -115,7 +115,7 @@ def supervise(name: str, seconds: float, args: argparse.Namespace) -> Stats:
     work = Path(tempfile.mkdtemp(prefix=f"ktext-fuzz-{name}-"))
     deadline = time.monotonic() + seconds
     round_seed = args.seed
-    hang_limit = target.timeout * 2 + 15
+    hang_limit = target.timeout * 2 + target.startup
     while True:
         left = deadline - time.monotonic()
         cases_left = None if args.max_cases is None else args.max_cases - total.cases
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     names = TARGET_NAMES if args.target == "all" else (args.target,)
     for name in names:
-        if name not in TARGET_NAMES:
+        if name not in TARGET_NAMES + HIDDEN_TARGETS:
             parser.error(f"unknown target {name!r} (targets: {', '.join(TARGET_NAMES)})")
     if args.replay:
         if len(names) != 1:

@@ -62,6 +62,7 @@ class Target:
     seeds: Callable[[], list[bytes]]
     timeout: float = 5.0
     reset: Callable[[], None] | None = None
+    startup: float = 15.0  # seconds a fresh process may take before its first case
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,9 @@ SECTIONS {
   .text : AT(0x1000) { _stext = .; KEEP(*(.head.text)) *(.text .text.*) _etext = .; }
   .rodata ALIGN(0x1000) : { *(.rodata*) . = ALIGN(8); }
   .data : { *(.data .data.*) LONG_NAME = SIZEOF(.text) + ADDR(.rodata) - LOADADDR(.text); }
-  .bss (NOLOAD) : { *(.bss) }
   /DISCARD/ : { *(.note*) *(.comment) }
+  .bss : { *(.bss) }
+  .rest : { *(*) }
 }
 ASSERT(_etext >= _stext, "text backwards")
 """,

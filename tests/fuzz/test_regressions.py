@@ -1,0 +1,186 @@
+"""Regression tests for the bugs the fuzz targets found, one per distinct failure.
+
+Each names the fuzz target that found it and the exception that escaped
+before the fix.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import pytest
+
+from emu.blob.asm import assemble_source
+from emu.blob.commands import parse_defsym
+from emu.blob.ksworker import KeystoneWorker
+from emu.blob.ldscript import parse_expression, parse_script
+from emu.blob.link import MAX_IMAGE_BYTES, link
+from emu.blob.objfile import ObjectFile, Section, SectionFlags
+from emu.errors import GuestFault, LinkError, UsageError
+from emu.hw.pagetable import (
+    PAGE_KERNEL,
+    Geometry,
+    create_pgd_mapping,
+    leaf_mappings,
+    table_descriptor,
+)
+
+NOP = (0xD503201F).to_bytes(4, "little")
+
+
+def text_object() -> ObjectFile:
+    obj = ObjectFile("t.o")
+    obj.sections[".text"] = Section(".text", SectionFlags(execute=True), 4, bytearray(NOP * 4))
+    obj.sections[".data"] = Section(".data", SectionFlags(write=True), 8, bytearray(8))
+    return obj
+
+
+# -- ldscript: RecursionError from deep expressions --------------------------------
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "(" * 2000 + "1" + ")" * 2000,  # parser recursion, one level per parenthesis
+        "-" * 3000 + "1",  # parser recursion, one level per unary operator
+        "1 ? " * 2000 + "1" + " : 0" * 2000,  # nested conditionals
+    ],
+    ids=["parentheses", "unary", "ternary"],
+)
+def test_deeply_nested_script_expression_is_a_link_error(expr: str) -> None:
+    with pytest.raises(LinkError, match=r"^deep\.ld:3: expression nested too deeply$"):
+        parse_script(f"SECTIONS {{\n .text : {{ *(.text) }}\n}} X = {expr};\n", "deep.ld")
+    with pytest.raises(LinkError, match="nested too deeply"):
+        parse_expression(expr, "--defsym")
+    with pytest.raises(UsageError, match="nested too deeply"):
+        parse_defsym(f"X={expr}")
+
+
+def test_a_long_operator_chain_parses_and_fails_cleanly_only_when_evaluated() -> None:
+    chain = "+".join(["1"] * 5000)  # parsed in a loop, but a left-deep tree
+    script = parse_script(f"SECTIONS {{ .text : {{ *(.text .data) }} }}\nX = {chain};\n", "chain.ld")
+    with pytest.raises(LinkError, match=r"^chain\.ld:2: expression nested too deeply$"):
+        link([text_object()], script)
+
+
+def test_a_moderate_chain_still_links_with_its_value() -> None:
+    chain = "+".join(["1"] * 100)
+    script = parse_script(f"SECTIONS {{ .text : {{ *(.text) }} .data : {{ *(.data) }} }}\n"
+                          f"X = {chain};\nY = DEFINED(X) ? X * 2 : 0;\n", "ok.ld")  # fmt: skip
+    image = link([text_object()], script)
+    assert image.symbol_value("X") == 100 and image.symbol_value("Y") == 200
+
+
+# -- link: MemoryError / OverflowError from a huge section with contents -----------
+
+
+@pytest.mark.parametrize("move", ["0x10000000000", "0x7fffffffffffffff", "0x10000001"])
+def test_a_huge_section_with_contents_is_a_link_error(move: str) -> None:
+    script = parse_script(f"SECTIONS {{ .text : {{ *(.text) . += {move}; }} "
+                          ".data : { *(.data) } }", "big.ld")  # fmt: skip
+    with pytest.raises(LinkError, match=r"^big\.ld: output section \.text .* past 256 MiB$"):
+        link([text_object()], script)
+
+
+def test_the_limit_is_on_all_contents_together_and_bss_is_free() -> None:
+    half = MAX_IMAGE_BYTES // 2
+    over = parse_script(f"SECTIONS {{ .text : {{ *(.text) . += {half:#x}; }} "
+                        f".data : {{ *(.data) . += {half:#x}; }} }}", "two.ld")  # fmt: skip
+    with pytest.raises(LinkError, match=r"output section \.data .* past 256 MiB"):
+        link([text_object()], over)
+    obj = text_object()
+    obj.sections[".bss"] = Section(".bss", SectionFlags(write=True, nobits=True), 16,
+                                   nobits_size=1 << 40)  # fmt: skip
+    fine = parse_script("SECTIONS { .text : { *(.text) } .data : { *(.data) } "
+                        ".bss : { *(.bss) } }", "bss.ld")  # fmt: skip
+    image = link([obj], fine)
+    assert image.section(".bss").size == 1 << 40 and image.section(".bss").data is None
+
+
+# -- ksworker: an interrupted exchange left answers in the pipe ---------------------
+
+SLOW_WORKER = r"""
+import sys, time
+from keystone import KS_ARCH_ARM64, KS_MODE_LITTLE_ENDIAN, Ks
+ks = Ks(KS_ARCH_ARM64, KS_MODE_LITTLE_ENDIAN)
+for raw in sys.stdin:
+    time.sleep(0.4)
+    sys.stdout.write("+" + bytes(ks.asm(raw.strip(), 0)[0]).hex() + "\n")
+    sys.stdout.flush()
+"""
+
+
+class _Interrupt(BaseException):
+    pass
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="uses SIGALRM")
+def test_an_interrupted_exchange_never_hands_its_answer_to_the_next_text() -> None:
+    """Before the fix, 'nop' came back as the encoding of the interrupted 'add'."""
+    worker = KeystoneWorker(command=[sys.executable, "-c", SLOW_WORKER])
+
+    def interrupt(signum, frame):  # type: ignore[no-untyped-def]
+        raise _Interrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        assert worker.encode("isb").data == bytes.fromhex("df3f03d5")
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        with pytest.raises(_Interrupt):
+            worker.encode("add x1, x2, #1")
+        assert worker.encode("nop").data == bytes.fromhex("1f2003d5")
+        assert worker.encode("add x1, x2, #1").data == bytes.fromhex("41040091")
+        obj = assemble_source("nop\nadd x1, x2, #1\n", worker=worker)
+        assert bytes(obj.sections[".text"].data) == bytes.fromhex("1f2003d541040091")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        worker.close()
+
+
+# -- pagetable: leaf_mappings on a table tree with a loop ---------------------------
+
+
+class _Ram:
+    def __init__(self) -> None:
+        self.words: dict[int, int] = {}
+        self.reads = 0
+
+    def read_u64(self, pa: int) -> int:
+        self.reads += 1
+        if not 0x4000_0000 <= pa < 0x5000_0000:
+            raise IndexError(pa)
+        return self.words.get(pa, 0)
+
+    def write_u64(self, pa: int, value: int) -> None:
+        self.words[pa] = value
+
+
+@pytest.mark.parametrize("granule", [4096, 16384, 65536])
+def test_a_table_reached_twice_is_a_guest_fault_not_an_endless_listing(granule: int) -> None:
+    """Every entry of a 4K/48 pgd pointing at the pgd itself meant 512**4 reads."""
+    g = Geometry(granule, 48)
+    ram = _Ram()
+    pgd = 0x4000_0000
+    for index in range(g.top_entries):
+        ram.write_u64(pgd + 8 * index, table_descriptor(pgd))
+    with pytest.raises(GuestFault, match=r"translation table at 0x40000000 is reached twice"):
+        leaf_mappings(ram, g, pgd)
+    assert ram.reads <= g.top_entries + g.entries
+
+
+def test_two_entries_sharing_one_table_are_refused_and_a_clean_tree_still_lists() -> None:
+    g = Geometry(4096, 48)
+    ram = _Ram()
+    tables = iter(range(0x4000_1000, 0x4010_0000, 0x1000))
+    create_pgd_mapping(ram, g, 0x4000_0000, g.upper_base, 0x4100_0000, 0x4000, PAGE_KERNEL,
+                       lambda: next(tables))  # fmt: skip
+    leaves = leaf_mappings(ram, g, 0x4000_0000)
+    assert [(m.va, m.pa) for m in leaves] == [
+        (g.upper_base + i * 0x1000, 0x4100_0000 + i * 0x1000) for i in range(4)
+    ]
+    shared = ram.words[0x4000_0000 + 8 * g.pgd_index(g.upper_base)]
+    ram.write_u64(0x4000_0000 + 8 * (g.pgd_index(g.upper_base) + 1), shared)
+    with pytest.raises(GuestFault, match="reached twice"):
+        leaf_mappings(ram, g, 0x4000_0000)

@@ -1,0 +1,46 @@
+"""Bounded runs of every fuzz target inside the normal test suite.
+
+Each property is the target's own: the input is drawn from the target's
+strategy (damaged seeds and generated inputs) and the verdict must be a
+clean result or a documented, one-line EmuError, within the target's time
+box. ``python -m fuzz`` runs the same targets for minutes.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from fuzz.harness import run_case
+from fuzz.targets import TARGET_NAMES, get_target
+
+# Examples per target: the slow ones (a 600 KiB kernel ELF, a keystone round
+# trip, a link of the shipped kernel) get fewer, keeping the file under ~25 s.
+EXAMPLES = {"elf": 60, "asm": 120, "ldscript": 80, "toml": 150, "pagetable": 200, "boot": 25}
+
+
+@pytest.mark.parametrize("name", TARGET_NAMES)
+def test_every_case_is_a_result_or_a_documented_error(name: str) -> None:
+    target = get_target(name)
+    seed_verdicts = [run_case(target, seed_input) for seed_input in target.seeds()]
+    for verdict in seed_verdicts:
+        assert not verdict.failed, f"seed of {name}: {verdict.label}\n{verdict.detail}"
+    assert any(v.kind == "ok" for v in seed_verdicts), f"no seed of {name} runs clean"
+
+    @settings(max_examples=EXAMPLES[name], deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(target.strategy())
+    def case(data: bytes) -> None:
+        verdict = run_case(target, data)
+        assert not verdict.failed, f"{verdict.kind}: {verdict.label}\n{verdict.detail}"
+
+    case()
+
+
+def test_targets_are_listed_with_a_summary() -> None:
+    assert set(TARGET_NAMES) == {"elf", "asm", "ldscript", "toml", "pagetable", "boot"}
+    for name in TARGET_NAMES:
+        target = get_target(name)
+        assert target.name == name and target.summary and target.timeout > 0
+    with pytest.raises(KeyError, match="unknown fuzz target"):
+        get_target("nosuch")
