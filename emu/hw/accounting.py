@@ -6,8 +6,12 @@ memory node, how many instructions were fetched from kernel text
 for it, how many data reads and writes went to each node.
 
 The TLB-fill hook (``emu/hw/mmu.py``) tells this module, for every 4 KiB
-virtual page it maps, which node and kind of memory it is; the block hook
-then charges each translated block's instruction count to that page's slot.
+virtual page it maps, which node and kind of memory it is, and whether the
+translation came from a TLB entry a CPU of another node filled (CnP sharing,
+emu/hw/tlb.py); the block hook then charges each translated block's
+instruction count to that page's slot.  Such remote-filled pages have slots
+of their own (the second half of each CPU's row), so they cost the C hook
+nothing and are counted apart.
 Counts are exact: a block cut short by a fault or by the end of a quantum is
 corrected in ``settle``.  Without the compiled extension a Python block hook
 does the same job, about twenty times slower.
@@ -115,6 +119,17 @@ class CpuCounts:
     data_reads_by_node: tuple[int, ...]
     data_writes_by_node: tuple[int, ...]
 
+    # Parts of the above fetched through a TLB entry a CPU of another node had
+    # filled (a shared CnP entry): how a CPU ends up running another node's copy.
+    remote_filled_kernel_fetches_by_node: tuple[int, ...] = ()
+    remote_filled_other_fetches_by_node: tuple[int, ...] = ()
+
+    @property
+    def remote_filled_fetches(self) -> int:
+        return sum(self.remote_filled_kernel_fetches_by_node) + sum(
+            self.remote_filled_other_fetches_by_node
+        )
+
     @property
     def fetches_by_node(self) -> tuple[int, ...]:
         return tuple(k + o for k, o in zip(self.kernel_fetches_by_node, self.other_fetches_by_node, strict=True))
@@ -139,7 +154,9 @@ class Accounting:
         self.n_cpus = n_cpus
         self.n_nodes = n_nodes
         self._row = n_nodes * KINDS
-        self._fetch = (ctypes.c_uint64 * (n_cpus * self._row))()
+        # A fetch row has a second half for pages a remote-filled TLB entry maps.
+        self._fetch_row = 2 * self._row
+        self._fetch = (ctypes.c_uint64 * (n_cpus * self._fetch_row))()
         self._data = (ctypes.c_uint64 * (n_cpus * self._row))()
         self._recent = (ctypes.c_uint64 * (n_cpus * RECENT_BLOCKS))()
         self._recent_pos = (ctypes.c_uint64 * n_cpus)()
@@ -219,7 +236,7 @@ class Accounting:
         """Charge what follows to ``cpu``."""
         self._cpu = cpu
         offset = cpu * self._row * 8
-        self.state.counters = ctypes.cast(ctypes.addressof(self._fetch) + offset, _u64p)
+        self.state.counters = ctypes.cast(ctypes.addressof(self._fetch) + 2 * offset, _u64p)
         self.state.data_counters = ctypes.cast(ctypes.addressof(self._data) + offset, _u64p)
         self.state.recent = ctypes.cast(
             ctypes.addressof(self._recent) + cpu * RECENT_BLOCKS * 8, _u64p
@@ -227,15 +244,16 @@ class Accounting:
         self.state.recent_pos = ctypes.cast(ctypes.addressof(self._recent_pos) + cpu * 8, _u64p)
         self.state.last_slot = NO_SLOT
 
-    def record(self, va: int, pa: int, node: int, kind: int) -> bool:
-        """Remember that the 4 KiB page of ``va`` is ``pa``'s, on ``node``, of ``kind``.
+    def record(self, va: int, pa: int, node: int, kind: int, remote_fill: bool = False) -> bool:
+        """Remember that the 4 KiB page of ``va`` is ``pa``'s, on ``node``, of ``kind``
+        (through a TLB entry another node's CPU filled, if ``remote_fill``).
 
         Returns False when the table had to be emptied to make room: the
         caller must then flush Unicorn's TLB so every live page is recorded
         again by its next fill.
         """
         key = (va >> QEMU_PAGE_SHIFT) + 1
-        slot = node * KINDS + kind
+        slot = (remote_fill * self.n_nodes + node) * KINDS + kind
         pa_page = pa >> QEMU_PAGE_SHIFT
         if self._pages.get(key) == (slot, pa_page):
             return True
@@ -278,7 +296,7 @@ class Accounting:
             if slot == NO_SLOT - 1:
                 state.unknown -= not_run
             else:
-                self._fetch[self._cpu * self._row + slot] -= not_run
+                self._fetch[self._cpu * self._fetch_row + slot] -= not_run
         state.last_slot = NO_SLOT
 
     def recent_blocks(self, cpu: int) -> list[int]:
@@ -295,18 +313,27 @@ class Accounting:
 
     def counts(self, cpu: int) -> CpuCounts:
         base = cpu * self._row
-        fetch = self._fetch[base : base + self._row]
+        fetch = self._fetch[2 * base : 2 * base + self._fetch_row]
+        local, remote = fetch[: self._row], fetch[self._row :]
         data = self._data[base : base + self._row]
+        remote_kernel = tuple(remote[KIND_KERNEL_TEXT::KINDS])
+        remote_other = tuple(remote[KIND_OTHER::KINDS])
         return CpuCounts(
-            kernel_fetches_by_node=tuple(fetch[KIND_KERNEL_TEXT::KINDS]),
-            other_fetches_by_node=tuple(fetch[KIND_OTHER::KINDS]),
+            kernel_fetches_by_node=tuple(
+                a + b for a, b in zip(local[KIND_KERNEL_TEXT::KINDS], remote_kernel, strict=True)
+            ),
+            other_fetches_by_node=tuple(
+                a + b for a, b in zip(local[KIND_OTHER::KINDS], remote_other, strict=True)
+            ),
             data_reads_by_node=tuple(data[0::2]),
             data_writes_by_node=tuple(data[1::2]),
+            remote_filled_kernel_fetches_by_node=remote_kernel,
+            remote_filled_other_fetches_by_node=remote_other,
         )
 
     def instructions(self, cpu: int) -> int:
-        base = cpu * self._row
-        return sum(self._fetch[base : base + self._row])
+        base = cpu * self._fetch_row
+        return sum(self._fetch[base : base + self._fetch_row])
 
     # Fallback hooks with the semantics of _accel.c, for hosts without a compiler.
     def _python_block_hook(self, uc: Uc, address: int, size: int, _user: object) -> None:
@@ -321,7 +348,7 @@ class Accounting:
             state.last_slot = NO_SLOT - 1
             return
         slot = entry[0]
-        self._fetch[self._cpu * self._row + slot] += size >> 2
+        self._fetch[self._cpu * self._fetch_row + slot] += size >> 2
         state.last_slot = slot
 
     def _python_mem_hook(

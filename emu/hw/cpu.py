@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from unicorn import Uc, UcError
 from unicorn.arm64_const import (
@@ -26,6 +25,8 @@ from unicorn.arm64_const import (
     UC_ARM64_REG_SP_EL1,
     UC_ARM64_REG_VBAR_EL1,
 )
+
+from emu.hw.tlb import Tlb, TlbEntry  # noqa: F401  (TlbEntry lived here)
 
 # System registers without a Unicorn register id: (op0, op1, CRn, CRm, op2)
 SPSR_EL1 = (3, 0, 4, 0, 0)
@@ -46,29 +47,16 @@ class PowerState(enum.Enum):
     ON = "on"
 
 
-class TlbEntry(NamedTuple):
-    """A cached translation of one 4 KiB virtual page (``asid`` -1: global)."""
-
-    pa: int
-    perms_el0: int
-    perms_el1: int
-    node: int
-    kind: int
-    asid: int
-    level: int
-    size: int  # the leaf's size: a TLBI by VA anywhere in it removes it
-
-
 @dataclass
 class VCpu:
-    """A CPU of the machine.  ``tlb`` is its private TLB: valid translations
-    stay until the CPU (or a broadcast) invalidates them, as on hardware."""
+    """A CPU of the machine.  ``tlb`` is its private TLB (emu/hw/tlb.py): valid
+    translations stay until the CPU (or a broadcast) invalidates them, as on hardware."""
 
     index: int
     node: int
     power: PowerState = PowerState.OFF
     context: object | None = None
-    tlb: dict[int, TlbEntry] = field(default_factory=dict)
+    tlb: Tlb = field(default_factory=Tlb)
     exceptions: int = 0
     tlbi_count: int = 0
     exit_status: int | None = None  # what the task passed to exit() before CPU_OFF

@@ -42,7 +42,15 @@ from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
 from emu.errors import GuestFault
 from emu.hw import firmware as fw
 from emu.hw.accounting import QEMU_PAGE_SHIFT, Accounting
-from emu.hw.cpu import VECTOR_TABLE_SIZE, NoVectors, PowerState, VCpu, take_exception
+from emu.hw.cpu import (
+    TCR_EL1,
+    VECTOR_TABLE_SIZE,
+    NoVectors,
+    PowerState,
+    VCpu,
+    read_sysreg,
+    take_exception,
+)
 from emu.hw.fault import (
     EC_DABT_CUR,
     EC_DABT_LOW,
@@ -60,6 +68,7 @@ from emu.hw.fault import (
 from emu.hw.mmu import FSC_SYNC_EXTERNAL, Mmu, PendingFault
 from emu.hw.pagetable import Access
 from emu.hw.physmem import PhysMem
+from emu.hw.tlb import Tlbs, decode_tlbi
 from emu.hw.topology import Topology
 
 # QEMU exception numbers Unicorn passes to UC_HOOK_INTR
@@ -131,7 +140,10 @@ class Machine:
             topology.n_cpus, topology.nodes, base, physmem.banks[0].size,
             tuple(bank.host_address for bank in physmem.banks),
         )  # fmt: skip
-        self.mmu = Mmu(physmem, self.accounting)
+        # Every TLB: one per CPU, one shared (CnP) per Inner Shareable domain;
+        # one domain for the whole machine, as Linux assumes (tlbs.set_domains).
+        self.tlbs = Tlbs([cpu.tlb for cpu in self.cpus], [cpu.node for cpu in self.cpus])
+        self.mmu = Mmu(physmem, self.accounting, self.tlbs)
         self.mmu.on_accounting_reset = self.flush_tlb
         uc.hook_add(UC_HOOK_TLB_FILL, self.mmu.fill)
         uc.hook_add(UC_HOOK_INSN, self._on_sys, None, 1, 0, UC_ARM64_INS_SYS)
@@ -146,9 +158,6 @@ class Machine:
         self.current: VCpu | None = None
         self.console: list[str] = []
         self.symbolize: Callable[[int], str] = lambda va: f"{va:#x}"
-        # Inner Shareable domain of each CPU: broadcast TLBIs reach the CPUs
-        # sharing it.  Linux assumes one domain for the whole machine.
-        self.is_domain: list[int] = [0] * topology.n_cpus
         self._stop_fault: FaultReport | None = None
         self._stop_quantum = False
         self.total_instructions = 0
@@ -172,6 +181,12 @@ class Machine:
         if vcpu is self.current and vcpu.context is not None:
             self.uc.context_update(vcpu.context)
         vcpu.power = PowerState.OFF
+
+    @property
+    def is_domain(self) -> list[int]:
+        """Inner Shareable domain of each CPU: broadcast TLBIs reach the CPUs
+        sharing it, and so do CnP entries (set with ``tlbs.set_domains``)."""
+        return self.tlbs.domains
 
     def flush_tlb(self) -> None:
         """Empty Unicorn's TLB (not the CPUs' TLB models)."""
@@ -393,37 +408,19 @@ class Machine:
         return False  # let Unicorn execute it (it flushes its own TLB)
 
     def _tlbi(self, crm: int, op2: int, value: int) -> None:
+        """A guest ``tlbi``: the TLB model (emu/hw/tlb.py) does what the form says."""
         cpu = self.current
+        as16 = bool(read_sysreg(self.uc, TCR_EL1) >> 36 & 1)
+        op = decode_tlbi(crm, op2, value, as16)
+        if op is None:
+            return
+        reached = self.tlbs.tlbi(cpu.index, op)
+        if not reached:
+            return  # a form this CPU does not implement: it takes an undefined-instruction exception
         cpu.tlbi_count += 1
-        broadcast = crm in (1, 3)  # outer / inner shareable forms
-        if broadcast:
-            domain = self.is_domain[cpu.index]
-            targets = [c for c in self.cpus if self.is_domain[c.index] == domain]
-        else:
-            targets = [cpu]
-        asid = (value >> 48) & 0xFFFF
-        va = (value & ((1 << 44) - 1)) << 12
-        if va & (1 << 55):
-            va |= 0xFF00_0000_0000_0000
-        kind = {0: "vmalle1", 1: "vae1", 2: "aside1", 3: "vaae1", 5: "vale1", 7: "vaale1"}.get(op2)
-        for target in targets:
-            tlb = target.tlb
-            if kind == "vmalle1" or kind is None:
-                tlb.clear()
-            elif kind == "aside1":
-                for page in [p for p, e in tlb.items() if e.asid == asid]:
-                    del tlb[page]
-            else:
-                any_asid = kind in ("vaae1", "vaale1")
-                for page, entry in list(tlb.items()):
-                    if page & ~(entry.size - 1) != va & ~(entry.size - 1) & ((1 << 64) - 1):
-                        continue
-                    if not any_asid and entry.asid >= 0 and entry.asid != asid:
-                        continue
-                    # the "last level" (vale1) forms match too: every cached entry is a leaf
-                    del tlb[page]
+        targets = [self.cpus[index] for index in reached]
         for hook in self.tlbi_hooks:
-            hook(cpu, targets, kind or f"op2={op2}", va if kind not in ("vmalle1", "aside1") else None)
+            hook(cpu, targets, op.name, op.va)
 
 
 __all__ = ["DEFAULT_QUANTUM", "FaultReport", "Machine", "RunResult", "StopReason"]
