@@ -24,8 +24,9 @@ from emu.config import MachineConfig
 from emu.errors import GuestFault, UsageError
 from emu.hw.cpu import PSTATE_EL1H_MASKED, SPSR_EL1, PowerState, read_sysreg, write_sysreg
 from emu.hw.machine import DEFAULT_QUANTUM, Machine, RunResult
-from emu.hw.pagetable import Geometry, decode_ttbr
+from emu.hw.pagetable import PAGE_KERNEL, PAGE_KERNEL_RO, Geometry, decode_ttbr
 from emu.hw.physmem import PhysMem
+from emu.hw.tlb import is_domains
 from emu.kernel.alternative import check_alternatives
 from emu.kernel.boot import BootParams, Kernel, boot
 from emu.kernel.cpufeature import system_cpucaps
@@ -51,6 +52,8 @@ class RunSpec:
     cpu_features: tuple[str, ...] = ()
     extra_sources: tuple[Path, ...] = ()  # user .S files linked into the shipped kernel
     count_fetches: bool = True  # False: no accounting at all (the benchmark's baseline)
+    is_domain: str = "machine"  # Inner Shareable domains: "machine" (Linux) or "node" (emu/hw/tlb.py)
+    ro_replicas: bool = False  # rodata copies PAGE_KERNEL_RO, not the series' PAGE_KERNEL
 
 
 def hexa(value: int) -> str:
@@ -69,6 +72,7 @@ class System:
         self.machine = Machine(
             config.topology, self.physmem, spec.quantum, spec.data_accesses, spec.count_fetches
         )
+        self.machine.tlbs.set_domains(is_domains(self.machine.tlbs.cpu_nodes, spec.is_domain))
         if spec.kernel is None:
             defsyms = {"KIMAGE_VADDR": layout.kimage_vaddr,
                        "PHYS_OFFSET_LOAD": self.physmem.banks[0].base}  # fmt: skip
@@ -81,6 +85,7 @@ class System:
             workload=spec.workload,
             iterations=spec.iterations,
             cpu_features=frozenset(spec.cpu_features),
+            rodata_prot=PAGE_KERNEL_RO if spec.ro_replicas else PAGE_KERNEL,
         )
         self.kernel: Kernel = boot(self.machine, self.image, self.geometry, params)
         self.scheduler = Scheduler(self.machine, spec.migrate_every)
