@@ -49,6 +49,7 @@ MAX_NOBITS_BYTES = 1 << 32
 MAX_ALIGN_LOG2 = 16
 MAX_EQUATE_NODES = 10_000
 MAX_LINE = 64 * 1024
+MAX_INCLUDE_BYTES = 16 << 20
 
 _SYMBOL = re.compile(r"[A-Za-z_.$][A-Za-z0-9_.$]*")
 _LABEL = re.compile(r"\s*([A-Za-z_.$][A-Za-z0-9_.$]*|[0-9]+)\s*:(?!:)")
@@ -2284,6 +2285,18 @@ def _search_path(asm: Assembler, stmt: Stmt, target: str) -> list[Path]:
     return [*candidates, *(d / target for d in asm.include_dirs), Path(target)]
 
 
+def _read_limited(path: Path, skip: int, limit: int, what: str) -> bytes:
+    """At most ``limit`` bytes of ``path`` from ``skip`` on: a huge or endless file (a
+    /proc or device file) is never read whole, and a read error is the user's error."""
+    try:
+        with path.open("rb") as handle:
+            if skip:
+                handle.seek(min(skip, 1 << 62))  # past the end reads nothing
+            return handle.read(limit)
+    except OSError as err:
+        raise _Fail(f"cannot read {what} {path}: {err.strerror or err}") from None
+
+
 @directive(".include")
 def _include(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
     target = unquote(args)
@@ -2291,11 +2304,10 @@ def _include(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
         raise _Fail(".include needs a file name")
     for path in _search_path(asm, stmt, target):
         if path.is_file():
-            try:
-                text = path.read_bytes().decode("utf-8", "surrogateescape")
-            except OSError as err:
-                raise _Fail(f"cannot read {path}: {err.strerror}") from None
-            asm.push_file(text, str(path))
+            raw = _read_limited(path, 0, MAX_INCLUDE_BYTES + 1, "include file")
+            if len(raw) > MAX_INCLUDE_BYTES:
+                raise _Fail(f"include file {path} is larger than {MAX_INCLUDE_BYTES:#x} bytes")
+            asm.push_file(raw.decode("utf-8", "surrogateescape"), str(path))
             return
     raise _Fail(f"cannot find include file {target!r}")
 
@@ -2306,10 +2318,13 @@ def _incbin(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
     target = unquote(parts[0])
     skip = asm.absolute(parts[1], "skip") if len(parts) > 1 else 0
     count = asm.absolute(parts[2], "count") if len(parts) > 2 else None
+    if skip < 0 or (count is not None and count < 0):
+        raise _Fail(f".incbin {'skip' if skip < 0 else 'count'} is negative")
+    # One byte past the section limit is enough for emit() to refuse an oversized file.
+    limit = MAX_SECTION_BYTES + 1 if count is None else min(count, MAX_SECTION_BYTES + 1)
     for path in _search_path(asm, stmt, target):
         if path.is_file():
-            data = path.read_bytes()[skip:]
-            asm.emit(data if count is None else data[:count])
+            asm.emit(_read_limited(path, skip, limit, "file"))
             return
     raise _Fail(f"cannot find file {target!r}")
 

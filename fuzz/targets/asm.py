@@ -51,6 +51,8 @@ FRAGMENTS = [
     ".ifnb", ".else", ".elseif 0", ".endif", ".ltorg", ".inst 0xd503201f", ".err", ".error \"e\"",
     ".subsection 1", ".comm c, 8", ".lcomm l, 8", ".uleb128 300", ".sleb128 -1", ".req",
     ".unreq", ".purgem m", ".include \"asm-offsets.inc\"", ".incbin \"missing.bin\"", ".end",
+    ".incbin \"/proc/self/mem\"", ".incbin \"/proc/self/maps\", -8", ".include \"/proc/self/mem\"",
+    ".incbin \"/proc/self/maps\", 0, -1", ".incbin \"/proc/self/maps\", 0x7fffffffffffffff",
     "%function", "@nobits", "\"ax\"", "eq", "lsl #12", "uxtw", "ttbr1_el1", "daifset",
     "sctlr_el1", "\t", " ",
 ]  # fmt: skip

@@ -11,13 +11,13 @@ import sys
 
 import pytest
 
-from emu.blob.asm import assemble_source
+from emu.blob.asm import MAX_INCLUDE_BYTES, MAX_SECTION_BYTES, assemble_source
 from emu.blob.commands import parse_defsym
 from emu.blob.ksworker import KeystoneWorker
 from emu.blob.ldscript import parse_expression, parse_script
 from emu.blob.link import MAX_IMAGE_BYTES, link
 from emu.blob.objfile import ObjectFile, Section, SectionFlags
-from emu.errors import GuestFault, LinkError, UsageError
+from emu.errors import AsmError, GuestFault, LinkError, UsageError
 from emu.hw.pagetable import (
     PAGE_KERNEL,
     Geometry,
@@ -184,3 +184,38 @@ def test_two_entries_sharing_one_table_are_refused_and_a_clean_tree_still_lists(
     ram.write_u64(0x4000_0000 + 8 * (g.pgd_index(g.upper_base) + 1), shared)
     with pytest.raises(GuestFault, match="reached twice"):
         leaf_mappings(ram, g, 0x4000_0000)
+
+
+# -- asm: .incbin / .include of hostile files ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ('.incbin "/proc/self/mem"\n', r"^x\.S:1: cannot read file /proc/self/mem: "),
+        ('.include "/proc/self/mem"\n', r"^x\.S:1: cannot read include file /proc/self/mem: "),
+        ('.incbin "/proc/self/maps", -8\n', r"^x\.S:1: \.incbin skip is negative$"),
+        ('.incbin "/proc/self/maps", 0, -1\n', r"^x\.S:1: \.incbin count is negative$"),
+    ],
+)
+def test_unreadable_or_negative_incbin_is_an_asm_error(source: str, message: str) -> None:
+    """Before the fix: 'internal assembler error (OSError ...)', or the file's tail."""
+    with pytest.raises(AsmError, match=message):
+        assemble_source(source, "x.S")
+
+
+def test_incbin_and_include_never_read_a_huge_file_whole(tmp_path) -> None:
+    big = tmp_path / "big.bin"
+    with big.open("wb") as handle:
+        handle.truncate(MAX_SECTION_BYTES * 4)  # sparse: no disk used
+    with pytest.raises(AsmError, match=r"section \.text larger than"):
+        assemble_source(f'.incbin "{big}"\n', "x.S")
+    include = tmp_path / "big.inc"
+    with include.open("wb") as handle:
+        handle.truncate(MAX_INCLUDE_BYTES + 1)
+    with pytest.raises(AsmError, match=r"include file .* is larger than"):
+        assemble_source(f'.include "{include}"\n', "x.S")
+    small = tmp_path / "small.bin"
+    small.write_bytes(bytes(range(16)))
+    obj = assemble_source(f'.incbin "{small}", 4, 3\n.incbin "{small}", 99\n', "x.S")
+    assert bytes(obj.sections[".text"].data) == bytes([4, 5, 6])
