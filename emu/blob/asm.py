@@ -27,6 +27,7 @@ from pathlib import Path
 from emu.blob import expr as ex
 from emu.blob.expr import Const, Evaluator, ExprError, Node, Num, Sym, Value
 from emu.blob.ksworker import KeystoneWorker, shared_worker
+from emu.blob.ldscript import read_input_file
 from emu.blob.objfile import (
     Binding,
     ObjectFile,
@@ -2567,7 +2568,7 @@ def assemble_file(
     """Assemble one source file; ``.include`` looks beside it first, then in include_dirs."""
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8", "surrogateescape")
+        text = read_input_file(path, MAX_INCLUDE_BYTES).decode("utf-8", "surrogateescape")
     except OSError as err:
         raise AsmError(f"cannot read {path}: {err.strerror}", SourceLoc(str(path), 0)) from None
     return _assemble(text, str(path), include_dirs, worker)

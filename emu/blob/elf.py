@@ -21,6 +21,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emu.blob.ldscript import read_input_file
 from emu.blob.link import LinkedImage, LinkedSymbol, OutputSection
 from emu.blob.objfile import Binding, SymbolType
 from emu.errors import ElfError
@@ -39,6 +40,8 @@ STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_SECTION, STT_FILE = 0, 1, 2, 3, 4
 SEGMENT_ALIGN = 0x10000
 MAX_SEGMENT_SIZE = 256 << 20
 """No kernel image segment is larger; anything bigger is a corrupt or hostile file."""
+MAX_FILE_SIZE = 1 << 30
+"""Segments (256 MiB together) plus symbols and headers never come near this."""
 
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 _PHDR = struct.Struct("<IIQQQQQQ")
@@ -310,9 +313,9 @@ def read_elf(path: str | os.PathLike[str]) -> LoadableImage:
     """Validate and load an AArch64 ELF64 executable; ElfError names the first problem."""
     name = str(path)
     try:
-        blob = Path(path).read_bytes()
+        blob = read_input_file(path, MAX_FILE_SIZE)
     except OSError as err:
-        raise ElfError(f"cannot read {name}: {err.strerror or err}") from err
+        raise ElfError(f"cannot read {name}: {err.strerror or err}") from None
     return parse_elf(blob, name)
 
 

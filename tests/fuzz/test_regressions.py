@@ -6,18 +6,21 @@ before the fix.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
 import pytest
 
-from emu.blob.asm import MAX_INCLUDE_BYTES, MAX_SECTION_BYTES, assemble_source
+from emu.blob.asm import MAX_INCLUDE_BYTES, MAX_SECTION_BYTES, assemble_file, assemble_source
 from emu.blob.commands import parse_defsym
+from emu.blob.elf import read_elf
 from emu.blob.ksworker import KeystoneWorker
-from emu.blob.ldscript import parse_expression, parse_script
+from emu.blob.ldscript import load_script, parse_expression, parse_script
 from emu.blob.link import MAX_IMAGE_BYTES, link
 from emu.blob.objfile import ObjectFile, Section, SectionFlags
-from emu.errors import AsmError, GuestFault, LinkError, UsageError
+from emu.config import MAX_MACHINE_FILE_BYTES, load_machine_file
+from emu.errors import AsmError, ConfigError, ElfError, GuestFault, LinkError, UsageError
 from emu.hw.pagetable import (
     PAGE_KERNEL,
     Geometry,
@@ -219,3 +222,36 @@ def test_incbin_and_include_never_read_a_huge_file_whole(tmp_path) -> None:
     small.write_bytes(bytes(range(16)))
     obj = assemble_source(f'.incbin "{small}", 4, 3\n.incbin "{small}", 99\n', "x.S")
     assert bytes(obj.sections[".text"].data) == bytes([4, 5, 6])
+
+
+# -- every reader: a device, a FIFO or a huge file named as input -------------------
+
+READERS = {
+    "elf": (read_elf, ElfError),
+    "ldscript": (load_script, LinkError),
+    "asm": (assemble_file, AsmError),
+    "toml": (load_machine_file, ConfigError),
+}
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_a_device_or_fifo_is_refused_at_once(reader: str, tmp_path) -> None:
+    """Before the fix, /dev/zero streamed until memory ran out and a FIFO blocked."""
+    read, error = READERS[reader]
+    with pytest.raises(error, match="not a regular file"):
+        read("/dev/zero")
+    fifo = tmp_path / "input.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(error, match="not a regular file"):
+        read(fifo)
+
+
+@pytest.mark.parametrize(("reader", "limit"), [
+    ("ldscript", 4 << 20), ("asm", MAX_INCLUDE_BYTES), ("toml", MAX_MACHINE_FILE_BYTES)])
+def test_an_oversized_text_input_is_refused_without_reading_it_all(reader, limit, tmp_path):
+    read, error = READERS[reader]
+    big = tmp_path / "big.input"
+    with big.open("wb") as handle:
+        handle.truncate(limit + 1)
+    with pytest.raises(error, match="larger than"):
+        read(big)
