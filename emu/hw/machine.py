@@ -7,6 +7,12 @@ the next fills come from that CPU's own TLB model (``emu/hw/mmu.py``).
 Within a quantum the guest runs at Unicorn's speed: Python runs only on a
 TLB miss, an exception (``svc``, ``smc``, undefined instruction, abort) or a
 TLB/cache maintenance instruction; fetch accounting is in C.
+
+A guest that cannot go on ends the run with a GuestFault carrying a
+FaultReport: an exception with nowhere to go, one taken inside the vectors,
+a loop of exceptions at EL1 (the handler faulting again), a guest panic, or a
+CPU the watchdog finds spinning (``watchdog`` instructions without taking an
+exception).  The machine stays usable afterwards.
 """
 
 from __future__ import annotations
@@ -56,10 +62,13 @@ from emu.hw.fault import (
     EC_DABT_LOW,
     EC_IABT_CUR,
     EC_IABT_LOW,
+    EC_PC_ALIGN,
     EC_SHIFT,
+    EC_SVC64,
     ESR_IL,
     ISS_WNR,
     decode_esr,
+    esr_class,
     esr_for_abort,
     esr_for_brk,
     esr_for_svc,
@@ -74,6 +83,13 @@ from emu.hw.topology import Topology
 # QEMU exception numbers Unicorn passes to UC_HOOK_INTR
 EXCP_UDEF, EXCP_SWI, EXCP_BKPT, EXCP_SMC = 1, 2, 7, 13
 DEFAULT_QUANTUM = 20_000
+# A CPU that runs this many instructions without taking any exception (no
+# syscall, no fault, no firmware call) is reported as spinning.  The shipped
+# workloads take one every few hundred instructions; boot takes under 1 M.
+DEFAULT_WATCHDOG = 10_000_000
+# Synchronous exceptions taken at EL1 in a row, with no syscall and nothing
+# from EL0 in between, before the machine calls it an exception loop.
+EXCEPTION_LOOP_LIMIT = 32
 QEMU_PAGE_SIZE = 1 << QEMU_PAGE_SHIFT
 # Registers a CPU can be started with (PSCI CPU_ON, or the boot loader for CPU 0)
 RegisterSet = dict[object, int]
@@ -82,6 +98,7 @@ RegisterSet = dict[object, int]
 class StopReason(enum.Enum):
     ALL_OFF = "all CPUs powered off"
     INSTRUCTION_LIMIT = "instruction limit reached"
+    INTERRUPTED = "interrupted"
 
 
 @dataclass
@@ -159,6 +176,15 @@ class Machine:
         self.console: list[str] = []
         self.symbolize: Callable[[int], str] = lambda va: f"{va:#x}"
         self._stop_fault: FaultReport | None = None
+        # Instructions a CPU may run without taking an exception (0: no watchdog).
+        self.watchdog = DEFAULT_WATCHDOG
+        # Set (from a signal handler) to end run() after the current quantum.
+        self.interrupt_requested = False
+        n_cpus = topology.n_cpus
+        self._quiet_since = [0] * n_cpus  # each CPU's count when it last took an exception
+        self._el1_streak = [0] * n_cpus  # EL1 exceptions in a row (exception-loop detection)
+        self.smc_calls = 0
+        self._disassembler = None
         self._stop_quantum = False
         self.total_instructions = 0
         self.tlbi_hooks: list[Callable[[VCpu, Sequence[VCpu], str, int | None], None]] = []
@@ -235,6 +261,9 @@ class Machine:
             for cpu in runnable:
                 if cpu.power is not PowerState.ON:
                     continue
+                if self.interrupt_requested:
+                    self.save_current()
+                    return RunResult(StopReason.INTERRUPTED, self.total_instructions)
                 budget = min(self.quantum, max_instructions - self.total_instructions)
                 if budget <= 0:
                     self.save_current()
@@ -248,41 +277,70 @@ class Machine:
         """Run ``cpu`` for at most ``budget`` instructions; returns how many ran."""
         uc = self.uc
         accounting = self.accounting
-        start = accounting.instructions(cpu.index)
+        index = cpu.index
+        start = accounting.instructions(index)
+        watchdog = self.watchdog if self.count_fetches else 0
+        if watchdog:
+            # Stop exactly where the watchdog would fire if nothing is taken before.
+            budget = max(1, min(budget, self._quiet_since[index] + watchdog - start))
+        taken = self._exceptions_taken(cpu)
         executed = 0
         self._stop_quantum = False
         while executed < budget and cpu.power is PowerState.ON:
             self.mmu.fault = None
             aborted = False
+            svc_before = accounting.state.svc_entries
             try:
                 uc.emu_start(uc.reg_read(UC_ARM64_REG_PC), 0, 0, budget - executed)
+                error = None
             except UcError as err:
-                pc = uc.reg_read(UC_ARM64_REG_PC)
-                accounting.settle(pc)
+                error = err
+            if accounting.state.svc_entries != svc_before:
+                self._el1_streak[index] = 0  # a syscall (entered in C) is progress
+            pc = uc.reg_read(UC_ARM64_REG_PC)
+            accounting.settle(pc)
+            if error is not None:
                 pending = self.mmu.fault
                 if pending is None:
-                    self._fault_stop(cpu, pc, f"emulation error ({err})")
+                    self._fault_stop(cpu, pc, f"emulation error ({error})")
                 else:
                     self._deliver_abort(cpu, pc, pending)
                     aborted = True
-            else:
-                accounting.settle(uc.reg_read(UC_ARM64_REG_PC))
             intno = accounting.take_pending_interrupt()
             if intno:
                 self._handle_interrupt(cpu, intno)
                 aborted = True  # handled: carry on with the quantum
             if self._stop_fault is not None:
-                report, self._stop_fault = self._stop_fault, None
-                self.total_instructions += accounting.instructions(cpu.index) - start
-                self.save_current()
-                raise GuestFault(report.message(), report)
-            executed = accounting.instructions(cpu.index) - start
+                self._raise_stop(cpu, start)
+            executed = accounting.instructions(index) - start
+            now_taken = self._exceptions_taken(cpu)
+            if now_taken != taken:
+                taken = now_taken
+                self._quiet_since[index] = accounting.instructions(index)
             if not aborted or self._stop_quantum:
                 break  # the count ran out, or wfi / power-off ended the quantum early
         if not self.count_fetches:
             executed = budget  # unknown without the block hook; the quantum is the bound
+        elif watchdog and cpu.power is PowerState.ON:
+            quiet = accounting.instructions(index) - self._quiet_since[index]
+            if quiet >= watchdog:
+                self._fault_stop(cpu, uc.reg_read(UC_ARM64_REG_PC),
+                                 f"spinning: {quiet:,} instructions without taking an exception "
+                                 f"(watchdog {watchdog:,})")  # fmt: skip
+                self._raise_stop(cpu, start)
         self.total_instructions += executed
         return executed
+
+    def _exceptions_taken(self, cpu: VCpu) -> int:
+        """Exceptions so far: the CPU's own (Python), every svc entered in C and
+        every firmware call; only ``cpu`` runs while this is compared."""
+        return cpu.exceptions + self.accounting.state.svc_entries + self.smc_calls
+
+    def _raise_stop(self, cpu: VCpu, start: int) -> None:
+        report, self._stop_fault = self._stop_fault, None
+        self.total_instructions += self.accounting.instructions(cpu.index) - start
+        self.save_current()
+        raise GuestFault(report.message(), report)
 
     # ----------------------------------------------------------- exceptions
     def _deliver_abort(self, cpu: VCpu, pc: int, pending: PendingFault) -> None:
@@ -296,7 +354,54 @@ class Machine:
             esr = (ec << EC_SHIFT) | ESR_IL | wnr | FSC_SYNC_EXTERNAL
         else:
             esr = esr_for_abort(pending.fault, pending.access, lower)
-        self._exception(cpu, esr, pc, far=pending.va)
+        # Unicorn asks the fill for a whole page; FAR_EL1 holds the exact address.
+        page = pending.va & ~(QEMU_PAGE_SIZE - 1)
+        if pending.access is Access.FETCH:
+            far = pc if pc & ~(QEMU_PAGE_SIZE - 1) == page else pending.va
+        else:
+            address = self._data_address(pc)
+            far = address if address is not None and address & ~(QEMU_PAGE_SIZE - 1) == page \
+                else pending.va
+        self._exception(cpu, esr, pc, far=far)
+
+    def _data_address(self, pc: int) -> int | None:
+        """The address the load/store at ``pc`` accesses, from its operands, or None."""
+        pa = self.mmu.translate(self.uc, pc, Access.FETCH)
+        if pa is None:
+            return None
+        from capstone import CS_ARCH_ARM64, CS_MODE_ARM, Cs, CsError
+        from capstone.arm64 import ARM64_OP_IMM, ARM64_OP_MEM
+        from unicorn import arm64_const
+
+        if self._disassembler is None:
+            self._disassembler = Cs(CS_ARCH_ARM64, CS_MODE_ARM)
+            self._disassembler.detail = True
+        uc = self.uc
+
+        def register(insn: object, reg: int) -> int:
+            return uc.reg_read(getattr(arm64_const, f"UC_ARM64_REG_{insn.reg_name(reg).upper()}"))
+
+        try:
+            insn = next(self._disassembler.disasm(self.physmem.read(pa, 4), pc), None)
+            if insn is None:
+                return None
+            for op in insn.operands:
+                if op.type == ARM64_OP_MEM:
+                    address = register(insn, op.mem.base) + op.mem.disp if op.mem.base else 0
+                    if op.mem.index:
+                        index = register(insn, op.mem.index)
+                        name = insn.reg_name(op.mem.index)
+                        if op.ext in _SIGNED_EXTENDS and index & _EXTEND_SIGN[op.ext]:
+                            index -= _EXTEND_SIGN[op.ext] << 1
+                        elif name.startswith("w"):
+                            index &= 0xFFFF_FFFF
+                        address += index << op.shift.value
+                    return address & ((1 << 64) - 1)
+            if insn.mnemonic.startswith("ld") and insn.operands[-1].type == ARM64_OP_IMM:
+                return insn.operands[-1].imm & ((1 << 64) - 1)  # a literal load
+        except (CsError, AttributeError, UcError):
+            return None
+        return None
 
     def _exception(self, cpu: VCpu, esr: int, return_address: int, far: int | None = None) -> None:
         uc = self.uc
@@ -306,6 +411,16 @@ class Machine:
         if el == 1 and vbar <= return_address < vbar + VECTOR_TABLE_SIZE:
             self._fault_stop(cpu, return_address, "exception inside the exception vectors", esr, far)
             return
+        if el == 0 or esr_class(esr) == EC_SVC64:
+            self._el1_streak[cpu.index] = 0
+        else:
+            self._el1_streak[cpu.index] += 1
+            if self._el1_streak[cpu.index] >= EXCEPTION_LOOP_LIMIT:
+                self._fault_stop(cpu, return_address,
+                                 f"exception loop: {EXCEPTION_LOOP_LIMIT} exceptions taken at EL1 "
+                                 "in a row (the handler faults again before it returns)",
+                                 esr, far)  # fmt: skip
+                return
         try:
             take_exception(uc, esr, return_address, far)
         except NoVectors:
@@ -328,6 +443,8 @@ class Machine:
         if intno == EXCP_SWI:
             self._exception(cpu, esr_for_svc(self._imm16_at(pc - 4)), pc)
         elif intno == EXCP_SMC:
+            self.smc_calls += 1
+            self._el1_streak[cpu.index] = 0
             self._smc(cpu)
         elif intno == EXCP_UDEF:
             self.accounting.settle(pc)
@@ -337,6 +454,30 @@ class Machine:
             self._exception(cpu, esr_for_brk(self._imm16_at(pc)), pc)
         else:
             self._fault_stop(cpu, pc, f"unexpected exception (QEMU exception {intno})")
+
+    def _how_el0_got_there(self, cpu: VCpu) -> str | None:
+        """For an EL0 fetch abort: "ret at <symbol>" (or br/blr) when the last
+        EL0 block the CPU ran ended in a branch to a register."""
+        user_blocks = [va for va in self.accounting.recent_blocks(cpu.index) if not va >> 63]
+        if not user_blocks:
+            return None
+        va = user_blocks[-1]
+        for _ in range(_MAX_BLOCK_SCAN):
+            pa = self.mmu.translate(self.uc, va)
+            if pa is None:
+                return None
+            insn = int.from_bytes(self.physmem.read(pa, 4), "little")
+            if any(insn & mask == value for mask, value in _BLOCK_ENDS):
+                break
+            va += 4
+        else:
+            return None
+        if insn & 0xFE00_0000 != 0xD600_0000:  # not a branch to a register
+            return None
+        kind = {0: "br", 1: "blr", 2: "ret"}.get((insn >> 21) & 0xF)
+        if kind is None:
+            return None
+        return f"{kind} x{(insn >> 5) & 31} at <{self.symbolize(va)}> to a bad address"
 
     def _imm16_at(self, va: int) -> int:
         pa = self.mmu.translate(self.uc, va, Access.FETCH)
@@ -370,9 +511,14 @@ class Machine:
             esr, far, elr = x1, x2, x3
             spsr = uc.reg_read(UC_ARM64_REG_X4)
             what = "guest panic" if esr == 0 else "unhandled exception"
+            if esr_class(esr) == EC_IABT_LOW:
+                what = self._how_el0_got_there(cpu) or what
+            # FAR_EL1 is UNKNOWN after anything but an abort or a PC alignment fault.
+            far_valid = esr_class(esr) in _FAR_VALID
             self._stop_fault = FaultReport(
-                cpu.index, cpu.node, elr, self.symbolize(elr), esr or None, far if esr else None,
-                f"{what} (SPSR {spsr:#x})", self.accounting.recent_blocks(cpu.index),
+                cpu.index, cpu.node, elr, self.symbolize(elr), esr or None,
+                far if far_valid else None, f"{what} (SPSR {spsr:#x})",
+                self.accounting.recent_blocks(cpu.index),
             )  # fmt: skip
             uc.emu_stop()
             return
@@ -423,4 +569,16 @@ class Machine:
             hook(cpu, targets, op.name, op.va)
 
 
-__all__ = ["DEFAULT_QUANTUM", "FaultReport", "Machine", "RunResult", "StopReason"]
+# Encodings that end a translated block: B/BL, B.cond, CB(N)Z, TB(N)Z, branches
+# to a register (BR/BLR/RET/ERET), exception generation (SVC/HVC/SMC/BRK).
+_BLOCK_ENDS = (
+    (0x7C00_0000, 0x1400_0000), (0xFF00_0010, 0x5400_0000), (0x7E00_0000, 0x3400_0000),
+    (0x7E00_0000, 0x3600_0000), (0xFE00_0000, 0xD600_0000), (0xFF00_0000, 0xD400_0000),
+)  # fmt: skip
+_FAR_VALID = (EC_IABT_LOW, EC_IABT_CUR, EC_PC_ALIGN, EC_DABT_LOW, EC_DABT_CUR)
+_MAX_BLOCK_SCAN = 512  # QEMU's longest translated block
+# capstone's sign-extending index extends (SXTB, SXTH, SXTW) and their sign bits
+_SIGNED_EXTENDS = (5, 6, 7)
+_EXTEND_SIGN = {5: 1 << 7, 6: 1 << 15, 7: 1 << 31}
+
+__all__ = ["DEFAULT_QUANTUM", "DEFAULT_WATCHDOG", "FaultReport", "Machine", "RunResult", "StopReason"]
