@@ -91,12 +91,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return err.exit_status
     except KeyboardInterrupt:
         print("ktext-emu: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_STATUS_DOC["interrupted"]
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): not an error of ours.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as err:
+        # The system refused something no EmuError check foresaw (a full disk,
+        # a vanished file): still the user's environment, so one line.
+        if show_traceback:
+            traceback.print_exc()
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"ktext-emu: error: {where}{err.strerror or err}", file=sys.stderr)
+        return EXIT_STATUS_DOC["I/O"]
+    except Exception as err:  # a bug in ktext-emu: say so in one line, details on request
+        if show_traceback:
+            traceback.print_exc()
+        print(f"ktext-emu: internal error: {type(err).__name__}: {err} (a bug in ktext-emu; "
+              "--traceback shows where)", file=sys.stderr)
+        return EXIT_STATUS_DOC["internal error"]
 
 
 def _commands(parser: argparse.ArgumentParser) -> set[str]:

@@ -94,4 +94,5 @@ EXIT_STATUS_DOC = {
     "patch": PatchError.exit_status,
     "I/O": OutputError.exit_status,
     "interrupted": 130,
+    "internal error": 70,  # EX_SOFTWARE: anything not an EmuError is a bug
 }
