@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +24,7 @@ from emu.config import (
 from emu.errors import EmuError, GuestFault, UsageError
 from emu.hw.cachemodel import attach_cache_model
 from emu.hw.cost import CostReport, cost_of_run, gain, speedup
-from emu.hw.machine import DEFAULT_QUANTUM
+from emu.hw.machine import DEFAULT_QUANTUM, DEFAULT_WATCHDOG, Machine, StopReason
 from emu.plot import require_matplotlib, write_plot
 from emu.report import format_report, make_report, write_json
 from emu.system import DEFAULT_MAX_INSTRUCTIONS, RunSpec, System
@@ -86,6 +88,9 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     work.add_argument("--max-instructions", type=_positive, default=DEFAULT_MAX_INSTRUCTIONS,
                       metavar="N", help="stop after N instructions in all "
                       f"(default {DEFAULT_MAX_INSTRUCTIONS:,})")
+    work.add_argument("--watchdog", type=_non_negative, default=DEFAULT_WATCHDOG, metavar="N",
+                      help="report a CPU that runs N instructions without taking any exception "
+                      f"as spinning (0: never; default {DEFAULT_WATCHDOG:,})")
     work.add_argument("--quantum", type=_positive, default=DEFAULT_QUANTUM, metavar="N",
                       help=f"instructions per CPU turn (default {DEFAULT_QUANTUM:,})")
     layout.add_argument("--detail", choices=("fast", "cache"), default="fast",
@@ -175,16 +180,21 @@ def run_command(args: argparse.Namespace) -> int:
             config = _config_for(args, f"ktext={'1' if ktext else '0'}")
             started = time.perf_counter()
             system = System(config, run_spec(args, config.ktext))
+            system.machine.watchdog = args.watchdog
             model = attach_cache_model(system) if args.detail == "cache" else None
             booted = time.perf_counter()
-            with progress_bar(args, "ktext " + ("on" if config.ktext else "off")) as update:
+            with progress_bar(args, "ktext " + ("on" if config.ktext else "off")) as update, \
+                    interrupt_ends_run(system.machine):
                 try:
-                    system.run(progress=update)
+                    result = system.run(progress=update)
                 except GuestFault as fault:
                     run = system.report()
                     run["fault"] = fault_json(fault, system)
                     runs.append(run)
                     raise
+            if result.reason is StopReason.INTERRUPTED or system.machine.interrupt_requested:
+                runs.append(system.report())
+                raise KeyboardInterrupt
             finished = time.perf_counter()
             run = system.report()
             run["iterations"] = system.spec.iterations
@@ -208,7 +218,8 @@ def run_command(args: argparse.Namespace) -> int:
             system.close()
         add_speedup(runs, costs)
     except (EmuError, KeyboardInterrupt):
-        if args.json is not None and runs:
+        if args.json is not None:
+            # What was measured before the error or Ctrl-C, marked incomplete.
             write_json(args.json, make_report(runs, timings, complete=False))
         raise
     report = make_report(runs, timings)
@@ -237,6 +248,28 @@ def add_speedup(runs: list[dict], costs: list[CostReport]) -> None:
         elif off:
             run["cost"]["speedup"] = 1.0
             run["cost"]["gain"] = 0.0
+
+
+@contextlib.contextmanager
+def interrupt_ends_run(machine: Machine) -> Iterator[None]:
+    """While a run is under way, Ctrl-C (SIGINT) ends it after the current quantum.
+
+    The run then returns StopReason.INTERRUPTED with consistent counts, instead
+    of a KeyboardInterrupt raised inside a Unicorn callback (where it would be
+    lost).  Outside the main thread signals cannot be caught: nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def request_stop(signum: int, frame: object) -> None:
+        machine.interrupt_requested = True
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 @contextlib.contextmanager
