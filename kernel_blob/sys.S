@@ -18,7 +18,8 @@ sys_call_table:
 	.quad	sys_ni_syscall			// 7
 	.quad	sys_db_lookup			// 8
 	.quad	sys_db_read			// 9
-	.rept	__NR_syscalls - 10
+	.quad	sys_scenario			// 10 (scenarios.S)
+	.rept	__NR_syscalls - 11
 	.quad	sys_ni_syscall
 	.endr
 	.size	sys_call_table, . - sys_call_table
