@@ -41,6 +41,14 @@ WORKLOADS: dict[str, Workload] = {
             default_iterations=300,
         ),
         Workload(
+            "patchstorm",
+            "static keys flipped while all CPUs execute the sites: even tasks toggle a key "
+            "through the guest's own aarch64_insn_patch_text_nosync, odd tasks run the site",
+            "multi-copy text patching (every node's copy through the linear map, cache "
+            "maintenance) racing with execution of the patched site on every node",
+            default_iterations=200,
+        ),
+        Workload(
             "migrate",
             "getcpu/null syscalls while the host moves every task to the next node "
             "continuously",

@@ -90,3 +90,13 @@ workload_migrate:
 	mov	x8, #__NR_exit
 	svc	#0
 	.size	workload_migrate, . - workload_migrate
+
+// patchstorm: static keys flipped while all CPUs execute the sites; the
+// storm itself is workload_key_storm (static_keys.S): even tasks toggle
+// storm_key through the guest's own text patching (every node's copy), odd
+// tasks keep running the patched site.
+	.globl	workload_patchstorm
+	.type	workload_patchstorm, %function
+workload_patchstorm:
+	b	workload_key_storm
+	.size	workload_patchstorm, . - workload_patchstorm
