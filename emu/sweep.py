@@ -21,6 +21,7 @@ import io
 import itertools
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -48,6 +49,7 @@ from emu.sweep_executors import (
 SWEEP_REPORT_VERSION = 1
 DEFAULT_MAX_POINTS = 10_000
 # `ktext-emu run` options that are about its own output, not about the run.
+_TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 NOT_GRID_OPTIONS = frozenset({"help", "json", "quiet", "plot"})
 
 
@@ -120,6 +122,11 @@ def _toml_kind(value: object) -> str:
     return "a date/time"
 
 
+def show(value: object) -> str:
+    """A grid value as the user wrote it (TOML and JSON agree on scalars and arrays)."""
+    return json.dumps(value, default=str)
+
+
 def _is_append(action: argparse.Action) -> bool:
     return isinstance(action, argparse._AppendAction)
 
@@ -129,25 +136,25 @@ def option_args(action: argparse.Action, value: object) -> list[str]:
     flag = action.option_strings[-1]
     if action.nargs == 0:
         if not isinstance(value, bool):
-            raise ValueError(f"{value!r} is {_toml_kind(value)}, expected true or false")
+            raise ValueError(f"{show(value)} is {_toml_kind(value)}, expected true or false")
         return [flag] if value else []
     if _is_append(action):
         items = value if isinstance(value, list) else [value]
         if not all(isinstance(item, str) for item in items):
-            raise ValueError(f"{value!r}: expected a string or an array of strings")
+            raise ValueError(f"{show(value)}: expected a string or an array of strings")
         return [f"{flag}={item}" for item in items]
     if isinstance(value, bool):
         choices = set(action.choices or ())
         if {"on", "off"} <= choices:
             return [f"{flag}={'on' if value else 'off'}"]
-        raise ValueError(f"{value!r} is a boolean, expected a single "
+        raise ValueError(f"{show(value)} is a boolean, expected a single "
                          f"{'string' if action.type is None else 'number or string'}")
     if isinstance(value, int) and action.choices and action.dest == "granule":
         text = f"{value // 1024}k" if value % 1024 == 0 else str(value)
         return [f"{flag}={text}"]
     if isinstance(value, int | float | str):
         return [f"{flag}={value}"]
-    raise ValueError(f"{value!r} is {_toml_kind(value)}, expected a single value")
+    raise ValueError(f"{show(value)} is {_toml_kind(value)}, expected a single value")
 
 
 def _check_value(action: argparse.Action, value: object, error: Any, table: str,
@@ -162,7 +169,7 @@ def _check_value(action: argparse.Action, value: object, error: Any, table: str,
         raise error(str(err), table, key) from None
     except UsageError as err:
         detail = str(err).split(": ", 1)[-1]  # drop the "ktext-emu run" prefix
-        raise error(f"{value!r}: {detail}", table, key) from None
+        raise error(f"{show(value)}: {detail}", table, key) from None
     return args
 
 
@@ -194,12 +201,19 @@ def load_grid(path: Path, max_points: int = DEFAULT_MAX_POINTS) -> tuple[Grid, l
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: invalid TOML: {one_line(str(err))}") from None
+        message = one_line(str(err))
+        at = _TOML_AT.search(message)
+        if at:
+            message = f"{message[: at.start()]} (column {at.group(2)})"
+            raise ConfigError(f"{path}:{at.group(1)}: invalid TOML: {message}") from None
+        raise ConfigError(f"{path}: invalid TOML: {message}") from None
     unknown_tables = [name for name in doc if name not in ("grid", "fixed")]
     if unknown_tables:
         name = unknown_tables[0]
-        raise error(f"unknown {'table' if isinstance(doc[name], dict) else 'key'} "
-                    f"'{name}' (a grid file has [grid] and optionally [fixed])")
+        line = _line_of(text, name, None)
+        raise ConfigError(f"{path}{f':{line}' if line else ''}: unknown "
+                          f"{'table' if isinstance(doc[name], dict) else 'key'} '{name}' "
+                          "(a grid file has [grid] and optionally [fixed])")
     if not isinstance(doc.get("grid"), dict):
         raise error("no [grid] table (its keys are `ktext-emu run` options, its values lists)")
     options = _run_options()
@@ -229,7 +243,7 @@ def load_grid(path: Path, max_points: int = DEFAULT_MAX_POINTS) -> tuple[Grid, l
     for dest, (key, value) in tables["fixed"].items():
         action = options[dest]
         if isinstance(value, list) and not _is_append(action):
-            raise error(f"{value!r}: [fixed] takes a single value (lists go in [grid])",
+            raise error(f"{show(value)}: [fixed] takes a single value (lists go in [grid])",
                         "fixed", key)
         fixed[dest] = value
         resolved = _resolve_path(value, base) if _path_valued(action, value) else value
@@ -239,8 +253,8 @@ def load_grid(path: Path, max_points: int = DEFAULT_MAX_POINTS) -> tuple[Grid, l
     for dest, (key, values) in tables["grid"].items():
         action = options[dest]
         if not isinstance(values, list):
-            raise error(f"{values!r} is {_toml_kind(values)}; [grid] values are lists "
-                        f"(e.g. {key} = [{values!r}]), single values go in [fixed]",
+            raise error(f"{show(values)} is {_toml_kind(values)}; [grid] values are lists "
+                        f"(e.g. {key} = [{show(values)}]), single values go in [fixed]",
                         "grid", key)
         if not values:
             raise error("empty list: give at least one value", "grid", key)
@@ -250,7 +264,7 @@ def load_grid(path: Path, max_points: int = DEFAULT_MAX_POINTS) -> tuple[Grid, l
             resolved = _resolve_path(value, base) if _path_valued(action, value) else value
             args = _check_value(action, resolved, error, "grid", key)
             if tuple(args) in seen:
-                raise error(f"{value!r} repeats {seen[tuple(args)]!r}", "grid", key)
+                raise error(f"{show(value)} repeats {show(seen[tuple(args)])}", "grid", key)
             seen[tuple(args)] = value
             choices.append(args)
         axes[dest] = list(values)
@@ -382,6 +396,7 @@ class SweepReport:
         self.journal = journal_path(json_path)
         self.rows = rows
         self._journal_file: Any = None
+        self.started = False
         self._last_write_seconds = 0.0
         self._last_write_at = -math.inf
 
@@ -410,6 +425,7 @@ class SweepReport:
 
     def start(self) -> None:
         """Write the report of what is already done and open a fresh journal."""
+        self.started = True
         self.write()
         try:
             self._journal_file = self.journal.open("w", encoding="utf-8")
@@ -518,10 +534,12 @@ def sweep_command(args: argparse.Namespace) -> int:
             where = f"{executor.jobs} local process(es)"
         print(f"sweep: {len(points)} point(s){already}; running {len(todo)} on {where}",
               file=sys.stderr)
-    report.start()
     counts = {STATUS_OK: 0, STATUS_ERROR: 0, STATUS_CRASH: 0}
+    rows = executor.run(todo)
     try:
-        for finished, row in enumerate(executor.run(todo), 1):
+        executor.start()  # before any file is written: an unreachable cluster changes nothing
+        report.start()
+        for finished, row in enumerate(rows, 1):
             report.add(row)
             counts[row["status"]] += 1
             if not args.quiet:
@@ -530,10 +548,13 @@ def sweep_command(args: argparse.Namespace) -> int:
                 print(f"[{finished}/{len(todo)}] {row['id']} {_describe(point, grid)}: "
                       f"{outcome} ({row['timing']['seconds']:.1f} s)", file=sys.stderr)
     except (KeyboardInterrupt, EmuError):
-        with contextlib.suppress(EmuError):
-            report.finish()
+        rows.close()  # stops the points still running
+        if report.started:
+            with contextlib.suppress(EmuError):
+                report.finish()
         raise
     finally:
+        rows.close()
         executor.close()
     report.finish()
     if not args.quiet:

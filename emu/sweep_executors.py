@@ -117,10 +117,10 @@ def make_row(point: Point, report: dict | None, error: BaseException | None,
     return {
         "id": point.point_id,
         "index": point.index,
-        "options": dict(point.options),
         "status": status,
         "error": message,
         "error_type": error_type,
+        "options": dict(point.options),
         "machine": machine,
         "runs": run_rows,
         # Everything that varies from one execution of the same point to the next.
@@ -235,6 +235,9 @@ class LocalExecutor:
         # fork: a point starts with every module already imported.
         self.context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
+    def start(self) -> None:
+        pass
+
     def run(self, points: Sequence[Point]) -> Iterator[dict]:
         """Yield each point's row as it finishes (in completion order)."""
         waiting = deque(points)
@@ -285,6 +288,19 @@ def import_ray() -> Any:
     return ray
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse a HOST:PORT nobody listens on: Ray itself would retry for minutes."""
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" and the like: Ray finds the cluster itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise UsageError(f"cannot reach the Ray cluster at {address}: {reason}") from None
+
+
 class RayExecutor:
     """Points as Ray tasks (one CPU each) on the cluster at ``address``, or on a
     local Ray instance of ``jobs`` CPUs when no address is given.
@@ -302,14 +318,16 @@ class RayExecutor:
         self.jobs = jobs
         self._started_here = False
 
-    def _connect(self) -> None:
+    def start(self) -> None:
+        """Connect to the cluster, or start the local instance."""
         ray = self.ray
         if ray.is_initialized():
             return
-        options: dict[str, Any] = {"logging_level": "warning"}
+        options: dict[str, Any] = {"logging_level": "error"}
         if self.address is None:
             options.update(include_dashboard=False, num_cpus=self.jobs or default_jobs())
         else:
+            check_reachable(self.address)
             options["address"] = self.address
         try:
             ray.init(**options)
@@ -321,7 +339,7 @@ class RayExecutor:
     def run(self, points: Sequence[Point]) -> Iterator[dict]:
         """Yield each point's row as it finishes (in completion order)."""
         ray = self.ray
-        self._connect()
+        self.start()
         task = ray.remote(num_cpus=1)(run_point)
         waiting = deque(points)
         # With --jobs on a cluster, no more than that many points in flight;
