@@ -146,3 +146,19 @@ workload_static_keys:
 	mov	x8, #__NR_exit
 	svc	#0
 	.size	workload_static_keys, . - workload_static_keys
+
+// key_watch: every task runs the sites (__NR_static_probe) x1 times (0:
+// forever) and changes nothing: a host flipping keys is the only writer.
+	.globl	workload_key_watch
+	.type	workload_key_watch, %function
+workload_key_watch:
+	mov	x19, x1
+1:	mov	x8, #__NR_static_probe
+	svc	#0
+	cbz	x19, 1b
+	subs	x19, x19, #1
+	b.ne	1b
+	mov	x0, #0
+	mov	x8, #__NR_exit
+	svc	#0
+	.size	workload_key_watch, . - workload_key_watch

@@ -28,10 +28,11 @@ def _flips(system) -> int:
 def storm_system():
     made = []
 
-    def factory(nodes=4, cpus_per_node=2, flips=1000, features=(), quantum=1000):
+    def factory(nodes=4, cpus_per_node=2, flips=1000, features=(), quantum=1000,
+                workload="key_storm"):
         flippers = (nodes * cpus_per_node + 1) // 2
         config = machine_config("default", nodes, cpus_per_node)
-        spec = RunSpec(ktext=True, workload="key_storm", iterations=flips // flippers,
+        spec = RunSpec(ktext=True, workload=workload, iterations=flips // flippers,
                        quantum=quantum, cpu_features=tuple(features))  # fmt: skip
         system = System(config, spec)
         made.append(system)
@@ -105,3 +106,27 @@ def test_host_flips_between_quanta(storm_system):
     (stats,) = observer.stats.values()
     assert sorted(stats.by_node) == [0, 1, 2, 3]
     assert _flips(system) > host_flips
+
+
+@pytest.mark.parametrize("nodes", [2, 4])
+def test_host_only_flips_every_cpu_sees_each_completed_flip(storm_system, nodes):
+    """Only the host writes: after every flip, every execution on every node
+    must be the new instruction, and must go where it says."""
+    system = storm_system(nodes=nodes, cpus_per_node=2, flips=0, quantum=500,
+                          workload="key_watch")  # fmt: skip
+    observer = JumpSiteObserver(system, _storm_entries(system))
+    machine = system.machine
+    per_node_before = {}
+    for round_ in range(400):
+        system.run(machine.total_instructions + machine.quantum * len(machine.cpus) + round_)
+        jump_label.static_key_toggle(system, "storm_key")
+        (stats,) = observer.stats.values()
+        if round_ == 200:
+            per_node_before = dict(stats.by_node)
+    assert observer.anomalies == [], [a.message() for a in observer.anomalies[:5]]
+    (stats,) = observer.stats.values()
+    assert stats.during_update == 0  # the host's flips complete between quanta
+    assert all(stats.by_node[n] > per_node_before.get(n, 0) for n in range(nodes))
+    assert 0 < stats.taken < stats.executions
+    assert _flips(system) == 400
+    assert verify(system).ok
