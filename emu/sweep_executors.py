@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import ctypes
 import json
+import logging
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -323,7 +324,7 @@ class RayExecutor:
         ray = self.ray
         if ray.is_initialized():
             return
-        options: dict[str, Any] = {"logging_level": "error"}
+        options: dict[str, Any] = {"logging_level": logging.ERROR}
         if self.address is None:
             options.update(include_dashboard=False, num_cpus=self.jobs or default_jobs())
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 from emu import sweep_executors
 from emu.cli import main
-from emu.sweep import flatten, journal_path, load_done_rows, load_grid
+from emu.sweep import SweepReport, flatten, journal_path, load_done_rows, load_grid
 
 # A user workload whose first load faults: a guest fault at EL0 on every node.
 CRASH_S = """\
@@ -348,3 +349,43 @@ def test_points_are_the_product_of_the_lists(tmp_path_factory, axes):
     for point in points:
         assert sorted(point.argv) == sorted(
             f"--{key.replace('_', '-')}={point.options[key]}" for key in axes)
+
+
+def test_resume_with_a_changed_grid_runs_only_the_new_points(tmp_path, capsys):
+    fixed = "[fixed]\nworkload = 'syscall'\ncpus_per_node = 1\niterations = 5\n"
+    grid = write_grid(tmp_path, "[grid]\nnodes = [1, 2]\n" + fixed)
+    status, first, _ = sweep(grid, tmp_path)
+    assert status == 0
+    grid.write_text("[grid]\nnodes = [2, 3]\n" + fixed)
+    capsys.readouterr()
+    assert main(["sweep", str(grid), "--json", str(tmp_path / "sweep.json"), "--csv",
+                 str(tmp_path / "sweep.csv"), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "1 row(s) of" in err  # the nodes = 1 row, said to be left out
+    assert "1 already done; running 1 on" in err
+    doc = json.loads((tmp_path / "sweep.json").read_text())
+    with (tmp_path / "sweep.csv").open(newline="") as handle:
+        csv_rows = list(csv.DictReader(handle))
+    assert [row["options"]["nodes"] for row in doc["rows"]] == [2, 3]
+    assert [row["index"] for row in doc["rows"]] == [0, 1]  # the new grid's order
+    kept = next(row for row in first["rows"] if row["options"]["nodes"] == 2)
+    assert doc["rows"][0] == {**kept, "index": 0}
+    assert [r["options.nodes"] for r in csv_rows] == ["2", "3"]
+
+
+def test_interrupted_sweep_keeps_its_rows_and_stops_its_points(tmp_path, monkeypatch):
+    grid = write_grid(tmp_path, "[grid]\niterations = [5, 6, 7, 8]\n[fixed]\n"
+                      "workload = 'syscall'\nnodes = 1\n")
+    real_add = SweepReport.add
+
+    def interrupt_after_first(self, row):
+        real_add(self, row)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SweepReport, "add", interrupt_after_first)
+    json_path = tmp_path / "sweep.json"
+    assert main(["sweep", str(grid), "--jobs", "2", "--json", str(json_path), "--quiet"]) == 130
+    doc = json.loads(json_path.read_text())
+    assert doc["complete"] is False and len(doc["rows"]) == 1
+    assert not journal_path(json_path).exists()  # everything it held is in the report
+    assert multiprocessing.active_children() == []
