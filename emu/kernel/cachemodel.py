@@ -44,6 +44,10 @@ every ``dc``/``ic`` (translated to a PA by the issuing CPU), ``dsb``,
   *in flight* (rules 1-2 not met), and, as a violation, those where OLD or
   NEW is not hot-patch safe.
 
+Installing the checker adds a memory-write hook over every copy of the
+text, which sends every guest store through Unicorn's slow path: expect
+runs about twice as slow while it is installed.
+
 ``JumpSiteObserver`` watches jump label sites while keys flip: every
 executed instruction must be the site's NOP or its B (never anything
 else), the path the CPU took must match it (no stale translated code), and
