@@ -22,12 +22,18 @@ Owns the host-side patch API and its rules:
   on a chosen CPU, which writes every copy through the linear map and does
   the cache maintenance of the cache model (``emu/kernel/cachemodel.py``).
 
+Also here: ``patching_init`` (the boot-time part: lm_alias(_stext) for the
+guest, and the hook that makes every guest store to text visible),
+``stop_machine``/``quiesce`` (the rendezvous on its own), ``read_text`` and
+``write_text_word`` (every node's copy of one word).
+
 Unicorn keeps translated code by physical page.  A guest store invalidates
-it (on the one engine every CPU shares); a host write does not, hence
-``invalidate_text`` after every host write to text.  The host runs between
-quanta, so while it patches every CPU is stopped somewhere; ``patch_text``
-moves them out of the kernel first so that no CPU is parked in the middle
-of a sequence being rewritten.
+it on the one engine every CPU shares (``patching_init`` makes sure that
+holds for every store); a host write does not, hence ``invalidate_text``
+after every host write to text.  The host runs between quanta, so while it
+patches every CPU is stopped somewhere; ``patch_text`` moves them out of
+the kernel first so that no CPU is parked in the middle of a sequence being
+rewritten.
 """
 
 from __future__ import annotations
