@@ -30,6 +30,7 @@ from emu.hw.machine import DEFAULT_QUANTUM
 from emu.kernel import cpufeature, jump_label
 from emu.kernel.cachemodel import IcacheChecker, JumpSiteObserver
 from emu.kernel.verify import verify
+from emu.report import write_json
 from emu.system import DEFAULT_MAX_INSTRUCTIONS, RunSpec, System
 
 GRANULES = {"4k": 4096, "16k": 16384, "64k": 65536}
@@ -149,14 +150,7 @@ def _report(system: System) -> dict:
 
 
 def _write_json(path: Path, runs: list[dict]) -> None:
-    try:
-        from emu.report import write_json
-
-        write_json(path, {"runs": runs})
-    except ImportError:  # pragma: no cover - report.py ships with the CLI
-        import json
-
-        path.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
+    write_json(path, {"runs": runs})
 
 
 def verify_command(args: argparse.Namespace) -> int:
