@@ -48,8 +48,8 @@ from emu.sweep_executors import (
 
 SWEEP_REPORT_VERSION = 1
 DEFAULT_MAX_POINTS = 10_000
-# `ktext-emu run` options that are about its own output, not about the run.
 _TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+# `ktext-emu run` options that are about its own output, not about the run.
 NOT_GRID_OPTIONS = frozenset({"help", "json", "quiet", "plot"})
 
 
@@ -190,16 +190,14 @@ def _path_valued(action: argparse.Action, value: object) -> bool:
         value.endswith(".toml") or "/" in value)
 
 
-def load_grid(path: Path, max_points: int = DEFAULT_MAX_POINTS) -> tuple[Grid, list[Point]]:
-    """Parse and check GRID.toml; return it and its points in grid order."""
+def _read_toml(path: Path) -> tuple[str, dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
         raise ConfigError(f"cannot read grid {path}: {reason}") from None
-    error = _GridErrors(path, text)
     try:
-        doc = tomllib.loads(text)
+        return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         message = one_line(str(err))
         at = _TOML_AT.search(message)
@@ -207,19 +205,23 @@ def load_grid(path: Path, max_points: int = DEFAULT_MAX_POINTS) -> tuple[Grid, l
             message = f"{message[: at.start()]} (column {at.group(2)})"
             raise ConfigError(f"{path}:{at.group(1)}: invalid TOML: {message}") from None
         raise ConfigError(f"{path}: invalid TOML: {message}") from None
-    unknown_tables = [name for name in doc if name not in ("grid", "fixed")]
-    if unknown_tables:
-        name = unknown_tables[0]
+
+
+def _tables(path: Path, text: str, doc: dict[str, Any], options: dict[str, argparse.Action],
+            error: _GridErrors) -> dict[str, dict[str, tuple[str, Any]]]:
+    """[fixed] and [grid] as dest -> (key as written, value), names checked."""
+    unknown = [name for name in doc if name not in ("grid", "fixed")]
+    if unknown:
+        name = unknown[0]
         line = _line_of(text, name, None)
         raise ConfigError(f"{path}{f':{line}' if line else ''}: unknown "
                           f"{'table' if isinstance(doc[name], dict) else 'key'} '{name}' "
                           "(a grid file has [grid] and optionally [fixed])")
     if not isinstance(doc.get("grid"), dict):
         raise error("no [grid] table (its keys are `ktext-emu run` options, its values lists)")
-    options = _run_options()
     known = ", ".join(sorted(options))
-    names: dict[str, str] = {}  # dest -> the table that set it
-    tables: dict[str, dict[str, Any]] = {"fixed": {}, "grid": {}}
+    set_in: dict[str, str] = {}
+    tables: dict[str, dict[str, tuple[str, Any]]] = {"fixed": {}, "grid": {}}
     for table in ("fixed", "grid"):
         content = doc.get(table, {})
         if not isinstance(content, dict):
@@ -231,57 +233,64 @@ def load_grid(path: Path, max_points: int = DEFAULT_MAX_POINTS) -> tuple[Grid, l
                     raise error(f"'{key}' is about the run's output, not the run; "
                                 "the sweep writes its own report", table, key)
                 raise error(f"not a `ktext-emu run` option (options: {known})", table, key)
-            if dest in names:
-                raise error(f"also set in [{names[dest]}]", table, key)
-            names[dest] = table
+            if dest in set_in:
+                raise error(f"also set in [{set_in[dest]}]", table, key)
+            set_in[dest] = table
             tables[table][dest] = (key, value)
     if not tables["grid"]:
         raise error("is empty: give at least one option and a list of its values", "grid")
-    base = path.parent
-    fixed: dict[str, Any] = {}
-    fixed_args: list[str] = []
     for dest, (key, value) in tables["fixed"].items():
-        action = options[dest]
-        if isinstance(value, list) and not _is_append(action):
+        if isinstance(value, list) and not _is_append(options[dest]):
             raise error(f"{show(value)}: [fixed] takes a single value (lists go in [grid])",
                         "fixed", key)
-        fixed[dest] = value
-        resolved = _resolve_path(value, base) if _path_valued(action, value) else value
-        fixed_args += _check_value(action, resolved, error, "fixed", key)
-    axes: dict[str, list[Any]] = {}
-    axis_args: list[list[list[str]]] = []
-    for dest, (key, values) in tables["grid"].items():
-        action = options[dest]
+    for key, values in tables["grid"].values():
         if not isinstance(values, list):
             raise error(f"{show(values)} is {_toml_kind(values)}; [grid] values are lists "
                         f"(e.g. {key} = [{show(values)}]), single values go in [fixed]",
                         "grid", key)
         if not values:
             raise error("empty list: give at least one value", "grid", key)
-        seen: dict[tuple[str, ...], object] = {}
-        choices = []
-        for value in values:
-            resolved = _resolve_path(value, base) if _path_valued(action, value) else value
-            args = _check_value(action, resolved, error, "grid", key)
-            if tuple(args) in seen:
-                raise error(f"{show(value)} repeats {show(seen[tuple(args)])}", "grid", key)
-            seen[tuple(args)] = value
-            choices.append(args)
-        axes[dest] = list(values)
-        axis_args.append(choices)
+    return tables
+
+
+def load_grid(path: Path, max_points: int = DEFAULT_MAX_POINTS) -> tuple[Grid, list[Point]]:
+    """Parse and check GRID.toml; return it and its points in grid order."""
+    text, doc = _read_toml(path)
+    error = _GridErrors(path, text)
+    options = _run_options()
+    tables = _tables(path, text, doc, options, error)
+    fixed = {dest: value for dest, (_, value) in tables["fixed"].items()}
+    axes = {dest: list(values) for dest, (_, values) in tables["grid"].items()}
     grid = Grid(path, fixed, axes)
-    if grid.size > max_points:
+    if grid.size > max_points:  # before checking each value: a huge grid is refused at once
         shape = " x ".join(f"{len(v)} {k}" for k, v in axes.items())
         raise ConfigError(f"{path}: the grid has {grid.size:,} points ({shape}), more than "
                           f"the limit of {max_points:,}; raise it with --max-points")
+
+    def run_args(dest: str, key: str, value: object, table: str) -> list[str]:
+        action = options[dest]
+        if _path_valued(action, value):
+            value = _resolve_path(value, path.parent)
+        return _check_value(action, value, error, table, key)
+
+    fixed_args = [arg for dest, (key, value) in tables["fixed"].items()
+                  for arg in run_args(dest, key, value, "fixed")]
+    axis_args: list[list[list[str]]] = []
+    for dest, (key, values) in tables["grid"].items():
+        seen: dict[tuple[str, ...], object] = {}
+        for value in values:
+            args = tuple(run_args(dest, key, value, "grid"))
+            if args in seen:  # the same run twice, perhaps spelt differently
+                raise error(f"{show(value)} repeats {show(seen[args])}", "grid", key)
+            seen[args] = value
+        axis_args.append([list(args) for args in seen])
     points = []
     for index, combo in enumerate(itertools.product(*(range(len(v)) for v in axes.values()))):
         point_options = {dest: axes[dest][i] for dest, i in zip(axes, combo, strict=True)}
         point_options.update(fixed)
         argv = [arg for args, i in zip(axis_args, combo, strict=True) for arg in args[i]]
-        argv += fixed_args
         points.append(Point(index, point_id(point_options, options), point_options,
-                            tuple(argv)))
+                            (*argv, *fixed_args)))
     return grid, points
 
 
@@ -537,7 +546,8 @@ def sweep_command(args: argparse.Namespace) -> int:
     counts = {STATUS_OK: 0, STATUS_ERROR: 0, STATUS_CRASH: 0}
     rows = executor.run(todo)
     try:
-        executor.start()  # before any file is written: an unreachable cluster changes nothing
+        if todo:  # before any file is written: an unreachable cluster changes nothing
+            executor.start()
         report.start()
         for finished, row in enumerate(rows, 1):
             report.add(row)

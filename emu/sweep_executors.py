@@ -339,6 +339,8 @@ class RayExecutor:
 
     def run(self, points: Sequence[Point]) -> Iterator[dict]:
         """Yield each point's row as it finishes (in completion order)."""
+        if not points:
+            return
         ray = self.ray
         self.start()
         task = ray.remote(num_cpus=1)(run_point)
@@ -362,9 +364,9 @@ class RayExecutor:
                     try:
                         row = ray.get(ref)
                     except ray.exceptions.RayError as err:
+                        first_line = (str(err).strip().splitlines() or [""])[0]
                         row = crash_row(point, f"Ray task failed: {type(err).__name__}: "
-                                        f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}",
-                                        time.perf_counter() - started)
+                                        f"{first_line}", time.perf_counter() - started)
                     yield row
         finally:
             for ref in in_flight:
