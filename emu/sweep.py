@@ -494,7 +494,7 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", type=Path, metavar="PATH",
                         help="the report (default: GRID's name with .sweep.json, here)")
     parser.add_argument("--csv", type=Path, metavar="PATH",
-                        help="the rows as CSV (default: GRID's name with .sweep.csv, here)")
+                        help="the rows as CSV (default: the JSON path with .csv)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the rows of the existing report and run only missing points")
     parser.add_argument("--max-points", type=_positive, default=DEFAULT_MAX_POINTS, metavar="N",
@@ -520,7 +520,8 @@ def sweep_command(args: argparse.Namespace) -> int:
     grid, points = load_grid(args.grid, args.max_points)
     stem = args.grid.name.removesuffix(".toml")
     json_path = args.json or Path(f"{stem}.sweep.json")
-    csv_path = args.csv or Path(f"{stem}.sweep.csv")
+    csv_path = args.csv or (json_path.with_suffix(".csv") if json_path.suffix == ".json"
+                            else json_path.with_name(json_path.name + ".csv"))
     wanted = {point.point_id for point in points}
     done: dict[str, dict] = {}
     if args.resume:

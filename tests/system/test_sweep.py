@@ -389,3 +389,15 @@ def test_interrupted_sweep_keeps_its_rows_and_stops_its_points(tmp_path, monkeyp
     assert doc["complete"] is False and len(doc["rows"]) == 1
     assert not journal_path(json_path).exists()  # everything it held is in the report
     assert multiprocessing.active_children() == []
+
+
+def test_default_report_paths(tmp_path, monkeypatch):
+    grid = write_grid(tmp_path, "[grid]\nworkload = ['syscall']\n[fixed]\nnodes = 1\n"
+                      "iterations = 5\n", name="study.toml")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["sweep", str(grid), "--quiet"]) == 0
+    assert sorted(p.name for p in work.iterdir()) == ["study.sweep.csv", "study.sweep.json"]
+    assert main(["sweep", str(grid), "--quiet", "--json", "out.json"]) == 0
+    assert (work / "out.csv").read_text().splitlines()[0].startswith("id,index,status")
