@@ -192,7 +192,7 @@ def _timed_run(nodes: int, cpus_per_node: int, iterations: int) -> tuple[float, 
 
 def scaling_rows(short: bool, repeat: int) -> list[Row]:
     rows: list[Row] = []
-    per_cpu = 2000 if short else 20000  # instructions of work per CPU
+    per_cpu = 2000 if short else 100_000  # instructions of work per CPU
     for cpus in ([2, 8] if short else [2, 8, 32, 128, 256]):
         nodes = max(1, cpus // 4) if cpus >= 4 else 1
         per_node = cpus // nodes
