@@ -140,6 +140,8 @@ class System:
         # first word (Unicorn looks at the preceding page when it stops at a
         # page's first instruction).  Unicorn stops before running it.
         sentinel = self.image.kimage_vaddr + 0x10
+        if self.image.has("call_sentinel"):  # in .text: mapped even where head text is not
+            sentinel = self.image.sym("call_sentinel")
         try:
             for index, value in enumerate(args):
                 uc.reg_write(UC_ARM64_REG_X0 + index, value & ((1 << 64) - 1))

@@ -357,6 +357,33 @@ sys_scenario:
 	ret
 	.size	sys_scenario, . - sys_scenario
 
+// Where System.call returns to: Unicorn stops there before running it.  In
+// .text, which every node maps, away from a page's first word.
+	.balign	16
+	nop
+	.globl	call_sentinel
+	.type	call_sentinel, %function
+call_sentinel:
+	b	.
+	.size	call_sentinel, . - call_sentinel
+
+// flush_tlb_kernel_range(x0 = start, x1 = end, x2 = PAGE_SIZE): a broadcast
+// TLBI VAALE1IS for every page, as arch/arm64/include/asm/tlbflush.h does
+// after a kernel mapping changes (vunmap_range, set_memory_*).
+	.globl	scenario_flush_tlb_kernel_range
+	.type	scenario_flush_tlb_kernel_range, %function
+scenario_flush_tlb_kernel_range:
+	dsb	ishst
+1:	ubfx	x3, x0, #12, #44
+	tlbi	vaale1is, x3
+	add	x0, x0, x2
+	cmp	x0, x1
+	b.lo	1b
+	dsb	ish
+	isb
+	ret
+	.size	scenario_flush_tlb_kernel_range, . - scenario_flush_tlb_kernel_range
+
 // u64 scenario_read_u64(x0 = va), void scenario_write_u64(x0 = va, x1 = value):
 // one load or store on the calling CPU (the host calls these with System.call).
 	.globl	scenario_read_u64

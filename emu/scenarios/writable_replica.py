@@ -1,0 +1,101 @@
+"""writable-replica: the text and rodata copies are writable.
+
+create_kernel_nid_map() maps each node's rodata copy PAGE_KERNEL (writable)
+where node 0 has PAGE_KERNEL_RO, and every copy also sits in the linear map,
+PAGE_KERNEL, with no mark_linear_text_alias_ro() for it.  So a store through
+a rodata address succeeds on any node but 0, and a store through the linear
+map rewrites another node's text or rodata, which that node's CPUs then run
+or read.  Remedy: PAGE_KERNEL_RO for the rodata copies and read-only linear
+aliases of the copies (set_memory_ro, splitting linear-map blocks); the
+patching code must then reach the copies through a fixmap, as it reaches
+node 0's text.
+"""
+
+from __future__ import annotations
+
+from emu.errors import GuestFault
+from emu.scenarios.base import Outcome, Role, Scenario, Setup, hexa
+from emu.scenarios.kmodel import flush_every_tlb, set_memory_ro
+
+MARKER = 0x5EED_BAD0_5EED_BAD0
+
+
+def _store(system, cpu: int, va: int) -> bool:
+    try:
+        system.call(cpu, "scenario_write_u64", va, MARKER)
+    except GuestFault:
+        return False
+    return True
+
+
+def _outcome(setup: Setup, remedy: bool, role: Role, label: str) -> Outcome:
+    system = setup.boot(iterations=3, ro_replicas=remedy)
+    try:
+        system.run()
+        image, physmem, layout = system.image, system.physmem, system.kernel.layout
+        repl = system.kernel.replication
+        granule = system.geometry.granule
+        phys_offset = physmem.banks[0].base
+        copy_bytes = -(-repl.copy_size // granule) * granule
+        if remedy:
+            for copy in repl.text_copies:
+                if copy is not None:
+                    set_memory_ro(system, layout.linear_va(copy, phys_offset), copy_bytes)
+            flush_every_tlb(system)
+        stext = image.sym("_stext")
+        rodata_va, text_va = image.sym("sys_null_weights"), image.sym("sys_null")
+        details, image_stores, linear_stores = [], [], []
+
+        def restore(pa: int, original: int) -> None:
+            physmem.write_u64(pa, original)
+            system.machine.uc.ctl_flush_tb()  # a host write to text: no stale translation
+
+        # 1. a store to replicated rodata through its kernel-image address, on each CPU
+        for vcpu in system.machine.cpus:
+            pa = repl.node_text_pa(vcpu.node, image) + rodata_va - stext
+            original = physmem.read_u64(pa)
+            if _store(system, vcpu.index, rodata_va):
+                changed = physmem.read_u64(pa) == MARKER
+                image_stores.append(vcpu.index)
+                details.append(f"CPU {vcpu.index} (node {vcpu.node}): store to sys_null_weights "
+                               f"{hexa(rodata_va)} succeeded{f', PA {hexa(pa)} changed' if changed else ''}")
+                restore(pa, original)
+        # 2. stores through the linear map into every other node's copy, from node 0
+        writer = system.machine.cpus[0]
+        for node, copy in enumerate(repl.text_copies):
+            if copy is None:
+                continue
+            for what, va in (("sys_null (text)", text_va), ("sys_null_weights (rodata)", rodata_va)):
+                pa = copy + va - stext
+                alias = layout.linear_va(pa, phys_offset)
+                original = physmem.read_u64(pa)
+                if _store(system, writer.index, alias):
+                    linear_stores.append((node, what))
+                    details.append(f"CPU {writer.index} (node {writer.node}): store to node "
+                                   f"{node}'s copy of {what} through the linear map "
+                                   f"{hexa(alias)} (PA {hexa(pa)}) succeeded")
+                    restore(pa, original)
+        counts = {"image_alias_stores": len(image_stores),
+                  "linear_alias_stores": len(linear_stores)}  # fmt: skip
+        summary = (f"{len(image_stores)} CPUs wrote rodata through the image mapping, "
+                   f"{len(linear_stores)} stores into other nodes' copies through the linear map")
+        return Outcome(role, label, bool(image_stores or linear_stores), counts, details, summary)
+    finally:
+        system.close()
+
+
+def run(setup: Setup) -> list[Outcome]:
+    return [
+        _outcome(setup, False, Role.HAZARD,
+                 "v3: rodata copies PAGE_KERNEL, copies' linear aliases PAGE_KERNEL"),
+        _outcome(setup, True, Role.REMEDY,
+                 "rodata copies PAGE_KERNEL_RO and read-only linear aliases of the copies"),
+    ]  # fmt: skip
+
+
+SCENARIO = Scenario(
+    name="writable-replica",
+    title="text and rodata copies are writable",
+    v3="create_kernel_nid_map(rodata_prot=PAGE_KERNEL); copies' linear aliases stay writable",
+    run=run,
+)
