@@ -47,8 +47,14 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     sweep.add_sweep_parser(sub)
 
 
+def _add_scenarios(sub: argparse._SubParsersAction) -> None:
+    from emu import scenario_commands
+
+    scenario_commands.add_scenarios_parser(sub)
+
+
 COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_run, _add_sweep, _add_build
+    _add_run, _add_sweep, _add_scenarios, _add_build
 ]
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from emu.config import machine_config
+from emu.errors import GuestFault
 from emu.hw.pagetable import decode_ttbr
 from emu.scenarios.guest import check_image
 from emu.system import RunSpec, System
@@ -111,7 +112,6 @@ class ScenarioResult:
             "hazard_seen": self.hazard_seen,
             "remedies_hold": self.remedies_hold,
             "verdict": self.verdict,
-            "seconds": round(self.seconds, 3),
             "outcomes": [outcome.to_json() for outcome in self.outcomes],
         }
 
@@ -207,7 +207,5 @@ def run_tasks(system: System, op: int) -> None:
     failed = [(vcpu.index, vcpu.exit_status) for vcpu in system.machine.cpus
               if vcpu.exit_status not in (0, None)]  # fmt: skip
     if result.reason.name != "ALL_OFF" or failed:
-        from emu.errors import GuestFault
-
         raise GuestFault(f"scenario tasks did not finish cleanly ({result.reason.value}; "
                          f"exit status per CPU {failed})")  # fmt: skip
