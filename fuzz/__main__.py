@@ -13,6 +13,7 @@ status is 0 when nothing failed, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import mmap
 import os
@@ -78,9 +79,16 @@ def _child(args: argparse.Namespace) -> int:
     return 0
 
 
+ATHERIS_SLOWDOWN = 5
+"""Coverage instrumentation makes every case this many times slower (about)."""
+ATHERIS_STARTUP = 120.0
+"""Seconds atheris may take to instrument every loaded function before the first case."""
+
+
 def _child_atheris(target, shared: _SharedInput, result: Path, args) -> int:  # type: ignore[no-untyped-def]
     import atheris  # optional: pip install atheris
 
+    target = dataclasses.replace(target, timeout=target.timeout * ATHERIS_SLOWDOWN)
     stats = Stats(target.name)
     start = time.monotonic()
     last_save = [start]
@@ -101,7 +109,8 @@ def _child_atheris(target, shared: _SharedInput, result: Path, args) -> int:  # 
         (corpus / input_digest(seed_input)).write_bytes(seed_input)
     atheris.instrument_all()
     atheris.Setup([sys.argv[0], f"-max_total_time={int(args.seconds)}", f"-seed={args.seed + 1}",
-                   "-rss_limit_mb=0", "-timeout=0", str(corpus)], one_input)  # fmt: skip
+                   "-rss_limit_mb=0", "-timeout=0", f"-artifact_prefix={corpus}/",
+                   str(corpus)], one_input)  # fmt: skip
     atheris.Fuzz()
     return 0
 
@@ -116,6 +125,8 @@ def supervise(name: str, seconds: float, args: argparse.Namespace) -> Stats:
     deadline = time.monotonic() + seconds
     round_seed = args.seed
     hang_limit = target.timeout * 2 + target.startup
+    if args.engine == "atheris":
+        hang_limit = target.timeout * 2 * ATHERIS_SLOWDOWN + target.startup + ATHERIS_STARTUP
     while True:
         left = deadline - time.monotonic()
         cases_left = None if args.max_cases is None else args.max_cases - total.cases
