@@ -286,6 +286,9 @@ class Machine:
         taken = self._exceptions_taken(cpu)
         executed = 0
         self._stop_quantum = False
+        # An exception left pending by an emu_start outside this loop (a
+        # System.call that stopped on one) belongs to nothing that runs now.
+        accounting.take_pending_interrupt()
         while executed < budget and cpu.power is PowerState.ON:
             self.mmu.fault = None
             aborted = False
@@ -426,11 +429,17 @@ class Machine:
         except NoVectors:
             self._fault_stop(cpu, return_address, "exception with no vector table", esr, far)
 
+    def fault_report(
+        self, cpu: VCpu, pc: int, what: str, esr: int | None = None, far: int | None = None
+    ) -> FaultReport:
+        """A report on ``cpu`` at ``pc``, with the blocks it ran last."""
+        return FaultReport(cpu.index, cpu.node, pc, self.symbolize(pc), esr, far, what,
+                           self.accounting.recent_blocks(cpu.index))
+
     def _fault_stop(
         self, cpu: VCpu, pc: int, what: str, esr: int | None = None, far: int | None = None
     ) -> None:
-        self._stop_fault = FaultReport(cpu.index, cpu.node, pc, self.symbolize(pc), esr, far, what,
-                                       self.accounting.recent_blocks(cpu.index))
+        self._stop_fault = self.fault_report(cpu, pc, what, esr, far)
         self.uc.emu_stop()
 
     def _on_interrupt(self, uc: Uc, intno: int, _user: object) -> None:

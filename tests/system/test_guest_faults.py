@@ -137,6 +137,15 @@ def test_undefined_instruction(make_system, hooks):
     ]
 
 
+def test_exception_in_a_kernel_call_does_not_leak_into_the_next_run(make_system):
+    system = make_system(nodes=2, cpus_per_node=1, workload="syscall",
+                         extra_sources=(ASM / "bad_undef.S",))
+    with pytest.raises(GuestFault, match="bad_kernel_udf"):
+        system.call(0, "bad_kernel_udf")
+    assert system.run().reason is StopReason.ALL_OFF
+    assert [cpu["exit_status"] for cpu in system.report()["cpus"]] == [0, 0]
+
+
 def test_return_from_the_entry_point(make_system):
     system = make_system(nodes=2, cpus_per_node=1, workload="bad_return",
                          extra_sources=(ASM / "bad_return.S",))

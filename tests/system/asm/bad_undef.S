@@ -14,3 +14,13 @@ workload_bad_undef:
 	mov	x8, #__NR_exit
 	svc	#0
 	.size	workload_bad_undef, . - workload_bad_undef
+
+	.text
+
+// A kernel function that executes an undefined instruction (System.call).
+	.globl	bad_kernel_udf
+	.type	bad_kernel_udf, %function
+bad_kernel_udf:
+	udf	#0x5678
+	ret
+	.size	bad_kernel_udf, . - bad_kernel_udf
