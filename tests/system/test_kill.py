@@ -112,7 +112,7 @@ def complete_build(tmp_path_factory) -> bytes:
 
 # The kills land at different moments: booting (and building the kernel into
 # an empty cache), running, writing.  The property holds whatever the moment.
-@pytest.mark.parametrize("delay", [0.4, 1.2, 2.0, 3.5])
+@pytest.mark.parametrize("delay", [0.4, 1.5, 3.0])
 def test_kill_a_run(tmp_path, delay, complete_run):
     plot = _matplotlib()
     out = tmp_path / "out"
@@ -145,7 +145,7 @@ def test_kill_a_run(tmp_path, delay, complete_run):
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("delay", [0.5, 1.3, 2.2, 3.5])
+@pytest.mark.parametrize("delay", [0.5, 1.5, 3.0])
 def test_kill_a_build(tmp_path, delay, complete_build):
     elf = tmp_path / "kernel.elf"
     elf.write_bytes(PREVIOUS_BYTES)
@@ -172,7 +172,7 @@ def _has_sweep() -> bool:
 
 
 @pytest.mark.skipif(not _has_sweep(), reason="no sweep command in this tree")
-@pytest.mark.parametrize("delay", [0.4, 0.8, 1.2, 1.7])
+@pytest.mark.parametrize("delay", [0.4, 0.9, 1.6])
 def test_kill_a_sweep(tmp_path, delay):
     grid = tmp_path / "grid.toml"
     grid.write_text(GRID)
