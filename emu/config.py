@@ -255,14 +255,17 @@ def topology_from_toml(text: str, origin: str, default_name: str = "machine") ->
     for table, body in doc.items():
         if table not in _SCHEMA:
             if isinstance(body, dict):
-                raise ConfigError(_at(origin, text, table, None, f"unknown table [{table}]"))
-            raise ConfigError(_at(origin, text, None, table, f"unknown top-level key '{table}'"))
+                raise ConfigError(_at(origin, text, table, None,
+                                      f"unknown table [{_shown(table)}]"))  # fmt: skip
+            raise ConfigError(_at(origin, text, None, table,
+                                  f"unknown top-level key '{_shown(table)}'"))  # fmt: skip
         if not isinstance(body, dict):
             raise ConfigError(_at(origin, text, None, table, f"'{table}' must be a [{table}] table"))
         for key, value in body.items():
             kind = _SCHEMA[table].get(key)
             if kind is None:
-                raise ConfigError(_at(origin, text, table, key, f"[{table}] unknown key '{key}'"))
+                raise ConfigError(_at(origin, text, table, key,
+                                      f"[{table}] unknown key '{_shown(key)}'"))  # fmt: skip
             if not _has_kind(value, kind):
                 raise ConfigError(_at(
                     origin, text, table, key,
@@ -451,6 +454,12 @@ def _mib_to_bytes(mib: object, what: str) -> int:
     if isinstance(mib, bool) or not isinstance(mib, int) or not 1 <= mib <= 1 << 20:
         raise ConfigError(f"{what} {mib!r}: must be an integer number of MiB (1-1048576)")
     return mib * MIB
+
+
+def _shown(name: str) -> str:
+    """A table or key name from the file, fit for a one-line message (a quoted TOML
+    key may hold newlines or terminal control codes)."""
+    return name if name.isprintable() else name.encode("unicode_escape").decode("ascii")
 
 
 def _is_path(spec: str) -> bool:

@@ -18,6 +18,7 @@ import signal
 import threading
 import time
 import traceback
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -83,6 +84,10 @@ def message_problem(err: BaseException) -> str | None:
         return "empty error message"
     if "\n" in text or "\r" in text:
         return "error message spans several lines"
+    if any(unicodedata.category(c) == "Cc" and c != "\t" for c in text):
+        return "error message carries control characters"  # a terminal would act on them
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        return "error message carries undecodable bytes"  # printing it would fail
     if "Traceback (most recent call last)" in text:
         return "error message carries a traceback"
     if "internal assembler error" in text:

@@ -378,7 +378,7 @@ def parse_elf(blob: bytes, name: str = "<elf>") -> LoadableImage:
         sh_name, sh_type, flags, addr, offset, size = h[:6]
         del sh_name
         if index and sh_type != 8 and sh_type != 0:
-            _check_range(name, f"section {names[index]}", offset, size, len(blob))
+            _check_range(name, f"section {ascii(names[index])[1:-1]}", offset, size, len(blob))
         if flags & SHF_ALLOC:
             sections.append(ElfSection(names[index], addr, size, flags, sh_type == SHT_NOBITS))
 

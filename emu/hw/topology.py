@@ -20,6 +20,7 @@ NR_CPUS <= 4096.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field, replace
 
 from emu.errors import ConfigError
@@ -185,6 +186,9 @@ class Topology:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError("topology name: must be a non-empty string")
+        if any(unicodedata.category(c)[0] == "C" or c in "\u2028\u2029" for c in self.name):
+            # It is printed in reports and error messages: no terminal control codes.
+            raise ConfigError(f"topology name {self.name!r}: must be printable text")
         where = f"machine '{self.name}'"
         _check_int(where, "nodes", self.nodes, 1, MAX_NODES)
         _check_int(where, "cpus_per_node", self.cpus_per_node, 1, MAX_CPUS)

@@ -61,7 +61,8 @@ def hot_offsets(blob: bytes) -> tuple[int, ...]:
     return tuple(h for h in hot if 0 <= h < len(blob))
 
 
-_SECTION_NAMES = (".head.text", ".text", ".rodata", ".init.text", ".data", ".bss", ".user.text")
+_SECTION_NAMES = (".head.text", ".text", ".rodata", ".init.text", ".data", ".bss", ".user.text",
+                  ".x\x1b[2J\n")  # fmt: skip
 
 
 @st.composite

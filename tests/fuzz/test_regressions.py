@@ -255,3 +255,46 @@ def test_an_oversized_text_input_is_refused_without_reading_it_all(reader, limit
         handle.truncate(limit + 1)
     with pytest.raises(error, match="larger than"):
         read(big)
+
+
+# -- messages: text from a hostile file never carries line breaks or control codes ---
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[machine]\n"a\\nb" = 1\n', r"^m\.toml:\d*:? ?\[machine\] unknown key 'a\\nb'$"),
+        ('["x\\u001b[2J"]\na = 1\n', r"^m\.toml: unknown table \[x\\x1b\[2J\]$"),
+        ('"k\\rz" = 1\n', r"^m\.toml: unknown top-level key 'k\\rz'$"),
+        ('[machine]\nname = "\\u0007x"\nnodes = 1\ncpus_per_node = 1\n',
+         r"^m\.toml: topology name '\\x07x': must be printable text$"),
+    ],
+)
+def test_toml_names_in_messages_are_escaped(toml: str, message: str) -> None:
+    """Before the fix, a quoted key's newline split the CLI's one error line in two."""
+    from emu.config import topology_from_toml
+
+    with pytest.raises(ConfigError, match=message):
+        topology_from_toml(toml, "m.toml")
+
+
+def test_a_printable_unicode_machine_name_is_still_fine() -> None:
+    from emu.config import topology_from_toml
+
+    topo = topology_from_toml('[machine]\nname = "café-2s"\nnodes = 2\ncpus_per_node = 1\n', "m")
+    assert topo.name == "café-2s"
+
+
+def test_an_elf_section_name_in_a_message_is_escaped() -> None:
+    from emu.blob.elf import elf_bytes, parse_elf
+    from emu.blob.link import LinkedImage, OutputSection
+
+    sec = OutputSection(".x\x1b[2J\n", 0x40000000, 0x40000000, 4, 4,
+                        SectionFlags(execute=True), NOP)  # fmt: skip
+    blob = bytearray(elf_bytes(LinkedImage(0x40000000, [sec], [])))
+    shoff = int.from_bytes(blob[40:48], "little")
+    offset_field = shoff + 64 + 24  # section 1's sh_offset
+    blob[offset_field : offset_field + 8] = (len(blob) + 100).to_bytes(8, "little")
+    with pytest.raises(ElfError) as err:
+        parse_elf(bytes(blob), "k.elf")
+    assert "section .x\\x1b[2J\\n" in str(err.value) and "\x1b" not in str(err.value)
