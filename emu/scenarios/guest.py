@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 
-from emu.errors import GuestFault
+from emu.errors import ElfError
 from emu.kernel.image import KernelImage
 
 # scenario_tlbi's forms, in its jump-table order: name -> (CRm, op2) of TLBI
@@ -39,8 +39,8 @@ def tlbi_form_index(name: str) -> int:
 
 
 def check_image(image: KernelImage) -> None:
-    """The kernel's scenarios.S agrees with these tables (GuestFault if not)."""
+    """The kernel's scenarios.S agrees with these tables (ElfError if not)."""
     for symbol, count in (("SCENARIO_OPS", len(ScenarioOp)),
                           ("SCENARIO_TLBI_FORMS", len(TLBI_FORMS))):  # fmt: skip
         if not image.has(symbol) or image.sym(symbol) != count:
-            raise GuestFault(f"{image.path}: {symbol} is not {count}: not the shipped scenarios.S")
+            raise ElfError(f"{image.path}: {symbol} is not {count}: not the shipped scenarios.S")
