@@ -2276,7 +2276,9 @@ def _err(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
 @directive(".error")
 def _error(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
     message = unquote(args) if args else ".error directive invoked"
-    raise _Fail(message.splitlines()[0] if message else ".error directive invoked")
+    message = message if message.strip() else ".error directive invoked"
+    # One line on the user's terminal: line breaks and control codes are shown, not sent.
+    raise _Fail("".join(c if c.isprintable() else ascii(c)[1:-1] for c in message))
 
 
 def _search_path(asm: Assembler, stmt: Stmt, target: str) -> list[Path]:

@@ -298,3 +298,17 @@ def test_an_elf_section_name_in_a_message_is_escaped() -> None:
     with pytest.raises(ElfError) as err:
         parse_elf(bytes(blob), "k.elf")
     assert "section .x\\x1b[2J\\n" in str(err.value) and "\x1b" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ('.error "a\\033[2Jb"\n', r"^x\.S:1: a\\x1b\[2Jb$"),
+        ('.error "two\\nlines"\n', r"^x\.S:1: two\\nlines$"),
+        ('.error "café"\n', r"^x\.S:1: café$"),
+    ],
+)
+def test_an_error_directive_message_is_one_printable_line(source: str, message: str) -> None:
+    """Before the fix, .error "\\033[2J" cleared the terminal the CLI printed it on."""
+    with pytest.raises(AsmError, match=message):
+        assemble_source(source, "x.S")
