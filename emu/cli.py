@@ -53,8 +53,14 @@ def _add_scenarios(sub: argparse._SubParsersAction) -> None:
     scenario_commands.add_scenarios_parser(sub)
 
 
+def _add_patching(sub: argparse._SubParsersAction) -> None:
+    from emu import patch_commands
+
+    patch_commands.add_patch_commands(sub)
+
+
 COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_run, _add_sweep, _add_scenarios, _add_build
+    _add_run, _add_sweep, _add_patching, _add_scenarios, _add_build
 ]
 
 

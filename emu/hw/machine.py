@@ -187,6 +187,7 @@ class Machine:
         self._disassembler = None
         self._stop_quantum = False
         self.total_instructions = 0
+        self._next_cpu = 0  # round-robin position, kept across run() calls
         self.tlbi_hooks: list[Callable[[VCpu, Sequence[VCpu], str, int | None], None]] = []
         # Called with the CPU just put on the engine (e.g. a cache model's select_cpu).
         self.switch_listeners: list[Callable[[VCpu], None]] = []
@@ -258,7 +259,10 @@ class Machine:
             if not runnable:
                 self.save_current()
                 return RunResult(StopReason.ALL_OFF, self.total_instructions)
-            for cpu in runnable:
+            # A round starts where the last one stopped, so a run cut short
+            # by its limit does not starve the higher-numbered CPUs next time.
+            start = next((i for i, cpu in enumerate(runnable) if cpu.index >= self._next_cpu), 0)
+            for cpu in runnable[start:] + runnable[:start]:
                 if cpu.power is not PowerState.ON:
                     continue
                 if self.interrupt_requested:
@@ -268,6 +272,7 @@ class Machine:
                 if budget <= 0:
                     self.save_current()
                     return RunResult(StopReason.INSTRUCTION_LIMIT, self.total_instructions)
+                self._next_cpu = cpu.index + 1
                 self.switch_to(cpu)
                 self.run_quantum(cpu, budget)
             if on_round is not None:

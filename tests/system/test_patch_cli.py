@@ -6,16 +6,8 @@ import json
 
 import pytest
 
-from emu import cli, patch_commands
+from emu import cli
 from emu.system import System
-
-
-@pytest.fixture(autouse=True)
-def with_patch_commands(monkeypatch):
-    """The commands as emu/cli.py registers them (COMMAND_GROUPS)."""
-    if not any(group is patch_commands.add_patch_commands for group in cli.COMMAND_GROUPS):
-        monkeypatch.setattr(cli, "COMMAND_GROUPS",
-                            [*cli.COMMAND_GROUPS, patch_commands.add_patch_commands])
 
 
 def test_verify_passes_and_writes_the_report(tmp_path, capsys):
