@@ -87,12 +87,13 @@ class OutputError(EmuError):
 
 
 EXIT_STATUS_DOC = {
+    "a check failed": 1,  # verify, storm, scenarios: the run worked, a finding did not hold
     "usage": UsageError.exit_status,
     "config": ConfigError.exit_status,
     "build": BlobError.exit_status,
     "guest fault": GuestFault.exit_status,
     "patch": PatchError.exit_status,
     "I/O": OutputError.exit_status,
-    "interrupted": 130,
     "internal error": 70,  # EX_SOFTWARE: anything not an EmuError is a bug
+    "interrupted": 130,
 }
