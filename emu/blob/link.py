@@ -567,7 +567,9 @@ def link(
         raise LinkError(f"{loc}: undefined symbol {name} referenced in expression")
     if result.failed_asserts:
         stmt = result.failed_asserts[0]
-        raise LinkError(f"{stmt.loc}: ASSERT failed: {stmt.message}")
+        # The message comes from the script: control codes are shown, not sent to a terminal.
+        shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in stmt.message)
+        raise LinkError(f"{stmt.loc}: ASSERT failed: {shown}")
 
     by_name: dict[str, OutputSection] = {}
     sections: list[OutputSection] = []

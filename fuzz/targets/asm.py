@@ -53,6 +53,7 @@ FRAGMENTS = [
     ".unreq", ".purgem m", ".include \"asm-offsets.inc\"", ".incbin \"missing.bin\"", ".end",
     ".incbin \"/proc/self/mem\"", ".incbin \"/proc/self/maps\", -8", ".include \"/proc/self/mem\"",
     ".incbin \"/proc/self/maps\", 0, -1", ".incbin \"/proc/self/maps\", 0x7fffffffffffffff",
+    ".error \"\\033[2J\"", ".error \"\x1b\r\"", ".print \"\x07\"",
     "%function", "@nobits", "\"ax\"", "eq", "lsl #12", "uxtw", "ttbr1_el1", "daifset",
     "sctlr_el1", "\t", " ",
 ]  # fmt: skip

@@ -65,6 +65,7 @@ FRAGMENTS = [
     "LOADADDR(.bss)", "ALIGNOF(.text)", "DEFINED(_text)", "ABSOLUTE(.)", "MAX(1, 2)", "MIN(.)",
     "CONSTANT(MAXPAGESIZE)", "CONSTANT(BOGUS)", "FOO(1)", "AT(0)", "AT(. - 0x1000)", "KEEP(",
     "PROVIDE(", "PROVIDE_HIDDEN(", "HIDDEN(", "ASSERT(0, \"boom\")", "ENTRY(_text)", "ENTRY(",
+    "ASSERT(0, \"\x1b[2J\x07\")", "\"\r\"",
     "OUTPUT_ARCH(aarch64)", "OUTPUT_FORMAT(\"elf64-littleaarch64\")", "SORT(", "EXCLUDE_FILE(",
     "/DISCARD/", "*(.text)", "*(*)", "*(.bss COMMON)", ". = 0;", ". = . + 0x100000000;",
     ". = 0xffffffffffffff00;", ". = . - 1;", "x = 1 / 0;", "x = 1 % 0;", "x = y;", "y = x;",

@@ -312,3 +312,10 @@ def test_an_error_directive_message_is_one_printable_line(source: str, message: 
     """Before the fix, .error "\\033[2J" cleared the terminal the CLI printed it on."""
     with pytest.raises(AsmError, match=message):
         assemble_source(source, "x.S")
+
+
+def test_an_assert_message_is_printed_with_control_codes_escaped() -> None:
+    script = parse_script('SECTIONS { .text : { *(.text .data) } }\n'
+                          'ASSERT(0, "stop\x1b[2J\x07")\n', "a.ld")  # fmt: skip
+    with pytest.raises(LinkError, match=r"^a\.ld:2: ASSERT failed: stop\\x1b\[2J\\x07$"):
+        link([text_object()], script)
