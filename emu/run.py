@@ -25,6 +25,7 @@ from emu.errors import EmuError, GuestFault, OutputError, UsageError
 from emu.hw.cachemodel import attach_cache_model
 from emu.hw.cost import CostReport, cost_of_run, gain, speedup
 from emu.hw.machine import DEFAULT_QUANTUM, DEFAULT_WATCHDOG, Machine, StopReason
+from emu.hw.tlb import IS_DOMAIN_CHOICES
 from emu.plot import require_matplotlib, write_plot
 from emu.report import format_report, make_report, write_json
 from emu.system import DEFAULT_MAX_INSTRUCTIONS, RunSpec, System
@@ -93,6 +94,12 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
                       f"as spinning (0: never; default {DEFAULT_WATCHDOG:,})")
     work.add_argument("--quantum", type=_positive, default=DEFAULT_QUANTUM, metavar="N",
                       help=f"instructions per CPU turn (default {DEFAULT_QUANTUM:,})")
+    layout.add_argument("--is-domain", choices=IS_DOMAIN_CHOICES, default="machine",
+                        help="Inner Shareable domains: one for the machine (what Linux "
+                        "assumes, default) or one per node; CnP TLB entries are shared within one")
+    layout.add_argument("--ro-replicas", action="store_true",
+                        help="map the rodata copies read-only (a remedy; the series maps them "
+                        "PAGE_KERNEL)")
     layout.add_argument("--detail", choices=("fast", "cache"), default="fast",
                         help="cost model: fast (counts x latency, default) or cache "
                         "(per-CPU L1I/L1D and per-node LLC simulation)")
@@ -142,6 +149,8 @@ def run_spec(args: argparse.Namespace, ktext: bool) -> RunSpec:
         cpu_features=features,
         extra_sources=tuple(args.add),
         data_accesses=True,  # the cost model charges data accesses too
+        is_domain=args.is_domain,
+        ro_replicas=args.ro_replicas,
     )
 
 

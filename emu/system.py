@@ -263,6 +263,7 @@ class System:
             "ktext_requested": self.spec.ktext,
             "ktext_message": repl.message,
             "workload": self.spec.workload,
+            "is_domain": self.spec.is_domain,
             "stop_reason": result.reason.value if result else None,
             "instructions": result.instructions if result else 0,
             "cpus": cpus,
