@@ -87,9 +87,12 @@ DEFAULT_QUANTUM = 20_000
 # syscall, no fault, no firmware call) is reported as spinning.  The shipped
 # workloads take one every few hundred instructions; boot takes under 1 M.
 DEFAULT_WATCHDOG = 10_000_000
-# Synchronous exceptions taken at EL1 in a row, with no syscall and nothing
-# from EL0 in between, before the machine calls it an exception loop.
+# Synchronous exceptions taken at EL1 in a row, each within EXCEPTION_LOOP_GAP
+# instructions of the last and with no syscall and nothing from EL0 in
+# between, before the machine calls it an exception loop.  A handler that
+# fixes what faulted (a uaccess fixup, say) runs on for longer than that.
 EXCEPTION_LOOP_LIMIT = 32
+EXCEPTION_LOOP_GAP = 10_000
 QEMU_PAGE_SIZE = 1 << QEMU_PAGE_SHIFT
 # Registers a CPU can be started with (PSCI CPU_ON, or the boot loader for CPU 0)
 RegisterSet = dict[object, int]
@@ -183,6 +186,7 @@ class Machine:
         n_cpus = topology.n_cpus
         self._quiet_since = [0] * n_cpus  # each CPU's count when it last took an exception
         self._el1_streak = [0] * n_cpus  # EL1 exceptions in a row (exception-loop detection)
+        self._el1_last = [0] * n_cpus  # the CPU's instruction count at the last one
         self.smc_calls = 0
         self._disassembler = None
         self._stop_quantum = False
@@ -422,6 +426,10 @@ class Machine:
         if el == 0 or esr_class(esr) == EC_SVC64:
             self._el1_streak[cpu.index] = 0
         else:
+            now = self.accounting.instructions(cpu.index)
+            if now - self._el1_last[cpu.index] > EXCEPTION_LOOP_GAP:
+                self._el1_streak[cpu.index] = 0
+            self._el1_last[cpu.index] = now
             self._el1_streak[cpu.index] += 1
             if self._el1_streak[cpu.index] >= EXCEPTION_LOOP_LIMIT:
                 self._fault_stop(cpu, return_address,
