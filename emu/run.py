@@ -154,6 +154,14 @@ def run_spec(args: argparse.Namespace, ktext: bool) -> RunSpec:
     )
 
 
+def run_report(system: System) -> dict:
+    """The RUN of the report, with the bounds the run had."""
+    run = system.report()
+    run["limits"] = {"max_instructions": system.spec.max_instructions,
+                     "watchdog": system.machine.watchdog}
+    return run
+
+
 def fault_json(fault: GuestFault, system: System) -> dict:
     """The report's ``fault`` object: where the CPU was and what it ran last."""
     report = fault.report
@@ -200,15 +208,15 @@ def run_command(args: argparse.Namespace) -> int:
                 try:
                     result = system.run(progress=update)
                 except GuestFault as fault:
-                    run = system.report()
+                    run = run_report(system)
                     run["fault"] = fault_json(fault, system)
                     runs.append(run)
                     raise
             if result.reason is StopReason.INTERRUPTED or system.machine.interrupt_requested:
-                runs.append(system.report())
+                runs.append(run_report(system))
                 raise KeyboardInterrupt
             finished = time.perf_counter()
-            run = system.report()
+            run = run_report(system)
             run["iterations"] = system.spec.iterations
             cost = cost_of_run(system, model)
             costs.append(cost)
