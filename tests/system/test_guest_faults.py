@@ -374,6 +374,8 @@ def test_cli_watchdog_option(tmp_path, capsys):
                    "--watchdog", "500000", "--json", str(out), "--quiet"])
     assert status == GuestFault.exit_status
     assert "spinning: 500,000 instructions" in capsys.readouterr().err
-    fault = json.loads(out.read_text())["runs"][0]["fault"]
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["limits"] == {"max_instructions": DEFAULT_MAX_INSTRUCTIONS, "watchdog": 500_000}
+    fault = run["fault"]
     assert fault["esr"] is None and fault["far"] is None
     assert fault["symbol"].startswith("workload_bad_spin+")
