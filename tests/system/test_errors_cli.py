@@ -174,6 +174,40 @@ def _subcommands() -> set[str]:
     return _commands(build_parser())
 
 
+def _modes_enforced() -> bool:
+    """False for a user the file modes do not stop (root with CAP_DAC_OVERRIDE)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        locked = Path(directory) / "locked"
+        locked.mkdir(mode=0o500)
+        try:
+            (locked / "probe").write_text("")
+        except PermissionError:
+            return True
+        finally:
+            locked.chmod(0o700)
+        return False
+
+
+@pytest.mark.skipif(not _modes_enforced(), reason="file modes do not apply to this user")
+@pytest.mark.parametrize("argv,status", [
+    (["build", "-o", "{locked}/k.elf"], IO),
+    (["run", "--iterations", "2", "--json", "{locked}/r.json"], IO),
+    (["symbols", "{unreadable}"], BUILD),
+    (["run", "--machine", "{unreadable}"], CONFIG),
+])  # fmt: skip
+def test_permission_denied(tmp_path, argv, status, capsys):
+    locked, unreadable = tmp_path / "locked", tmp_path / "secret.toml"
+    locked.mkdir(mode=0o500)
+    unreadable.write_text("[machine]\n")
+    unreadable.chmod(0)
+    argv = [a.format(locked=locked, unreadable=unreadable) for a in argv]
+    assert main(argv) == status
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "ermission denied" in lines[0]
+
+
 def test_traceback_only_on_request(paths, capsys):
     assert main(["--traceback", "symbols", str(paths["garbage_elf"])]) == BUILD
     err = capsys.readouterr().err
