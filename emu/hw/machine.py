@@ -179,7 +179,8 @@ class Machine:
         self.console: list[str] = []
         self.symbolize: Callable[[int], str] = lambda va: f"{va:#x}"
         self._stop_fault: FaultReport | None = None
-        # Instructions a CPU may run without taking an exception (0: no watchdog).
+        # Instructions a CPU may run without taking an exception (0: no watchdog;
+        # it needs the fetch counts, so count_fetches=False runs without it).
         self.watchdog = DEFAULT_WATCHDOG
         # Set (from a signal handler) to end run() after the current quantum.
         self.interrupt_requested = False
