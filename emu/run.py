@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ from emu.config import (
 from emu.errors import EmuError, GuestFault, OutputError, UsageError
 from emu.hw.cachemodel import attach_cache_model
 from emu.hw.cost import CostReport, cost_of_run, gain, speedup
-from emu.hw.machine import DEFAULT_QUANTUM, DEFAULT_WATCHDOG, Machine, StopReason
+from emu.hw.machine import DEFAULT_QUANTUM, DEFAULT_WATCHDOG, StopReason
 from emu.hw.tlb import IS_DOMAIN_CHOICES
 from emu.plot import require_matplotlib, write_plot
 from emu.report import format_report, make_report, write_json
@@ -203,18 +201,21 @@ def run_command(args: argparse.Namespace) -> int:
             system.machine.watchdog = args.watchdog
             model = attach_cache_model(system) if args.detail == "cache" else None
             booted = time.perf_counter()
-            with progress_bar(args, "ktext " + ("on" if config.ktext else "off")) as update, \
-                    interrupt_ends_run(system.machine):
+            with progress_bar(args, "ktext " + ("on" if config.ktext else "off")) as update:
                 try:
-                    result = system.run(progress=update)
+                    system.run(progress=update)
                 except GuestFault as fault:
                     run = run_report(system)
                     run["fault"] = fault_json(fault, system)
                     runs.append(run)
                     raise
-            if result.reason is StopReason.INTERRUPTED or system.machine.interrupt_requested:
-                runs.append(run_report(system))
-                raise KeyboardInterrupt
+                except KeyboardInterrupt:
+                    # The machine stopped cleanly at the end of a quantum: counts are exact.
+                    run = run_report(system)
+                    run["stop_reason"] = StopReason.INTERRUPTED.value
+                    run["instructions"] = system.machine.total_instructions
+                    runs.append(run)
+                    raise
             finished = time.perf_counter()
             run = run_report(system)
             run["iterations"] = system.spec.iterations
@@ -278,28 +279,6 @@ def add_speedup(runs: list[dict], costs: list[CostReport]) -> None:
         elif off:
             run["cost"]["speedup"] = 1.0
             run["cost"]["gain"] = 0.0
-
-
-@contextlib.contextmanager
-def interrupt_ends_run(machine: Machine) -> Iterator[None]:
-    """While a run is under way, Ctrl-C (SIGINT) ends it after the current quantum.
-
-    The run then returns StopReason.INTERRUPTED with consistent counts, instead
-    of a KeyboardInterrupt raised inside a Unicorn callback (where it would be
-    lost).  Outside the main thread signals cannot be caught: nothing changes.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def request_stop(signum: int, frame: object) -> None:
-        machine.interrupt_requested = True
-
-    previous = signal.signal(signal.SIGINT, request_stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 @contextlib.contextmanager

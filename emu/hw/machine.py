@@ -17,8 +17,11 @@ exception).  The machine stays usable afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import enum
-from collections.abc import Callable, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from unicorn import (
@@ -258,7 +261,40 @@ class Machine:
 
         Each round gives every powered-on CPU one quantum, in CPU order;
         ``on_round`` runs after each round (the scheduler migrates there).
+        Ctrl-C raises KeyboardInterrupt at the end of the current quantum,
+        with every CPU's state and counts saved.
         """
+        with self._interrupts_deferred():
+            result = self._run_rounds(max_instructions, on_round)
+        if result.reason is StopReason.INTERRUPTED:
+            self.interrupt_requested = False
+            raise KeyboardInterrupt
+        return result
+
+    @contextlib.contextmanager
+    def _interrupts_deferred(self) -> Iterator[None]:
+        """SIGINT sets ``interrupt_requested`` while the guest runs.
+
+        Raised where Python's default handler raises it, a KeyboardInterrupt
+        could land inside a Unicorn callback, where ctypes prints and drops
+        it and the callback fails (a TLB fill then looks like a guest fault).
+        A handler someone else installed is left alone.
+        """
+        if (threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            yield
+            return
+
+        def request_stop(signum: int, frame: object) -> None:
+            self.interrupt_requested = True
+
+        signal.signal(signal.SIGINT, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def _run_rounds(self, max_instructions: int, on_round: Callable[[], None] | None) -> RunResult:
         while True:
             runnable = [cpu for cpu in self.cpus if cpu.power is PowerState.ON]
             if not runnable:
