@@ -264,7 +264,7 @@ class Machine:
         Ctrl-C raises KeyboardInterrupt at the end of the current quantum,
         with every CPU's state and counts saved.
         """
-        with self._interrupts_deferred():
+        with self.interrupts_deferred():
             result = self._run_rounds(max_instructions, on_round)
         if result.reason is StopReason.INTERRUPTED:
             self.interrupt_requested = False
@@ -272,7 +272,7 @@ class Machine:
         return result
 
     @contextlib.contextmanager
-    def _interrupts_deferred(self) -> Iterator[None]:
+    def interrupts_deferred(self) -> Iterator[None]:
         """SIGINT sets ``interrupt_requested`` while the guest runs.
 
         Raised where Python's default handler raises it, a KeyboardInterrupt
