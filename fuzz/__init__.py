@@ -5,7 +5,8 @@ Owns the long-running fuzzers of GitHub issue 7: one target per input kind
 end with keystone in its guarded worker; ``ldscript``: the linker-script
 parser and the linker; ``toml``: machine files; ``pagetable``: the stage-1
 walk over random guest memory; ``boot``: a damaged kernel ELF booted and
-run, as ``ktext-emu run --kernel`` does), the verdict of one case (clean result,
+run, as ``ktext-emu run --kernel`` does; ``sweep``: sweep grids and the
+files ``--resume`` reads), the verdict of one case (clean result,
 documented EmuError, or a failure: a traceback, a broken property, a hang,
 a crash), and the supervisor that keeps a crashing or hanging case from
 ending the run.

@@ -16,7 +16,11 @@ from fuzz.targets import TARGET_NAMES, get_target
 
 # Examples per target: the slow ones (a 600 KiB kernel ELF, a keystone round
 # trip, a link of the shipped kernel) get fewer, keeping the file under ~25 s.
-EXAMPLES = {"elf": 60, "asm": 120, "ldscript": 80, "toml": 150, "pagetable": 200, "boot": 25}
+EXAMPLES = {"elf": 60, "asm": 120, "ldscript": 80, "toml": 150, "pagetable": 200, "boot": 25,
+            "sweep": 100}  # fmt: skip
+# Failures found in files this suite does not own, reported to their owner and
+# pinned by the strict xfail tests below: tolerated here until they are fixed.
+KNOWN = {"sweep": ("RecursionError at emu/sweep.py:", "error message carries control characters")}
 
 
 @pytest.mark.parametrize("name", TARGET_NAMES)
@@ -32,15 +36,32 @@ def test_every_case_is_a_result_or_a_documented_error(name: str) -> None:
     @given(target.strategy())
     def case(data: bytes) -> None:
         verdict = run_case(target, data)
+        if any(known in verdict.label for known in KNOWN.get(name, ())):
+            return
         assert not verdict.failed, f"{verdict.kind}: {verdict.label}\n{verdict.detail}"
 
     case()
 
 
 def test_targets_are_listed_with_a_summary() -> None:
-    assert set(TARGET_NAMES) == {"elf", "asm", "ldscript", "toml", "pagetable", "boot"}
+    assert set(TARGET_NAMES) == {"elf", "asm", "ldscript", "toml", "pagetable", "boot", "sweep"}
     for name in TARGET_NAMES:
         target = get_target(name)
         assert target.name == name and target.summary and target.timeout > 0
     with pytest.raises(KeyError, match="unknown fuzz target"):
         get_target("nosuch")
+
+
+@pytest.mark.xfail(strict=True, reason="emu/sweep.py: json.loads RecursionError escapes "
+                   "load_done_rows (reported; remove this mark and KNOWN when fixed)")
+@pytest.mark.parametrize("mode", [1, 3], ids=["report", "journal"])
+def test_known_sweep_resume_file_nested_too_deeply(mode: int) -> None:
+    verdict = run_case(get_target("sweep"), bytes([mode]) + b"[" * 100_000)
+    assert not verdict.failed, verdict.label
+
+
+@pytest.mark.xfail(strict=True, reason="emu/sweep.py: a grid key's control characters reach "
+                   "the error message raw (reported; remove this mark and KNOWN when fixed)")
+def test_known_sweep_grid_key_with_control_characters() -> None:
+    verdict = run_case(get_target("sweep"), b'\0[grid]\n"\\u001b" = [1, 2]\n')
+    assert not verdict.failed, verdict.label
