@@ -813,9 +813,14 @@ class Assembler:
     # -- errors ----------------------------------------------------------------
 
     def error_at(self, message: str, stmt: Stmt | None) -> AsmError:
+        # Messages quote the source: its line breaks and control codes are shown escaped,
+        # so the error stays one line and a terminal printing it does not act on them.
+        if stmt is not None:
+            message += stmt.note
+        message = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message)
         if stmt is None:
             return AsmError(message, SourceLoc(self.filename, 0))
-        return AsmError(message + stmt.note, stmt.where)
+        return AsmError(message, stmt.where)
 
     # -- input -------------------------------------------------------------------
 

@@ -319,3 +319,18 @@ def test_an_assert_message_is_printed_with_control_codes_escaped() -> None:
                           'ASSERT(0, "stop\x1b[2J\x07")\n', "a.ld")  # fmt: skip
     with pytest.raises(LinkError, match=r"^a\.ld:2: ASSERT failed: stop\\x1b\[2J\\x07$"):
         link([text_object()], script)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ('.unreq w1 .error "\x1b\r"\n', r"^x\.S:1: 'w1 \.error \"\\x1b\\r\"' is not a register alias$"),
+        ('.purgem m .print "\x07"\n', r"^x\.S:1: macro 'm \.print \"\\x07\"' is not defined$"),
+        ('.macro m\n.byte \\x\n.endm\nm\n', r"^x\.S:4: .*\(in macro 'm'"),
+    ],
+)
+def test_asm_messages_quoting_the_source_escape_its_control_codes(source, message) -> None:
+    """Found by the asm target once control codes were among its fragments."""
+    with pytest.raises(AsmError, match=message) as err:
+        assemble_source(source, "x.S")
+    assert err.value.loc is not None and "\n" not in str(err.value)
