@@ -21,7 +21,9 @@ IGNORED = ("timings", "kernel.path", "console")
 
 def load_report(path: Path) -> dict:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a JSON report (not UTF-8 text)") from None
     except OSError as err:
         raise OutputError(f"cannot read {path}: {err.strerror or err}") from err
     try:

@@ -62,3 +62,14 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Replace ``path`` with UTF-8 ``text`` atomically."""
     with atomic_output(path, "w") as handle:
         handle.write(text)
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Refuse, before a long run, an output that could never be written."""
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise OutputError(f"cannot write {target}: it is a directory")
+    if not parent.is_dir():
+        what = "does not exist" if not parent.exists() else "is not a directory"
+        raise OutputError(f"cannot write {target}: {parent} {what}")

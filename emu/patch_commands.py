@@ -26,6 +26,7 @@ from pathlib import Path
 
 from emu.config import MachineConfig, add_machine_arguments, machine_config_from_args
 from emu.errors import UsageError
+from emu.fileio import check_writable
 from emu.hw.machine import DEFAULT_QUANTUM
 from emu.kernel import cpufeature, jump_label
 from emu.kernel.cachemodel import IcacheChecker, JumpSiteObserver
@@ -156,6 +157,8 @@ def _write_json(path: Path, runs: list[dict]) -> None:
 def verify_command(args: argparse.Namespace) -> int:
     if args.iterations < 0:
         raise UsageError(f"--iterations {args.iterations}: must not be negative")
+    if args.json is not None:
+        check_writable(args.json)
     started = time.perf_counter()
     system = _system(args, args.workload, args.iterations)
     try:
@@ -175,6 +178,8 @@ def verify_command(args: argparse.Namespace) -> int:
 
 
 def storm_command(args: argparse.Namespace) -> int:
+    if args.json is not None:
+        check_writable(args.json)
     config = _config(args)
     flippers = (config.topology.n_cpus + 1) // 2
     per_flipper = max(1, -(-args.flips // flippers))

@@ -19,7 +19,8 @@ from emu.config import (
     machine_config_from_args,
     parse_cmdline,
 )
-from emu.errors import EmuError, GuestFault, OutputError, UsageError
+from emu.errors import EmuError, GuestFault, UsageError
+from emu.fileio import check_writable
 from emu.hw.cachemodel import attach_cache_model
 from emu.hw.cost import CostReport, cost_of_run, gain, speedup
 from emu.hw.machine import DEFAULT_QUANTUM, DEFAULT_WATCHDOG, StopReason
@@ -188,7 +189,7 @@ def run_command(args: argparse.Namespace) -> int:
         require_matplotlib()
     for output in (args.json, args.plot):
         if output is not None:
-            check_output_path(output)
+            check_writable(output)
     runs: list[dict] = []
     timings: list[dict] = []
     costs: list[CostReport] = []
@@ -257,16 +258,6 @@ def run_command(args: argparse.Namespace) -> int:
                   f"{timing['instructions_per_second'] / 1e6:.1f} M instructions/s",
                   file=sys.stderr)
     return 0
-
-
-def check_output_path(path: Path) -> None:
-    """Refuse, before a long run, an output that could never be written."""
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise OutputError(f"cannot write {path}: it is a directory")
-    if not parent.is_dir():
-        what = "does not exist" if not parent.exists() else "is not a directory"
-        raise OutputError(f"cannot write {path}: {parent} {what}")
 
 
 def add_speedup(runs: list[dict], costs: list[CostReport]) -> None:

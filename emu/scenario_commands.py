@@ -112,13 +112,13 @@ def scenarios_json(results: list[ScenarioResult], setup: Setup) -> dict:
 
 
 def scenarios_command(args: argparse.Namespace) -> int:
-    from emu.run import check_output_path
+    from emu.fileio import check_writable
     from emu.scenarios import select
 
     select(args.names)  # unknown names fail before anything runs
     geometry = Geometry.from_name(args.layout)
     if args.json is not None:
-        check_output_path(args.json)
+        check_writable(args.json)
     setup = Setup(args.nodes, args.cpus_per_node, geometry.granule, geometry.va_bits)
     results = run_scenarios(args.names, setup)
     if args.json is not None:

@@ -149,17 +149,28 @@ class System:
             uc.reg_write(UC_ARM64_REG_PSTATE, PSTATE_EL1H_MASKED)
             write_sysreg(uc, SPSR_EL1, read_sysreg(uc, SPSR_EL1))  # re-derive the EL
             machine.mmu.fault = None
+            machine.accounting.take_pending_interrupt()
+            name = self.kernel.symbolize(address)
             try:
-                uc.emu_start(address, sentinel, 0, max_instructions)
+                with machine.interrupts_deferred():
+                    uc.emu_start(address, sentinel, 0, max_instructions)
             except UcError as err:
                 pc = uc.reg_read(UC_ARM64_REG_PC)
                 pending = machine.mmu.fault
-                what = f"fault at {pending.va:#x}" if pending else str(err)
-                raise GuestFault(
-                    f"CPU {cpu}: {what} in call of {self.kernel.symbolize(address)} "
-                    f"at {pc:#x} <{self.kernel.symbolize(pc)}>"
-                ) from None
-            machine.accounting.settle(uc.reg_read(UC_ARM64_REG_PC))
+                what = f"fault at {pending.va:#x} in call of {name}" if pending else (
+                    f"{err} in call of {name}")
+                report = machine.fault_report(vcpu, pc, what, far=pending.va if pending else None)
+                raise GuestFault(report.message(), report) from None
+            pc = uc.reg_read(UC_ARM64_REG_PC)
+            machine.accounting.settle(pc)
+            intno = machine.accounting.take_pending_interrupt()
+            if intno:
+                # Any exception but svc stopped the engine: nothing of the
+                # caller's is there to handle it, so the call failed.
+                what = {1: "undefined instruction", 7: "brk", 13: "smc"}.get(
+                    intno, f"exception {intno}")
+                report = machine.fault_report(vcpu, pc, f"{what} in call of {name}")
+                raise GuestFault(report.message(), report)
             registers = {f"x{i}": uc.reg_read(UC_ARM64_REG_X0 + i) for i in range(29)}
             registers["x29"] = uc.reg_read(UC_ARM64_REG_X29)
             registers["x30"] = uc.reg_read(UC_ARM64_REG_X30)

@@ -205,5 +205,10 @@ cpu_startup_common:
 	ldr	x9, [x8, x0, lsl #3]
 	msr	sp_el0, x9
 	ldr	x1, [x5, #BOOT_USER_ARG]
+	// Nothing of the kernel's leaks to EL0 (Linux starts a task with its
+	// registers cleared): only x0 (task) and x1 (argument) are set.
+	.irp	reg, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30
+	mov	x\reg, xzr
+	.endr
 	eret
 	.size	cpu_startup_common, . - cpu_startup_common

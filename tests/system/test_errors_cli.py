@@ -119,11 +119,7 @@ CASES = [
     ("compare {dir} {report_json}", IO, "adir"),
     ("compare {report_json} {garbage_json}", CONFIG, "garbage.json"),
     ("compare {report_json} {notareport_json}", CONFIG, "notareport.json"),
-    pytest.param(
-        "compare {report_json} {garbage_elf}", CONFIG, "garbage.elf",
-        id="compare {report_json} {garbage_elf}", marks=pytest.mark.xfail(strict=True, reason="emu/compare.py load_report: a binary file "
-                                "raises UnicodeDecodeError (an internal error, status 70)"),
-    ),
+    ("compare {report_json} {garbage_elf}", CONFIG, "garbage.elf"),
     # sweep
     ("sweep {missing}", CONFIG, "missing"),
     ("sweep {dir}", CONFIG, "adir"),

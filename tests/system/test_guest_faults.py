@@ -275,7 +275,8 @@ def test_corrupt_kernel_root_of_one_node(make_system):
     # only node 1 lost its kernel mapping: its first CPU faults entering the vectors
     assert (report.cpu, report.node) == (2, 1)
     assert report.what == "exception inside the exception vectors"
-    assert report.symbol == "vectors+0x400"
+    # entering from EL0 or from EL1, depending on where the limit left it
+    assert report.symbol in ("vectors+0x400", "vectors+0x200")
     assert report.far == report.pc
     assert esr_class(report.esr) == EC_IABT_CUR
     assert decode_esr(report.esr).endswith("external abort on translation table walk level 1")
