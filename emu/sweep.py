@@ -111,7 +111,13 @@ class _GridErrors:
         line = _line_of(self.text, table, key) if table else None
         where = f"{self.path}:{line}" if line else f"{self.path}"
         what = f"[{table}] {key}: " if table and key else (f"[{table}]: " if table else "")
-        return ConfigError(f"{where}: {what}{message}")
+        return ConfigError(printable(f"{where}: {what}{message}"))
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped, so an error stays one clean line."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
 
 
 def _toml_kind(value: object) -> str:
@@ -214,9 +220,10 @@ def _tables(path: Path, text: str, doc: dict[str, Any], options: dict[str, argpa
     if unknown:
         name = unknown[0]
         line = _line_of(text, name, None)
-        raise ConfigError(f"{path}{f':{line}' if line else ''}: unknown "
-                          f"{'table' if isinstance(doc[name], dict) else 'key'} '{name}' "
-                          "(a grid file has [grid] and optionally [fixed])")
+        raise ConfigError(printable(
+            f"{path}{f':{line}' if line else ''}: unknown "
+            f"{'table' if isinstance(doc[name], dict) else 'key'} '{name}' "
+            "(a grid file has [grid] and optionally [fixed])"))
     if not isinstance(doc.get("grid"), dict):
         raise error("no [grid] table (its keys are `ktext-emu run` options, its values lists)")
     known = ", ".join(sorted(options))
@@ -372,7 +379,7 @@ def load_done_rows(json_path: Path) -> dict[str, dict]:
     if json_path.is_file():
         try:
             doc = json.loads(json_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
             raise ConfigError(f"--resume: cannot read {json_path} as a sweep report "
                               f"({one_line(str(err))})") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
@@ -383,7 +390,8 @@ def load_done_rows(json_path: Path) -> dict[str, dict]:
         lines = journal.read_text(encoding="utf-8", errors="replace").splitlines()
         parsed = []
         for line in lines:
-            with contextlib.suppress(json.JSONDecodeError):  # a line cut short by a kill
+            # a line cut short by a kill, or one no report of ours could hold
+            with contextlib.suppress(json.JSONDecodeError, RecursionError):
                 parsed.append(json.loads(line))
         rows.update(_rows_by_id(parsed))
     # A crash is not a result of the point: run it again.

@@ -18,9 +18,9 @@ from fuzz.targets import TARGET_NAMES, get_target
 # trip, a link of the shipped kernel) get fewer, keeping the file under ~25 s.
 EXAMPLES = {"elf": 60, "asm": 120, "ldscript": 80, "toml": 150, "pagetable": 200, "boot": 25,
             "sweep": 100}  # fmt: skip
-# Failures found in files this suite does not own, reported to their owner and
-# pinned by the strict xfail tests below: tolerated here until they are fixed.
-KNOWN = {"sweep": ("RecursionError at emu/sweep.py:", "error message carries control characters")}
+# Failures found in files this suite does not own, tolerated until fixed
+# (pinned by strict xfail tests when there are any).
+KNOWN: dict[str, tuple[str, ...]] = {}
 
 
 @pytest.mark.parametrize("name", TARGET_NAMES)
@@ -52,16 +52,12 @@ def test_targets_are_listed_with_a_summary() -> None:
         get_target("nosuch")
 
 
-@pytest.mark.xfail(strict=True, reason="emu/sweep.py: json.loads RecursionError escapes "
-                   "load_done_rows (reported; remove this mark and KNOWN when fixed)")
 @pytest.mark.parametrize("mode", [1, 3], ids=["report", "journal"])
-def test_known_sweep_resume_file_nested_too_deeply(mode: int) -> None:
+def test_sweep_resume_file_nested_too_deeply(mode: int) -> None:
     verdict = run_case(get_target("sweep"), bytes([mode]) + b"[" * 100_000)
     assert not verdict.failed, verdict.label
 
 
-@pytest.mark.xfail(strict=True, reason="emu/sweep.py: a grid key's control characters reach "
-                   "the error message raw (reported; remove this mark and KNOWN when fixed)")
-def test_known_sweep_grid_key_with_control_characters() -> None:
+def test_sweep_grid_key_with_control_characters() -> None:
     verdict = run_case(get_target("sweep"), b'\0[grid]\n"\\u001b" = [1, 2]\n')
     assert not verdict.failed, verdict.label
