@@ -13,11 +13,13 @@ status is 0 when nothing failed, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import json
 import mmap
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -105,6 +107,7 @@ def _child_atheris(target, shared: _SharedInput, result: Path, args) -> int:  # 
             os._exit(0)
 
     corpus = Path(tempfile.mkdtemp(prefix=f"ktext-fuzz-{target.name}-corpus-"))
+    atexit.register(shutil.rmtree, corpus, ignore_errors=True)
     for seed_input in target.seeds():
         (corpus / input_digest(seed_input)).write_bytes(seed_input)
     atheris.instrument_all()
@@ -174,6 +177,7 @@ def supervise(name: str, seconds: float, args: argparse.Namespace) -> Stats:
             break  # the child used its whole budget
         round_seed += 7919
     total.seconds = seconds - max(0.0, deadline - time.monotonic())
+    shutil.rmtree(work, ignore_errors=True)
     return total
 
 

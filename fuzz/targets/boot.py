@@ -12,9 +12,11 @@ exception, never a hang; a run that completes also reports.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import gc
 import hashlib
+import shutil
 import struct
 import tempfile
 from pathlib import Path
@@ -94,7 +96,9 @@ def seeds() -> list[bytes]:
 
 @functools.lru_cache(maxsize=1)
 def _scratch() -> Path:
-    return Path(tempfile.mkdtemp(prefix="ktext-fuzz-boot-"))
+    path = Path(tempfile.mkdtemp(prefix="ktext-fuzz-boot-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def run(data: bytes) -> str:

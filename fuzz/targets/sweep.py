@@ -11,8 +11,10 @@ UsageError comes out; a loaded grid's points have distinct ids.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -62,7 +64,9 @@ def seeds() -> list[bytes]:
 
 @functools.lru_cache(maxsize=1)
 def _scratch() -> Path:
-    return Path(tempfile.mkdtemp(prefix="ktext-fuzz-sweep-"))
+    path = Path(tempfile.mkdtemp(prefix="ktext-fuzz-sweep-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def run(data: bytes) -> str:

@@ -13,9 +13,11 @@ node-major cpu_to_node, limits kept), also after overrides.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import math
+import shutil
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -114,7 +116,9 @@ def seeds() -> list[bytes]:
 
 @functools.lru_cache(maxsize=1)
 def _scratch() -> Path:
-    return Path(tempfile.mkdtemp(prefix="ktext-fuzz-toml-"))
+    path = Path(tempfile.mkdtemp(prefix="ktext-fuzz-toml-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def check_topology(topo: Topology) -> None:
