@@ -293,6 +293,11 @@ class System:
         }
 
     def close(self) -> None:
+        """Free the engine, then the RAM it maps (in that order)."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
+        self.machine.close()
         self.physmem.close()
 
 

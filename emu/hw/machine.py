@@ -223,6 +223,14 @@ class Machine:
         sharing it, and so do CnP entries (set with ``tlbs.set_domains``)."""
         return self.tlbs.domains
 
+    def close(self) -> None:
+        """Free the Unicorn engine now (its translation buffer is large) rather
+        than whenever the garbage collector gets to it.  The machine is
+        unusable afterwards; RAM (PhysMem) must outlive this call."""
+        finalizer = getattr(self.uc, "_Uc__finalizer", None)
+        if finalizer is not None and finalizer.alive:
+            finalizer()  # uc_close, exactly once: the finalizer is then dead
+
     def flush_tlb(self) -> None:
         """Empty Unicorn's TLB (not the CPUs' TLB models)."""
         self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)

@@ -46,8 +46,9 @@ class KernelImage:
         )  # fmt: skip
         self._by_address = named
         self._addresses = [value for value, _ in named]
-        if not any(seg.paddr <= self.load_pa < seg.paddr + seg.memsz for seg in self.elf.segments):
-            raise ElfError(f"{self.elf.path}: no segment holds _text")
+        text = self.elf.symbols["_text"].value
+        if not any(seg.vaddr <= text < seg.vaddr + seg.memsz for seg in self.elf.segments):
+            raise ElfError(f"{self.elf.path}: no segment holds _text ({text:#x})")
 
     @property
     def path(self) -> str:
