@@ -47,10 +47,8 @@ unreadable file is a ConfigError naming the file and the key or line.
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import re
-import stat
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -58,6 +56,7 @@ from importlib import resources
 from pathlib import Path
 
 from emu.errors import ConfigError
+from emu.fileio import read_input_file
 from emu.hw.topology import (
     MIB,
     CacheGeometry,
@@ -213,7 +212,7 @@ def load_preset(name: str) -> Topology:
 def load_machine_file(path: str | os.PathLike[str]) -> Topology:
     shown = os.fspath(path)
     try:
-        data = _read_input_file(path, MAX_MACHINE_FILE_BYTES)
+        data = read_input_file(path, MAX_MACHINE_FILE_BYTES)
     except OSError as err:
         raise ConfigError(f"{shown}: cannot read machine file: {err.strerror or err}") from None
     try:
@@ -225,23 +224,6 @@ def load_machine_file(path: str | os.PathLike[str]) -> Topology:
 
 
 MAX_MACHINE_FILE_BYTES = 1 << 20
-
-
-def _read_input_file(path: str | os.PathLike[str], limit: int) -> bytes:
-    """The bytes of a machine file, at most ``limit`` of them (as emu.blob's reader).
-
-    Only a regular file is read (a FIFO would block, a device such as /dev/zero
-    would stream forever) and a larger one is refused, both as an OSError whose
-    ``strerror`` says why, so callers report it like any unreadable file.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise OSError(errno.EFBIG, f"larger than {limit:#x} bytes")
-    return data
 
 
 def topology_from_toml(text: str, origin: str, default_name: str = "machine") -> Topology:

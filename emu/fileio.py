@@ -1,5 +1,7 @@
-"""Atomic output files: every file ktext-emu writes (ELF images, reports,
-plots, cached kernels) goes through here.
+"""Files in and out: every file ktext-emu writes (ELF images, reports,
+plots, cached kernels) goes through here atomically, and every file a user
+names as input is read through ``read_input_file`` (regular files only,
+size-limited).
 
 A file is written to a temporary sibling in the same directory and renamed
 over the destination only once it is complete, so a reader never sees a
@@ -9,8 +11,10 @@ partial file and a failure leaves any existing file untouched.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -73,3 +77,21 @@ def check_writable(path: str | os.PathLike[str]) -> None:
     if not parent.is_dir():
         what = "does not exist" if not parent.exists() else "is not a directory"
         raise OutputError(f"cannot write {target}: {parent} {what}")
+
+
+def read_input_file(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The bytes of a file a user named as input, at most ``limit`` of them
+    (linker scripts, assembly sources, ELF images, machine files).
+
+    Only a regular file is read (a FIFO would block, a device such as /dev/zero
+    would stream forever) and a larger one is refused, both as an OSError whose
+    ``strerror`` says why, so callers report it like any unreadable file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit:#x} bytes")
+    return data

@@ -27,7 +27,6 @@ from pathlib import Path
 from emu.blob import expr as ex
 from emu.blob.expr import Const, Evaluator, ExprError, Node, Num, Sym, Value
 from emu.blob.ksworker import KeystoneWorker, shared_worker
-from emu.blob.ldscript import read_input_file
 from emu.blob.objfile import (
     Binding,
     ObjectFile,
@@ -39,6 +38,7 @@ from emu.blob.objfile import (
     SymbolType,
 )
 from emu.errors import AsmError, SourceLoc
+from emu.fileio import read_input_file
 
 NOP = 0xD503201F
 ABSOLUTE_SYMBOL = "*ABS*"  # a local absolute symbol of value 0, for "adrp xN, <number>"

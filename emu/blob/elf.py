@@ -21,11 +21,10 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emu.blob.ldscript import read_input_file
 from emu.blob.link import LinkedImage, LinkedSymbol, OutputSection
 from emu.blob.objfile import Binding, SymbolType
 from emu.errors import ElfError
-from emu.fileio import atomic_write_bytes
+from emu.fileio import atomic_write_bytes, read_input_file
 
 EM_AARCH64 = 183
 ET_EXEC = 2

@@ -12,17 +12,15 @@ expressions through an ``EvalContext`` it implements.
 
 from __future__ import annotations
 
-import errno
 import fnmatch
-import os
 import re
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from emu.errors import LinkError, SourceLoc
+from emu.fileio import read_input_file
 
 MASK64 = (1 << 64) - 1
 
@@ -692,24 +690,6 @@ def load_script(path: str | Path) -> Script:
     except UnicodeDecodeError as err:
         raise LinkError(f"cannot read linker script {path}: {err}") from None
     return parse_script(text, str(path))
-
-
-def read_input_file(path: str | os.PathLike[str], limit: int) -> bytes:
-    """The bytes of a file a user named as input, at most ``limit`` of them (linker
-    scripts here; sources and ELF images in asm.py and elf.py).
-
-    Only a regular file is read (a FIFO would block, a device such as /dev/zero
-    would stream forever) and a larger one is refused, both as an OSError whose
-    ``strerror`` says why, so callers report it like any unreadable file.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise OSError(errno.EFBIG, f"larger than {limit:#x} bytes")
-    return data
 
 
 def parse_expression(text: str, filename: str = "<expr>") -> Expr:
