@@ -55,7 +55,7 @@ def _count(text: str) -> int:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     add_machine_arguments(parser)
     layout = parser.add_argument_group("layout and kernel")
-    layout.add_argument("--granule", choices=sorted(GRANULES), default="4k",
+    layout.add_argument("--granule", choices=list(GRANULES), default="4k",
                         help="translation granule (default 4k)")  # fmt: skip
     layout.add_argument("--va-bits", type=int, default=48, metavar="N",
                         help="virtual address bits (default 48)")  # fmt: skip

@@ -61,7 +61,7 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_machine_arguments(parser)
     layout = parser.add_argument_group("layout and kernel")
-    layout.add_argument("--granule", choices=sorted(GRANULES), default="4k",
+    layout.add_argument("--granule", choices=list(GRANULES), default="4k",
                         help="translation granule (default 4k)")
     layout.add_argument("--va-bits", type=int, default=48, metavar="N",
                         help="virtual address bits (default 48)")
