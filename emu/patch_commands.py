@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from emu.cli_args import GRANULES
 from emu.config import MachineConfig, add_machine_arguments, machine_config_from_args
 from emu.errors import UsageError
 from emu.fileio import check_writable
@@ -34,7 +35,6 @@ from emu.kernel.verify import verify
 from emu.report import write_json
 from emu.system import DEFAULT_MAX_INSTRUCTIONS, RunSpec, System
 
-GRANULES = {"4k": 4096, "16k": 16384, "64k": 65536}
 VERIFY_WORKLOAD = "static_keys"
 VERIFY_ITERATIONS = 50
 STORM_WORKLOAD = "key_storm"

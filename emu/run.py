@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from emu.cli_args import GRANULES, non_negative_int, positive_int
 from emu.config import (
     MachineConfig,
     add_machine_arguments,
@@ -30,26 +31,8 @@ from emu.report import format_report, make_report, write_json
 from emu.system import DEFAULT_MAX_INSTRUCTIONS, RunSpec, System
 from emu.workloads import workload_defaults
 
-GRANULES = {"4k": 4096, "16k": 16384, "64k": 65536}
 DEFAULT_WORKLOAD = "dbsim"
 DEFAULT_ITERATIONS = 1000  # for a workload the registry does not know
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = _non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
 
 
 def add_run_parser(sub: argparse._SubParsersAction) -> None:
@@ -79,19 +62,19 @@ def add_run_parser(sub: argparse._SubParsersAction) -> None:
     work = parser.add_argument_group("workload")
     work.add_argument("--workload", default=DEFAULT_WORKLOAD, metavar="NAME",
                       help=f"workload_<NAME> in the kernel (default {DEFAULT_WORKLOAD})")
-    work.add_argument("--iterations", type=_non_negative, default=None, metavar="N",
+    work.add_argument("--iterations", type=non_negative_int, default=None, metavar="N",
                       help="iterations per task (0: until the instruction limit; default: "
                       "the workload's own)")
-    work.add_argument("--migrate-every", type=_non_negative, default=None, metavar="N",
+    work.add_argument("--migrate-every", type=non_negative_int, default=None, metavar="N",
                       help="move every task to the next node after each CPU ran N more "
                       "instructions (0: never; default: the workload's own)")
-    work.add_argument("--max-instructions", type=_positive, default=DEFAULT_MAX_INSTRUCTIONS,
+    work.add_argument("--max-instructions", type=positive_int, default=DEFAULT_MAX_INSTRUCTIONS,
                       metavar="N", help="stop after N instructions in all "
                       f"(default {DEFAULT_MAX_INSTRUCTIONS:,})")
-    work.add_argument("--watchdog", type=_non_negative, default=DEFAULT_WATCHDOG, metavar="N",
+    work.add_argument("--watchdog", type=non_negative_int, default=DEFAULT_WATCHDOG, metavar="N",
                       help="report a CPU that runs N instructions without taking any exception "
                       f"as spinning (0: never; default {DEFAULT_WATCHDOG:,})")
-    work.add_argument("--quantum", type=_positive, default=DEFAULT_QUANTUM, metavar="N",
+    work.add_argument("--quantum", type=positive_int, default=DEFAULT_QUANTUM, metavar="N",
                       help=f"instructions per CPU turn (default {DEFAULT_QUANTUM:,})")
     layout.add_argument("--is-domain", choices=IS_DOMAIN_CHOICES, default="machine",
                         help="Inner Shareable domains: one for the machine (what Linux "

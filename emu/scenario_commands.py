@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from emu.cli_args import positive_int
 from emu.hw.pagetable import Geometry
 from emu.report import write_json
 from emu.scenarios import SCENARIOS, ScenarioResult, Setup, run_scenarios
@@ -20,16 +21,6 @@ SCENARIO_REPORT_VERSION = 1
 REMEDY_FAILS_STATUS = 1
 COLUMNS = (("scenario", 21), ("what v3 does", 28), ("hazard seen", 36), ("remedy", 28),
            ("with the remedy", 22))  # fmt: skip
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
 
 
 def add_scenarios_parser(sub: argparse._SubParsersAction) -> None:
@@ -47,9 +38,9 @@ def add_scenarios_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--layout", default="4k-48", metavar="NAME",
                         help="granule and VA bits of the machine, e.g. 16k-36 (default 4k-48; "
                         "the layouts scenario checks every layout)")
-    parser.add_argument("--nodes", type=_positive, default=DEFAULT_NODES, metavar="N",
+    parser.add_argument("--nodes", type=positive_int, default=DEFAULT_NODES, metavar="N",
                         help=f"NUMA nodes (default {DEFAULT_NODES})")
-    parser.add_argument("--cpus-per-node", type=_positive, default=DEFAULT_CPUS_PER_NODE,
+    parser.add_argument("--cpus-per-node", type=positive_int, default=DEFAULT_CPUS_PER_NODE,
                         metavar="N", help=f"CPUs per node (default {DEFAULT_CPUS_PER_NODE})")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.set_defaults(run=scenarios_command)

@@ -34,6 +34,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from emu.cli_args import positive_int
 from emu.errors import ConfigError, EmuError, OutputError, UsageError
 from emu.fileio import atomic_write_text
 from emu.sweep_executors import (
@@ -472,16 +473,6 @@ class SweepReport:
 # -- the command ----------------------------------------------------------------
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
-
-
 def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "sweep",
@@ -491,7 +482,7 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
         "point, in parallel; the report is written as points finish.",
     )
     parser.add_argument("grid", type=Path, metavar="GRID.toml", help="the grid file")
-    parser.add_argument("--jobs", "-j", type=_positive, default=None, metavar="N",
+    parser.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N",
                         help="points run at once (default: this machine's cores; with ray "
                         "and --address: no limit but the cluster's)")
     parser.add_argument("--executor", choices=("local", "ray"), default="local",
@@ -505,7 +496,7 @@ def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
                         help="the rows as CSV (default: the JSON path with .csv)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the rows of the existing report and run only missing points")
-    parser.add_argument("--max-points", type=_positive, default=DEFAULT_MAX_POINTS, metavar="N",
+    parser.add_argument("--max-points", type=positive_int, default=DEFAULT_MAX_POINTS, metavar="N",
                         help=f"refuse grids of more points (default {DEFAULT_MAX_POINTS:,})")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.set_defaults(run=sweep_command)
