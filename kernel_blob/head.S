@@ -23,7 +23,21 @@ secondary_entry:
 	madd	x20, x19, x1, x20
 	ldr	x21, [x20, #CPU_BOOT_TTBR1]
 
-	// __enable_mmu: idmap in TTBR0, the empty reserved_pg_dir in TTBR1
+	bl	__enable_mmu
+	mov	x0, x21
+	bl	idmap_cpu_replace_ttbr1
+	ldr	x8, =secondary_start_kernel
+	mov	x0, x19
+	br	x8
+	.size	secondary_entry, . - secondary_entry
+
+// __enable_mmu: __cpu_setup's register values from boot_regs, the idmap in
+// TTBR0 and the empty reserved_pg_dir in TTBR1, a local TLB flush, then the
+// MMU on.  Called with the MMU off from the identity-mapped head text (by
+// secondary_entry and by cpu_resume); clobbers x1-x3.
+	.globl	__enable_mmu
+	.type	__enable_mmu, %function
+__enable_mmu:
 	adrp	x1, boot_regs
 	add	x1, x1, :lo12:boot_regs
 	adrp	x2, reserved_pg_dir
@@ -35,19 +49,16 @@ secondary_entry:
 	ldr	x3, [x1, #BOOT_MAIR]
 	msr	mair_el1, x3
 	isb
+	tlbi	vmalle1
+	dsb	nsh
 	ldr	x3, [x1, #BOOT_SCTLR]
 	msr	sctlr_el1, x3
 	isb
 	ic	iallu
 	dsb	nsh
 	isb
-
-	mov	x0, x21
-	bl	idmap_cpu_replace_ttbr1
-	ldr	x8, =secondary_start_kernel
-	mov	x0, x19
-	br	x8
-	.size	secondary_entry, . - secondary_entry
+	ret
+	.size	__enable_mmu, . - __enable_mmu
 
 // idmap_cpu_replace_ttbr1(x0 = new TTBR1 value): break-before-make through
 // the empty reserved_pg_dir with a local TLB flush, as arch/arm64/mm/proc.S.

@@ -102,25 +102,7 @@ cpu_resume_node_root:
 // _cpu_resume at its kernel VA.
 	.type	__cpu_resume_mmu, %function
 __cpu_resume_mmu:
-	adrp	x1, boot_regs
-	add	x1, x1, :lo12:boot_regs
-	adrp	x2, reserved_pg_dir
-	msr	ttbr1_el1, x2
-	ldr	x3, [x1, #BOOT_IDMAP_TTBR0]
-	msr	ttbr0_el1, x3
-	ldr	x3, [x1, #BOOT_TCR]
-	msr	tcr_el1, x3
-	ldr	x3, [x1, #BOOT_MAIR]
-	msr	mair_el1, x3
-	isb
-	tlbi	vmalle1
-	dsb	nsh
-	ldr	x3, [x1, #BOOT_SCTLR]
-	msr	sctlr_el1, x3
-	isb
-	ic	iallu
-	dsb	nsh
-	isb
+	bl	__enable_mmu
 	mov	x0, x21
 	bl	idmap_cpu_replace_ttbr1
 	ldr	x8, =_cpu_resume
