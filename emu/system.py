@@ -300,9 +300,3 @@ class System:
         self.machine.close()
         self.physmem.close()
 
-
-def default_system(**overrides: object) -> System:
-    from emu.config import machine_config
-
-    config = machine_config()
-    return System(config, RunSpec(**overrides))  # type: ignore[arg-type]

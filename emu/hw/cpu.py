@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from unicorn import Uc, UcError
+from unicorn import Uc
 from unicorn.arm64_const import (
     UC_ARM64_REG_ELR_EL1,
     UC_ARM64_REG_ESR_EL1,
@@ -72,9 +72,6 @@ def write_sysreg(uc: Uc, reg: tuple[int, int, int, int, int], value: int) -> Non
     uc.cpr_write(op0, op1, crn, crm, op2, value)
 
 
-def current_el(uc: Uc) -> int:
-    return (uc.reg_read(UC_ARM64_REG_PSTATE) >> 2) & 3
-
 
 class NoVectors(Exception):
     """The CPU took an exception with no vector table to go to."""
@@ -111,10 +108,4 @@ def take_exception(uc: Uc, esr: int, return_address: int, far: int | None = None
     uc.reg_write(UC_ARM64_REG_PC, vector)
     return vector
 
-
-def safe_reg_read(uc: Uc, reg: int, default: int = 0) -> int:
-    try:
-        return uc.reg_read(reg)
-    except UcError:
-        return default
 

@@ -8,8 +8,6 @@ calls are the emulator's equivalent of a panic console and a UART.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 PSCI_VERSION = 0x84000000
 PSCI_CPU_OFF = 0x84000002
 PSCI_CPU_ON_64 = 0xC4000003
@@ -26,16 +24,6 @@ SMCCC_RET_NOT_SUPPORTED = -1
 PSCI_VERSION_1_1 = 0x10001
 MAX_CONSOLE_WRITE = 4096
 
-
-@dataclass(frozen=True)
-class PanicReport:
-    """What the guest said when it gave up: the registers its handler passed."""
-
-    cpu: int
-    esr: int
-    far: int
-    elr: int
-    spsr: int
 
 
 def to_u64(value: int) -> int:

@@ -16,7 +16,7 @@ from emu.config import machine_config
 from emu.errors import GuestFault
 from emu.hw.pagetable import decode_ttbr
 from emu.scenarios.guest import check_image
-from emu.system import RunSpec, System
+from emu.system import RunSpec, System, hexa
 
 DEFAULT_NODES = 2
 DEFAULT_CPUS_PER_NODE = 2
@@ -134,9 +134,6 @@ class Scenario:
 
 
 # ------------------------------------------------------------ measurements
-
-def hexa(value: int) -> str:
-    return f"{value:#x}"
 
 
 def node_of_root(system: System, ttbr1: int | None) -> int | None:
