@@ -128,7 +128,7 @@ class System:
         if not 0 <= cpu < len(machine.cpus):
             raise UsageError(f"no CPU {cpu}: the machine has {len(machine.cpus)}")
         vcpu = machine.cpus[cpu]
-        if vcpu.context is None and not getattr(vcpu, "entry", None):
+        if vcpu.context is None and not vcpu.entry:
             raise UsageError(f"CPU {cpu} has not been brought up yet: run the machine first")
         if len(args) > 8:
             raise UsageError("at most 8 arguments (x0-x7)")

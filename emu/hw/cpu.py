@@ -60,6 +60,9 @@ class VCpu:
     exceptions: int = 0
     tlbi_count: int = 0
     exit_status: int | None = None  # what the task passed to exit() before CPU_OFF
+    # Registers the CPU starts with when next scheduled after power-on (keys:
+    # Unicorn register ids, or sysreg tuples for cpr_write).
+    entry: dict[object, int] = field(default_factory=dict)
 
 
 def read_sysreg(uc: Uc, reg: tuple[int, int, int, int, int]) -> int:

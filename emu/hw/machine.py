@@ -208,7 +208,7 @@ class Machine:
         vcpu.power = PowerState.ON
         vcpu.context = None
         vcpu.tlb.clear()
-        vcpu.entry = dict(registers)  # type: ignore[attr-defined]
+        vcpu.entry = dict(registers)
 
     def power_off(self, cpu: int) -> None:
         """Power ``cpu`` off; its last register state stays readable in its context."""
@@ -244,7 +244,7 @@ class Machine:
             uc.context_update(self.current.context)
         if cpu.context is None:
             uc.context_restore(self._reset_context)
-            for reg, value in getattr(cpu, "entry", {}).items():
+            for reg, value in cpu.entry.items():
                 if isinstance(reg, tuple):
                     uc.cpr_write(*reg, value)
                 else:
