@@ -153,7 +153,7 @@ class System:
             name = self.kernel.symbolize(address)
             try:
                 with machine.interrupts_deferred():
-                    uc.emu_start(address, sentinel, 0, max_instructions)
+                    machine.emu_start(address, sentinel, max_instructions)
             except UcError as err:
                 pc = uc.reg_read(UC_ARM64_REG_PC)
                 pending = machine.mmu.fault

@@ -1,10 +1,10 @@
 /*
  * Exact NUMA fetch and data-access accounting at C speed.
  *
- * Unicorn calls acct_block() at the start of every translated block and
- * acct_mem() on every data access when those hooks are installed.  A Python
- * callback there costs about a microsecond (platform-notes.md); these cost a
- * few nanoseconds.  Python owns the Acct struct (a ctypes.Structure with the
+ * Unicorn calls acct_block() at the start of every translated block and,
+ * when data accesses are counted, acct_insn() before every instruction.  A
+ * Python callback there costs about a microsecond (platform-notes.md); these
+ * cost a few nanoseconds.  Python owns the Acct struct (a ctypes.Structure with the
  * same layout, see emu/hw/accounting.py) and fills its page table from the
  * TLB-fill hook, which already knows the physical node behind every virtual
  * page a CPU can execute from.
@@ -19,6 +19,9 @@
 
 
 #include "accel.h"
+#include "ldst.h"
+
+typedef struct { uint64_t address; uint32_t count, stride, write; } acct_run_t;
 
 
 void acct_block(void *uc, uint64_t address, uint32_t size, void *user) {
@@ -52,23 +55,219 @@ void acct_block(void *uc, uint64_t address, uint32_t size, void *user) {
     (*a->recent_pos)++;
 }
 
-/* UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE: in virtual-TLB mode Unicorn reports
- * the physical address, so the node is plain arithmetic. */
-void acct_mem(void *uc, int type, uint64_t address, int size, int64_t value, void *user) {
-    acct_t *a = (acct_t *)user;
+/* ------------------------------------------------------------------ data
+ * Data accesses are counted from the code hook, not from a memory hook: with
+ * any UC_HOOK_MEM_READ/WRITE installed, Unicorn sends every load and store of
+ * the guest through its slow path, which costs more than the rest of the
+ * emulation.  The code hook replaces Unicorn's own instruction-count hook
+ * (emu_start's count), so that Unicorn inlines it as a direct call. */
+
+static int64_t acct_node_of_pa(const acct_t *a, uint64_t pa) {
     uint64_t node;
-    (void)uc; (void)size; (void)value;
-    if (address < a->ram_base) {
-        a->data_unknown++;
+    if (pa < a->ram_base) return -1;
+    node = (pa - a->ram_base) / a->bank_size;
+    return node < a->n_nodes ? (int64_t)node : -1;
+}
+
+/* The page-table entry of `va`, through the direct-mapped cache; NULL if the
+ * page was never filled (with the top byte ignored, as TBI would, as a
+ * second try). */
+static const acct_tcache_t *acct_translate(acct_t *a, uint64_t va) {
+    uint64_t key = (va >> 12) + 1;
+    acct_tcache_t *entry = &a->tcache[(va >> 12) & a->tcache_mask];
+    int64_t i;
+    if (entry->key == key) return entry;
+    i = acct_find(a, va);
+    if (i < 0) {
+        uint64_t untagged = (uint64_t)((int64_t)(va << 8) >> 8);
+        if (untagged == va || (i = acct_find(a, untagged)) < 0) return NULL;
+    }
+    entry->key = key;
+    entry->pa_page = a->pas[i];
+    entry->node = acct_node_of_pa(a, a->pas[i] << 12);
+    return entry;
+}
+
+static void acct_charge_each(acct_t *a, uint64_t address, uint32_t count, uint32_t stride,
+                             uint32_t write) {
+    const acct_tcache_t *entry;
+    uint32_t i;
+    for (i = 0; i < count; i++) {
+        entry = acct_translate(a, address + (uint64_t)i * stride);
+        if (entry == NULL || entry->node < 0) a->data_unknown++;
+        else a->data_counters[entry->node * 2 + write]++;
+    }
+}
+
+static inline void acct_charge(acct_t *a, uint64_t address, uint32_t count, uint32_t stride,
+                               uint32_t write) {
+    uint64_t last = address + (uint64_t)(count - 1) * stride;
+    const acct_tcache_t *entry = &a->tcache[(address >> 12) & a->tcache_mask];
+    if (count == 0) return;
+    if ((address ^ last) >> 12 != 0) {  /* the run crosses a page */
+        acct_charge_each(a, address, count, stride, write);
         return;
     }
-    node = (address - a->ram_base) / a->bank_size;
-    if (node >= a->n_nodes) {
-        a->data_unknown++;
+    if (entry->key != (address >> 12) + 1) entry = acct_translate(a, address);
+    if (entry == NULL || entry->node < 0) a->data_unknown += count;
+    else a->data_counters[entry->node * 2 + write] += count;
+}
+
+static uint64_t acct_xreg(acct_t *a, void *uc, unsigned n, int sp) {
+    uint64_t value = 0;
+    if (n == 31 && !sp) return 0;  /* XZR */
+    a->reg_read(uc, a->xregid[n], &value);
+    return value;
+}
+
+/* The accesses of `p` as up to two runs; `status` is the store-exclusive
+ * pair's Ws after it ran. */
+static int acct_runs(const acct_pending_t *p, uint32_t status, acct_run_t runs[2]) {
+    switch (p->kind) {
+    case LDST_PLAIN:
+    case LDST_LOAD_EXCL:
+        runs[0] = (acct_run_t){p->address, p->count, p->stride, p->write};
+        return 1;
+    case LDST_STORE_EXCL:
+        if (!p->matched) return 0;
+        runs[0] = (acct_run_t){p->address, 1, 0, 0};
+        runs[1] = (acct_run_t){p->address, 1, 0, 1};
+        return 2;
+    case LDST_STXP_X:
+        if (!p->matched) return 0;
+        runs[0] = (acct_run_t){p->address, 2, 8, 0};
+        runs[1] = (acct_run_t){p->address, 2, 8, 1};
+        return status == 0 ? 2 : 1;
+    default:
+        return 0;
+    }
+}
+
+/* The pending load/store retired: charge it and update the monitor. */
+static __attribute__((noinline)) void acct_commit(acct_t *a, void *uc) {
+    acct_pending_t *p = &a->pending;
+    acct_run_t runs[2];
+    uint32_t status = 0;
+    int n, i;
+    if (p->kind == LDST_STXP_X && p->matched) status = (uint32_t)acct_xreg(a, uc, p->rs, 0);
+    n = acct_runs(p, status, runs);
+    for (i = 0; i < n; i++) acct_charge(a, runs[i].address, runs[i].count, runs[i].stride, runs[i].write);
+    if (p->kind == LDST_LOAD_EXCL) *a->monitor = p->address;
+    else if (p->kind != LDST_PLAIN) *a->monitor = ACCT_NO_MONITOR;
+    p->kind = LDST_NONE;
+}
+
+/* The pending record of the instruction `d` at `pc`, given the values of its
+ * base and index registers. */
+static void acct_begin(acct_pending_t *p, uint64_t pc, uint64_t monitor, const ldst_t *d,
+                       uint64_t base, uint64_t index) {
+    p->pc = pc;
+    p->kind = d->kind;
+    p->address = ldst_address(d, d->base_pc ? pc : base, index);
+    p->count = d->count;
+    p->stride = d->stride;
+    p->write = d->write;
+    p->rs = d->rs;
+    p->matched = monitor == p->address;
+    p->page_key = UINT64_MAX;  /* matches no cache entry: acct_commit's way */
+    if (d->kind == LDST_PLAIN
+        && (p->address ^ (p->address + (uint64_t)(p->count - 1) * p->stride)) >> 12 == 0)
+        p->page_key = (p->address >> 12) + 1;
+}
+
+/* The host address of the page of `address`, the instructions being run;
+ * NULL (and the instruction counted as unknown) if no fill described it. */
+static __attribute__((noinline)) const uint8_t *acct_code_page(acct_t *a, uint64_t address) {
+    const acct_tcache_t *page = acct_translate(a, address);
+    if (page == NULL || page->node < 0) {
+        a->insn_unknown++;
+        return NULL;
+    }
+    a->code_key = (address >> 12) + 1;
+    a->code_host = (const uint8_t *)(uintptr_t)(a->bank_host[page->node] + (page->pa_page << 12)
+                                                - a->ram_base
+                                                - (uint64_t)page->node * a->bank_size);
+    return a->code_host;
+}
+
+/* A load, store or monitor instruction begins: note what it will access. */
+static __attribute__((noinline)) void acct_ldst(acct_t *a, void *uc, uint32_t insn,
+                                                uint64_t address) {
+    uint64_t base = 0, index = 0;
+    ldst_t d;
+    if (ldst_decode(insn, &d) == LDST_NONE) return;
+    if (d.kind != LDST_CLEAR_EXCL && !d.base_pc) base = acct_xreg(a, uc, d.rn, !d.zva);
+    if (d.rm != LDST_NO_REG) index = acct_xreg(a, uc, d.rm, 0);
+    acct_begin(&a->pending, address, *a->monitor, &d, base, index);
+}
+
+/* UC_HOOK_CODE, before every instruction: kept small, for the common case
+ * of an instruction on the same page that touches no memory. */
+void acct_insn(void *uc, uint64_t address, uint32_t size, void *user) {
+    acct_t *a = (acct_t *)user;
+    const uint8_t *host = a->code_host;
+    uint32_t insn;
+    (void)size;
+    if (a->pending.kind != LDST_NONE) {  /* the previous instruction retired */
+        /* Its accesses have been through the TLB by now, so the cache entry
+         * of their page, if there is one, is the translation they used. */
+        acct_pending_t *p = &a->pending;
+        const acct_tcache_t *entry = &a->tcache[(p->page_key - 1) & a->tcache_mask];
+        if (entry->key == p->page_key && entry->node >= 0) {
+            a->data_counters[entry->node * 2 + p->write] += p->count;
+            p->kind = LDST_NONE;
+        } else {
+            acct_commit(a, uc);
+        }
+    }
+    if (++a->insn_count > a->insn_budget) {
+        a->emu_stop(uc);
         return;
     }
-    /* UC_MEM_WRITE is 17, UC_MEM_READ 16 */
-    a->data_counters[node * 2 + (type == 17)]++;
+    if ((address >> 12) + 1 != a->code_key && (host = acct_code_page(a, address)) == NULL) return;
+    memcpy(&insn, host + (address & 0xfff), 4);
+    /* Loads and stores (op0 x1x0), CLREX, ERET and DC ZVA; nothing else
+     * touches memory or the monitor. */
+    if ((insn & 0x0a000000) == 0x08000000 || (insn & 0xfffff0ff) == 0xd503305f
+        || insn == 0xd69f03e0 || (insn & 0xffffffe0) == 0xd50b7420)
+        acct_ldst(a, uc, insn, address);
+}
+
+/* The engine stopped at `pc`: the pending instruction retired unless it is
+ * the one at `pc` (it faulted, or was never run). */
+void acct_settle_data(acct_t *a, void *uc, uint64_t pc) {
+    acct_pending_t *p = &a->pending;
+    if (p->kind == LDST_NONE) return;
+    if (p->pc != pc) acct_commit(a, uc);
+    else p->kind = LDST_NONE;
+}
+
+/* For tests: the accesses `insn` at `pc` makes given x0..x30, sp in `regs`,
+ * the monitor, and a store-exclusive pair's status; fills up to `max`
+ * (address, is_write) pairs and returns how many there are. */
+int acct_predict(uint32_t insn, uint64_t pc, const uint64_t *regs, uint64_t monitor,
+                 uint32_t status, uint64_t *addresses, uint8_t *writes, int max) {
+    acct_pending_t p;
+    acct_run_t runs[2];
+    ldst_t d;
+    uint64_t base = 0, index = 0;
+    int n, i, total = 0;
+    uint32_t k;
+    if (ldst_decode(insn, &d) == LDST_NONE) return 0;
+    if (d.kind != LDST_CLEAR_EXCL && !d.base_pc) base = (d.rn == 31 && d.zva) ? 0 : regs[d.rn];
+    if (d.rm != LDST_NO_REG) index = d.rm == 31 ? 0 : regs[d.rm];
+    acct_begin(&p, pc, monitor, &d, base, index);
+    n = acct_runs(&p, status, runs);
+    for (i = 0; i < n; i++) {
+        for (k = 0; k < runs[i].count; k++) {
+            if (total < max) {
+                addresses[total] = runs[i].address + (uint64_t)k * runs[i].stride;
+                writes[total] = (uint8_t)runs[i].write;
+            }
+            total++;
+        }
+    }
+    return total;
 }
 
 /* Register ids as Python passes them in acct_t.regid (accounting.REGIDS). */
@@ -145,9 +344,11 @@ void acct_intr(void *uc, uint32_t intno, void *user) {
 
 static PyObject *addresses(PyObject *self, PyObject *unused) {
     (void)self; (void)unused;
-    return Py_BuildValue("{s:K,s:K,s:K,s:n}",
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:n}",
                          "acct_block", (unsigned long long)(uintptr_t)&acct_block,
-                         "acct_mem", (unsigned long long)(uintptr_t)&acct_mem,
+                         "acct_insn", (unsigned long long)(uintptr_t)&acct_insn,
+                         "acct_settle_data", (unsigned long long)(uintptr_t)&acct_settle_data,
+                         "acct_predict", (unsigned long long)(uintptr_t)&acct_predict,
                          "acct_intr", (unsigned long long)(uintptr_t)&acct_intr,
                          "struct_size", (Py_ssize_t)sizeof(acct_t));
 }

@@ -11,6 +11,26 @@
 
 #include <stdint.h>
 
+/* A page-table entry as the code hook uses it: VA page + 1, physical page, node. */
+typedef struct {
+    uint64_t key;
+    uint64_t pa_page;
+    int64_t node;            /* -1: not RAM */
+} acct_tcache_t;
+
+/* The accesses of a load/store that has begun but not yet retired. */
+typedef struct {
+    uint64_t pc;
+    uint64_t address;        /* of the first access */
+    uint32_t kind;           /* enum ldst_kind; LDST_NONE when nothing is pending */
+    uint32_t count;
+    uint32_t stride;
+    uint32_t write;
+    uint32_t matched;        /* store-exclusive: the address matched the monitor */
+    uint32_t rs;             /* store-exclusive pair: its status register */
+    uint64_t page_key;       /* LDST_PLAIN within one page: its VA page + 1, else UINT64_MAX */
+} acct_pending_t;
+
 typedef struct {
     uint64_t *counters;      /* current CPU's fetch row, indexed by slot */
     uint64_t *keys;          /* open-addressing table: VA page + 1, 0 = empty */
@@ -41,9 +61,23 @@ typedef struct {
     uint64_t svc_entries;    /* syscalls entered here */
     uint64_t *recent;        /* current CPU's ring of the last blocks entered (VA) */
     uint64_t *recent_pos;    /* its write position (counts up; index mod ACCT_RECENT) */
+    /* Data accesses counted without a memory hook (acct_insn, ldst.h): the
+     * code hook decodes each instruction, and charges the accesses of a load
+     * or store when the next instruction begins, i.e. once it has retired. */
+    uint64_t insn_count;     /* instructions begun since the last emu_start */
+    uint64_t insn_budget;    /* stop before instruction insn_budget + 1 (Unicorn's count) */
+    uint64_t insn_unknown;   /* instructions whose word could not be read (must stay 0) */
+    uint64_t *monitor;       /* current CPU's exclusive monitor address, ACCT_NO_MONITOR if clear */
+    acct_tcache_t *tcache;   /* direct-mapped cache of the page table */
+    uint64_t tcache_mask;
+    acct_pending_t pending;  /* the last load/store, until it retires */
+    uint64_t code_key;       /* one-entry cache: VA page + 1 of the instructions being run */
+    const uint8_t *code_host; /* host address of that page */
+    int32_t xregid[32];      /* Unicorn ids of x0..x30 and sp */
 } acct_t;
 
 #define ACCT_RECENT 16
+#define ACCT_NO_MONITOR UINT64_MAX
 
 static inline uint64_t acct_page_hash(uint64_t key) {
     /* Fibonacci hashing spreads the consecutive page numbers of a text range. */

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from unicorn import (
     UC_HOOK_BLOCK,
+    UC_HOOK_CODE,
     UC_HOOK_INTR,
     UC_HOOK_MEM_READ,
     UC_HOOK_MEM_WRITE,
@@ -44,8 +45,26 @@ _u64p = ctypes.POINTER(ctypes.c_uint64)
 _u32p = ctypes.POINTER(ctypes.c_uint32)
 
 
+class _TcacheEntry(ctypes.Structure):  # acct_tcache_t
+    _fields_ = [("key", ctypes.c_uint64), ("pa_page", ctypes.c_uint64), ("node", ctypes.c_int64)]
+
+
+class _Pending(ctypes.Structure):  # acct_pending_t
+    _fields_ = [
+        ("pc", ctypes.c_uint64),
+        ("address", ctypes.c_uint64),
+        ("kind", ctypes.c_uint32),
+        ("count", ctypes.c_uint32),
+        ("stride", ctypes.c_uint32),
+        ("write", ctypes.c_uint32),
+        ("matched", ctypes.c_uint32),
+        ("rs", ctypes.c_uint32),
+        ("page_key", ctypes.c_uint64),
+    ]
+
+
 class _AcctState(ctypes.Structure):
-    # Must match acct_t in _accel.c field for field.
+    # Must match acct_t in accel.h field for field.
     _fields_ = [
         ("counters", _u64p),
         ("keys", _u64p),
@@ -74,10 +93,31 @@ class _AcctState(ctypes.Structure):
         ("svc_entries", ctypes.c_uint64),
         ("recent", _u64p),
         ("recent_pos", _u64p),
+        ("insn_count", ctypes.c_uint64),
+        ("insn_budget", ctypes.c_uint64),
+        ("insn_unknown", ctypes.c_uint64),
+        ("monitor", _u64p),
+        ("tcache", ctypes.POINTER(_TcacheEntry)),
+        ("tcache_mask", ctypes.c_uint64),
+        ("pending", _Pending),
+        ("code_key", ctypes.c_uint64),
+        ("code_host", ctypes.c_void_p),
+        ("xregid", ctypes.c_int32 * 32),
     ]
 
 
 RECENT_BLOCKS = 16  # ACCT_RECENT in accel.h
+NO_MONITOR = (1 << 64) - 1  # ACCT_NO_MONITOR: the exclusive monitor is clear
+NO_BUDGET = (1 << 64) - 1
+TCACHE_BITS = 8
+
+# acct_t.xregid: x0..x30, then sp (what register number 31 means as a base)
+XREGIDS = (
+    *(arm64_const.UC_ARM64_REG_X0 + n for n in range(29)),
+    arm64_const.UC_ARM64_REG_X29,
+    arm64_const.UC_ARM64_REG_X30,
+    arm64_const.UC_ARM64_REG_SP,
+)
 
 
 # acct_t.regid, in the order of the R_* enum in _accel.c
@@ -160,6 +200,8 @@ class Accounting:
         self._data = (ctypes.c_uint64 * (n_cpus * self._row))()
         self._recent = (ctypes.c_uint64 * (n_cpus * RECENT_BLOCKS))()
         self._recent_pos = (ctypes.c_uint64 * n_cpus)()
+        self._monitors = (ctypes.c_uint64 * n_cpus)(*([NO_MONITOR] * n_cpus))
+        self._tcache = (_TcacheEntry * (1 << TCACHE_BITS))()
         size = 1 << table_bits
         self._keys = (ctypes.c_uint64 * size)()
         self._slots = (ctypes.c_uint32 * size)()
@@ -180,9 +222,18 @@ class Accounting:
         state.bank_host = ctypes.cast(self._bank_host, _u64p)
         for index, regid in enumerate(REGIDS):
             state.regid[index] = regid
+        for index, regid in enumerate(XREGIDS):
+            state.xregid[index] = regid
+        state.tcache = ctypes.cast(self._tcache, ctypes.POINTER(_TcacheEntry))
+        state.tcache_mask = (1 << TCACHE_BITS) - 1
+        state.insn_budget = NO_BUDGET
         self._cpu = 0
         self.select_cpu(0)
         self._accel = _load_accel()
+        self._settle_data = None
+        # True once the instruction hook is in: it then also does Unicorn's
+        # instruction count (see start()).
+        self.counts_instructions = False
 
     @property
     def compiled(self) -> bool:
@@ -197,6 +248,12 @@ class Accounting:
         other exception (see ``take_pending_interrupt``); returns True then,
         False when the caller must handle interrupts itself.  ``fetches``
         False leaves the block hook out: no counts, the benchmark's baseline.
+
+        Compiled, data accesses are counted by an instruction hook that
+        decodes each load and store (emu/hw/ldst.h), not by a memory hook:
+        any memory hook sends every guest load and store down Unicorn's slow
+        path.  That hook also counts instructions for ``emu_start``, so the
+        caller must pass its instruction limit to ``start`` instead.
         """
         if self._accel is None:
             if fetches:
@@ -215,7 +272,12 @@ class Accounting:
         if fetches:
             hooks.append((UC_HOOK_BLOCK, self._accel["acct_block"]))
         if data_accesses:
-            hooks.append((UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._accel["acct_mem"]))
+            hooks.append((UC_HOOK_CODE, self._accel["acct_insn"]))
+            self._settle_data = ctypes.CFUNCTYPE(
+                None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64
+            )(self._accel["acct_settle_data"])
+            self._uch = uc._uch
+            self.counts_instructions = True
         for htype, address in hooks:
             handle = uc_hook_h()
             status = uclib.uc_hook_add(
@@ -232,6 +294,12 @@ class Accounting:
         self.state.pending_intno = 0
         return intno
 
+    def start(self, count: int) -> None:
+        """Before ``emu_start`` with the instruction hook in: stop after ``count``
+        instructions (0: no limit), as Unicorn's own count would."""
+        self.state.insn_count = 0
+        self.state.insn_budget = count if count > 0 else NO_BUDGET
+
     def select_cpu(self, cpu: int) -> None:
         """Charge what follows to ``cpu``."""
         self._cpu = cpu
@@ -242,6 +310,7 @@ class Accounting:
             ctypes.addressof(self._recent) + cpu * RECENT_BLOCKS * 8, _u64p
         )
         self.state.recent_pos = ctypes.cast(ctypes.addressof(self._recent_pos) + cpu * 8, _u64p)
+        self.state.monitor = ctypes.cast(ctypes.addressof(self._monitors) + cpu * 8, _u64p)
         self.state.last_slot = NO_SLOT
 
     def record(self, va: int, pa: int, node: int, kind: int, remote_fill: bool = False) -> bool:
@@ -270,13 +339,17 @@ class Accounting:
         keys[index] = key
         self._slots[index] = slot
         self._pas[index] = pa_page
-        self.state.cached_key = 0  # the one-entry cache may hold the old slot
+        self.state.cached_key = 0  # the one-entry caches may hold the old page
+        self.state.code_key = 0
+        self._tcache[(key - 1) & ((1 << TCACHE_BITS) - 1)].key = 0
         return complete
 
     def clear_pages(self) -> None:
         ctypes.memset(self._keys, 0, ctypes.sizeof(self._keys))
+        ctypes.memset(self._tcache, 0, ctypes.sizeof(self._tcache))
         self._pages.clear()
         self.state.cached_key = 0
+        self.state.code_key = 0
 
     def settle(self, pc: int) -> None:
         """Take back the part of the last block that did not retire.
@@ -284,9 +357,13 @@ class Accounting:
         The block hook charges a whole block when it is entered; when
         execution stopped inside it (end of quantum, fault, exception taken
         at the faulting instruction) the instructions from ``pc`` on did not
-        execute.
+        execute.  The last load or store's accesses, which the instruction
+        hook charges only when the next instruction begins, are charged now
+        unless that load or store is the instruction at ``pc``.
         """
         state = self.state
+        if self._settle_data is not None:
+            self._settle_data(ctypes.addressof(state), self._uch, pc)
         slot = state.last_slot
         if slot == NO_SLOT:
             return
@@ -308,8 +385,15 @@ class Accounting:
 
     @property
     def unknown_instructions(self) -> int:
-        """Instructions on pages no fill ever described: 0 unless accounting is broken."""
-        return self.state.unknown
+        """Instructions on pages no fill ever described (as the block hook and,
+        counting data, the instruction hook saw them): 0 unless accounting is broken."""
+        return self.state.unknown + self.state.insn_unknown
+
+    @property
+    def unknown_data_accesses(self) -> int:
+        """Data accesses whose page no fill described or that were not to RAM: 0
+        unless accounting is broken."""
+        return self.state.data_unknown
 
     def counts(self, cpu: int) -> CpuCounts:
         base = cpu * self._row

@@ -327,6 +327,16 @@ class Machine:
             if on_round is not None:
                 on_round()
 
+    def emu_start(self, begin: int, until: int, count: int) -> None:
+        """Unicorn's ``emu_start`` (``count`` 0: no limit).  When the accounting
+        counts data accesses its instruction hook counts instructions too, in
+        place of Unicorn's own count hook, so that Unicorn can inline it."""
+        if self.accounting.counts_instructions:
+            self.accounting.start(count)
+            self.uc.emu_start(begin, until, 0, 0)
+        else:
+            self.uc.emu_start(begin, until, 0, count)
+
     def run_quantum(self, cpu: VCpu, budget: int) -> int:
         """Run ``cpu`` for at most ``budget`` instructions; returns how many ran."""
         uc = self.uc
@@ -348,7 +358,7 @@ class Machine:
             aborted = False
             svc_before = accounting.state.svc_entries
             try:
-                uc.emu_start(uc.reg_read(UC_ARM64_REG_PC), 0, 0, budget - executed)
+                self.emu_start(uc.reg_read(UC_ARM64_REG_PC), 0, budget - executed)
                 error = None
             except UcError as err:
                 error = err

@@ -1,0 +1,78 @@
+"""Data-access counting at its edges, on a bare Machine with the MMU off: an
+access that faults is not counted, whichever way accesses are counted (the C
+instruction hook, which charges a load or store only once it has retired, or
+the Python memory hook)."""
+
+from __future__ import annotations
+
+import pytest
+from test_cost_programs import LDR_X2_X1, SMC_0, mov64
+from unicorn.arm64_const import UC_ARM64_REG_PC
+
+from emu.errors import GuestFault
+from emu.hw.accounting import NO_ACCEL_ENV
+from emu.hw.firmware import PSCI_SYSTEM_OFF
+from emu.hw.machine import Machine
+from emu.hw.physmem import PhysMem
+from emu.hw.topology import MIB, Topology, regular_distances
+
+LDR_X4_X3 = 0xF9400064  # ldr x4, [x3]
+STP_X2_X4_X3 = 0xA9001062  # stp x2, x4, [x3]
+BELOW_RAM = 0x1000
+
+
+@pytest.fixture(params=["compiled", "python"])
+def counting(request, monkeypatch) -> str:
+    """Run the test with the C hooks, then with the Python fallback."""
+    if request.param == "python":
+        monkeypatch.setenv(NO_ACCEL_ENV, "1")
+    return request.param
+
+
+def _machine_running(words_for) -> tuple[Machine, PhysMem, list[int]]:
+    topology = Topology("t", 2, 1, 16 * MIB, regular_distances(2))
+    physmem = PhysMem.from_topology(topology)
+    machine = Machine(topology, physmem, data_accesses=True)
+    code = physmem.banks[0].base + 0x1000
+    words = words_for(physmem)
+    physmem.write(code, b"".join(w.to_bytes(4, "little") for w in words))
+    machine.power_on(0, {UC_ARM64_REG_PC: code})
+    return machine, physmem, words
+
+
+def test_a_load_that_faults_is_not_counted(counting):
+    """ldr and stp on node 1, then ldr from below RAM: the abort stops the
+    machine (no vector table); the load that faulted made no access."""
+
+    def words(physmem: PhysMem) -> list[int]:
+        return [*mov64(3, physmem.banks[1].base + 0x2000), LDR_X4_X3, STP_X2_X4_X3,
+                *mov64(1, BELOW_RAM), LDR_X2_X1, *mov64(0, PSCI_SYSTEM_OFF), SMC_0]
+
+    machine, _, program = _machine_running(words)
+    assert machine.accounting.compiled == (counting == "compiled")
+    with pytest.raises(GuestFault, match="data abort"):
+        machine.run(1_000_000)
+    counts = machine.accounting.counts(0)
+    assert counts.instructions == program.index(LDR_X2_X1)  # the faulting load did not retire
+    assert counts.data_reads_by_node == (0, 1)
+    assert counts.data_writes_by_node == (0, 2)
+    assert machine.accounting.unknown_data_accesses == 0
+
+
+def test_the_load_before_an_until_address_is_counted(counting):
+    """emu_start stopping at its ``until`` address right after a load: the load
+    retired, so settle() charges it, although no later instruction began."""
+
+    def words(physmem: PhysMem) -> list[int]:
+        return [*mov64(3, physmem.banks[1].base + 0x2000), LDR_X4_X3,
+                *mov64(0, PSCI_SYSTEM_OFF), SMC_0]
+
+    machine, physmem, program = _machine_running(words)
+    machine.switch_to(machine.cpus[0])
+    code = physmem.banks[0].base + 0x1000
+    until = code + 4 * (program.index(LDR_X4_X3) + 1)
+    machine.emu_start(code, until, 0)
+    machine.accounting.settle(machine.uc.reg_read(UC_ARM64_REG_PC))
+    counts = machine.accounting.counts(0)
+    assert counts.instructions == program.index(LDR_X4_X3) + 1
+    assert counts.data_reads_by_node == (0, 1)
