@@ -6,7 +6,8 @@ setup(
     ext_modules=[
         # optional: without a compiler the emulator falls back to a Python hook
         Extension(
-            "emu.hw._accel", ["emu/hw/_accel.c"], depends=["emu/hw/accel.h"], optional=True
+            "emu.hw._accel", ["emu/hw/_accel.c"], depends=["emu/hw/accel.h", "emu/hw/ldst.h"],
+            optional=True,
         ),
         # the detailed cost model's caches; without it cachemodel.py simulates in Python
         Extension(
