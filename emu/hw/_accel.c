@@ -23,6 +23,14 @@
 
 typedef struct { uint64_t address; uint32_t count, stride, write; } acct_run_t;
 
+/* One entry of acct_t.decoded: decoding is a pure function of the word, and
+ * the same few load/store words run again and again. */
+struct acct_decoded {
+    uint32_t insn;
+    uint32_t valid;
+    ldst_t ldst;
+};
+
 
 void acct_block(void *uc, uint64_t address, uint32_t size, void *user) {
     acct_t *a = (acct_t *)user;
@@ -194,11 +202,17 @@ static __attribute__((noinline)) const uint8_t *acct_code_page(acct_t *a, uint64
 static __attribute__((noinline)) void acct_ldst(acct_t *a, void *uc, uint32_t insn,
                                                 uint64_t address) {
     uint64_t base = 0, index = 0;
-    ldst_t d;
-    if (ldst_decode(insn, &d) == LDST_NONE) return;
-    if (d.kind != LDST_CLEAR_EXCL && !d.base_pc) base = acct_xreg(a, uc, d.rn, !d.zva);
-    if (d.rm != LDST_NO_REG) index = acct_xreg(a, uc, d.rm, 0);
-    acct_begin(&a->pending, address, *a->monitor, &d, base, index);
+    struct acct_decoded *entry = &a->decoded[(insn * 0x9E3779B1u >> 16) & a->decoded_mask];
+    const ldst_t *d = &entry->ldst;
+    if (!entry->valid || entry->insn != insn) {
+        ldst_decode(insn, &entry->ldst);
+        entry->insn = insn;
+        entry->valid = 1;
+    }
+    if (d->kind == LDST_NONE) return;
+    if (d->kind != LDST_CLEAR_EXCL && !d->base_pc) base = acct_xreg(a, uc, d->rn, !d->zva);
+    if (d->rm != LDST_NO_REG) index = acct_xreg(a, uc, d->rm, 0);
+    acct_begin(&a->pending, address, *a->monitor, d, base, index);
 }
 
 /* UC_HOOK_CODE, before every instruction: kept small, for the common case
@@ -344,13 +358,14 @@ void acct_intr(void *uc, uint32_t intno, void *user) {
 
 static PyObject *addresses(PyObject *self, PyObject *unused) {
     (void)self; (void)unused;
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:n}",
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:n,s:n}",
                          "acct_block", (unsigned long long)(uintptr_t)&acct_block,
                          "acct_insn", (unsigned long long)(uintptr_t)&acct_insn,
                          "acct_settle_data", (unsigned long long)(uintptr_t)&acct_settle_data,
                          "acct_predict", (unsigned long long)(uintptr_t)&acct_predict,
                          "acct_intr", (unsigned long long)(uintptr_t)&acct_intr,
-                         "struct_size", (Py_ssize_t)sizeof(acct_t));
+                         "struct_size", (Py_ssize_t)sizeof(acct_t),
+                         "decoded_size", (Py_ssize_t)sizeof(struct acct_decoded));
 }
 
 static PyMethodDef methods[] = {

@@ -74,6 +74,8 @@ typedef struct {
     uint64_t code_key;       /* one-entry cache: VA page + 1 of the instructions being run */
     const uint8_t *code_host; /* host address of that page */
     int32_t xregid[32];      /* Unicorn ids of x0..x30 and sp */
+    struct acct_decoded *decoded; /* direct-mapped cache of decoded loads/stores (_accel.c) */
+    uint64_t decoded_mask;
 } acct_t;
 
 #define ACCT_RECENT 16

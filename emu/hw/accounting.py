@@ -103,6 +103,8 @@ class _AcctState(ctypes.Structure):
         ("code_key", ctypes.c_uint64),
         ("code_host", ctypes.c_void_p),
         ("xregid", ctypes.c_int32 * 32),
+        ("decoded", ctypes.c_void_p),
+        ("decoded_mask", ctypes.c_uint64),
     ]
 
 
@@ -110,6 +112,7 @@ RECENT_BLOCKS = 16  # ACCT_RECENT in accel.h
 NO_MONITOR = (1 << 64) - 1  # ACCT_NO_MONITOR: the exclusive monitor is clear
 NO_BUDGET = (1 << 64) - 1
 TCACHE_BITS = 8
+DECODED_BITS = 10  # acct_t.decoded: load/store words decoded once
 
 # acct_t.xregid: x0..x30, then sp (what register number 31 means as a base)
 XREGIDS = (
@@ -231,6 +234,10 @@ class Accounting:
         self.select_cpu(0)
         self._accel = _load_accel()
         self._settle_data = None
+        if self._accel is not None:
+            self._decoded = ctypes.create_string_buffer(self._accel["decoded_size"] << DECODED_BITS)
+            state.decoded = ctypes.addressof(self._decoded)
+            state.decoded_mask = (1 << DECODED_BITS) - 1
         # True once the instruction hook is in: it then also does Unicorn's
         # instruction count (see start()).
         self.counts_instructions = False
