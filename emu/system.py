@@ -136,6 +136,7 @@ class System:
         machine.switch_to(vcpu)
         uc = machine.uc
         saved = uc.context_save()
+        saved_monitor = machine.accounting.exclusive_monitor(cpu)
         # Return into head text, which a call never runs, away from its page's
         # first word (Unicorn looks at the preceding page when it stops at a
         # page's first instruction).  Unicorn stops before running it.
@@ -184,6 +185,7 @@ class System:
             return registers
         finally:
             uc.context_restore(saved)
+            machine.accounting.set_exclusive_monitor(cpu, saved_monitor)
             machine.flush_tlb()
 
     # ---------------------------------------------------------------- checks

@@ -307,6 +307,15 @@ class Accounting:
         self.state.insn_count = 0
         self.state.insn_budget = count if count > 0 else NO_BUDGET
 
+    def exclusive_monitor(self, cpu: int) -> int:
+        """The address ``cpu``'s exclusive monitor holds as the instruction hook
+        tracks it (NO_MONITOR: clear); it mirrors the CPU state, so whoever
+        restores a CPU's registers (a reset, a call's end) restores this too."""
+        return self._monitors[cpu]
+
+    def set_exclusive_monitor(self, cpu: int, address: int) -> None:
+        self._monitors[cpu] = address
+
     def select_cpu(self, cpu: int) -> None:
         """Charge what follows to ``cpu``."""
         self._cpu = cpu

@@ -50,7 +50,7 @@ from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
 
 from emu.errors import GuestFault
 from emu.hw import firmware as fw
-from emu.hw.accounting import QEMU_PAGE_SHIFT, Accounting
+from emu.hw.accounting import NO_MONITOR, QEMU_PAGE_SHIFT, Accounting
 from emu.hw.cpu import (
     TCR_EL1,
     VECTOR_TABLE_SIZE,
@@ -244,6 +244,7 @@ class Machine:
             uc.context_update(self.current.context)
         if cpu.context is None:
             uc.context_restore(self._reset_context)
+            self.accounting.set_exclusive_monitor(cpu.index, NO_MONITOR)  # reset clears it
             for reg, value in cpu.entry.items():
                 if isinstance(reg, tuple):
                     uc.cpr_write(*reg, value)

@@ -76,3 +76,14 @@ def test_the_load_before_an_until_address_is_counted(counting):
     counts = machine.accounting.counts(0)
     assert counts.instructions == program.index(LDR_X4_X3) + 1
     assert counts.data_reads_by_node == (0, 1)
+
+
+def test_a_kernel_call_leaves_the_exclusive_monitor_as_it_was(make_system):
+    """System.call restores the CPU's registers afterwards, the exclusive
+    monitor with them, and the instruction hook's copy of it follows."""
+    system = make_system(nodes=2, cpus_per_node=1, ktext=True, iterations=2, data_accesses=True)
+    system.run()
+    accounting = system.machine.accounting
+    accounting.set_exclusive_monitor(0, 0x1234_5670)
+    system.call(0, "sys_ni_syscall")
+    assert accounting.exclusive_monitor(0) == 0x1234_5670
