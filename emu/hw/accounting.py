@@ -15,6 +15,12 @@ nothing and are counted apart.
 Counts are exact: a block cut short by a fault or by the end of a quantum is
 corrected in ``settle``.  Without the compiled extension a Python block hook
 does the same job, about twenty times slower.
+
+Data accesses are counted by a C instruction hook that decodes loads and
+stores (``emu/hw/ldst.h``) and charges each access, through the same page
+table, once its instruction has retired; it also keeps each CPU's exclusive
+monitor, which decides whether a store-exclusive touches memory.  The Python
+fallback hooks memory instead.
 """
 
 from __future__ import annotations
