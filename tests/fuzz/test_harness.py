@@ -83,7 +83,7 @@ def test_list_names_every_target() -> None:
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 0
     assert [line.split()[0] for line in proc.stdout.splitlines()] == [
-        "elf", "asm", "ldscript", "toml", "pagetable", "boot", "sweep"]
+        "elf", "asm", "ldscript", "toml", "pagetable", "ldst", "boot", "sweep"]
 
 
 # -- the reference walk of the pagetable target ------------------------------------
