@@ -33,6 +33,7 @@ UC_MEM_WRITE = 17
 MEMORY = 0x4000000  # 64 MiB of flat memory, no MMU
 CODE = 0x2000000  # in the middle, so literal loads (+-1 MiB) stay inside
 MAX_ACCESSES = 128
+CLREX, NOP = 0xD503305F, 0xD503201F
 REGS = struct.Struct("<32Q")
 
 Access = tuple[bool, int]  # (is_write, address)
@@ -87,12 +88,19 @@ class BareUnicorn:
         values = [self.uc.reg_read(UC_ARM64_REG_X0 + n) for n in range(29)]
         return values + [self.uc.reg_read(r) for r in (UC_ARM64_REG_X29, UC_ARM64_REG_X30, UC_ARM64_REG_SP)]
 
-    def step(self, insn: int, pc: int = CODE) -> list[Access] | None:
-        """Run ``insn`` alone; its accesses, or None if it did not complete."""
+    def step(self, insn: int, pc: int = CODE, clear_monitor: bool = True) -> list[Access] | None:
+        """Run ``insn`` alone; its accesses, or None if it did not complete.
+
+        A CLREX runs first unless ``clear_monitor`` is False, so that what an
+        earlier case left in the exclusive monitor cannot decide this one.
+        """
+        self.uc.mem_write(pc - 4, (CLREX if clear_monitor else NOP).to_bytes(4, "little"))
         self.uc.mem_write(pc, insn.to_bytes(4, "little"))
+        # A host write does not invalidate code Unicorn has translated.
+        self.uc.ctl_remove_cache(pc - 4, pc + 4)
         self.accesses = []
         try:
-            self.uc.emu_start(pc, pc + 4, 0, 1)
+            self.uc.emu_start(pc - 4, pc + 4, 0, 2)
         except UcError:
             return None
         return self.accesses
