@@ -78,18 +78,16 @@ static int64_t acct_node_of_pa(const acct_t *a, uint64_t pa) {
 }
 
 /* The page-table entry of `va`, through the direct-mapped cache; NULL if the
- * page was never filled (with the top byte ignored, as TBI would, as a
- * second try). */
+ * page was never filled.  A tagged pointer (TCR.TBI) needs nothing special:
+ * Unicorn fills the TLB for the address as the instruction formed it, top
+ * byte included, so the table holds the page under that address. */
 static const acct_tcache_t *acct_translate(acct_t *a, uint64_t va) {
     uint64_t key = (va >> 12) + 1;
     acct_tcache_t *entry = &a->tcache[(va >> 12) & a->tcache_mask];
     int64_t i;
     if (entry->key == key) return entry;
     i = acct_find(a, va);
-    if (i < 0) {
-        uint64_t untagged = (uint64_t)((int64_t)(va << 8) >> 8);
-        if (untagged == va || (i = acct_find(a, untagged)) < 0) return NULL;
-    }
+    if (i < 0) return NULL;
     entry->key = key;
     entry->pa_page = a->pas[i];
     entry->node = acct_node_of_pa(a, a->pas[i] << 12);

@@ -87,3 +87,21 @@ def test_a_kernel_call_leaves_the_exclusive_monitor_as_it_was(make_system):
     accounting.set_exclusive_monitor(0, 0x1234_5670)
     system.call(0, "sys_ni_syscall")
     assert accounting.exclusive_monitor(0) == 0x1234_5670
+
+
+def test_a_tagged_pointer_is_charged_to_the_node_of_its_untagged_address(make_system, counting):
+    """TCR_EL1.TBI0 is set (as Linux sets it): a load through a tagged user
+    pointer reads the untagged address, and is a read on that page's node."""
+    from emu.kernel.boot import USER_BASE
+
+    system = make_system(nodes=2, cpus_per_node=1, ktext=True, iterations=2, data_accesses=True)
+    system.run()
+    image = system.image
+    user_va = USER_BASE + image.sym("scenario_op") - image.sym("__user_text_start")
+    accounting = system.machine.accounting
+    before = accounting.counts(1).data_reads_by_node
+    value = system.call(1, "scenario_read_u64", 0x5A << 56 | user_va)["x0"]
+    assert value == system.physmem.read_u64(image.pa_of(image.sym("scenario_op")))
+    after = accounting.counts(1).data_reads_by_node
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 0]  # the image is on node 0
+    assert accounting.unknown_data_accesses == 0
