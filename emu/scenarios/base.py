@@ -206,3 +206,15 @@ def run_tasks(system: System, op: int) -> None:
     if result.reason.name != "ALL_OFF" or failed:
         raise GuestFault(f"scenario tasks did not finish cleanly ({result.reason.value}; "
                          f"exit status per CPU {failed})")  # fmt: skip
+
+
+def placement_outcome(system: System, op: int, role: Role, label: str) -> Outcome:
+    """Run every CPU's task with ``op``, then judge where the CPUs ended up: the
+    hazard is a CPU left on another node's root or any remote kernel-text fetch."""
+    run_tasks(system, op)
+    rows = placements(system)
+    counts = placement_counts(rows)
+    hazard = counts["cpus_off_node_root"] > 0 or counts["remote_kernel_fetches"] > 0
+    summary = (f"{counts['cpus_off_node_root']} CPUs left on another node's root, "
+               f"{counts['remote_kernel_fetches']:,} remote kernel-text fetches")  # fmt: skip
+    return Outcome(role, label, hazard, counts, placement_details(rows), summary)

@@ -10,16 +10,7 @@ here so that CnP sharing across nodes (cnp-shared-domain) does not mix in.
 
 from __future__ import annotations
 
-from emu.scenarios.base import (
-    Outcome,
-    Role,
-    Scenario,
-    Setup,
-    placement_counts,
-    placement_details,
-    placements,
-    run_tasks,
-)
+from emu.scenarios.base import Outcome, Role, Scenario, Setup, placement_outcome
 from emu.scenarios.guest import ScenarioOp
 
 TASK_ITERATIONS = 200
@@ -30,13 +21,7 @@ def _outcome(setup: Setup, op: ScenarioOp, role: Role, label: str) -> Outcome:
     system = setup.boot(workload="scenario", iterations=TASK_ITERATIONS, quantum=QUANTUM,
                         is_domain="node")  # fmt: skip
     try:
-        run_tasks(system, op)
-        rows = placements(system)
-        counts = placement_counts(rows)
-        hazard = counts["cpus_off_node_root"] > 0 or counts["remote_kernel_fetches"] > 0
-        summary = (f"{counts['cpus_off_node_root']} CPUs on another node's root, "
-                   f"{counts['remote_kernel_fetches']:,} remote kernel-text fetches")  # fmt: skip
-        return Outcome(role, label, hazard, counts, placement_details(rows), summary)
+        return placement_outcome(system, op, role, label)
     finally:
         system.close()
 

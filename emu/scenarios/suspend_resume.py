@@ -11,16 +11,7 @@ boots from secondary_data.ttbr1.
 
 from __future__ import annotations
 
-from emu.scenarios.base import (
-    Outcome,
-    Role,
-    Scenario,
-    Setup,
-    placement_counts,
-    placement_details,
-    placements,
-    run_tasks,
-)
+from emu.scenarios.base import Outcome, Role, Scenario, Setup, placement_outcome
 from emu.scenarios.guest import ScenarioOp
 
 TASK_ITERATIONS = 200
@@ -33,13 +24,7 @@ def _outcome(setup: Setup, op: ScenarioOp, cnp: bool, role: Role, label: str) ->
     try:
         image = system.image
         system.physmem.write_u64(image.pa_of(image.sym("scenario_cnp_supported")), int(cnp))
-        run_tasks(system, op)
-        rows = placements(system)
-        counts = placement_counts(rows)
-        hazard = counts["cpus_off_node_root"] > 0 or counts["remote_kernel_fetches"] > 0
-        summary = (f"{counts['cpus_off_node_root']} CPUs left on another node's root, "
-                   f"{counts['remote_kernel_fetches']:,} remote kernel-text fetches")  # fmt: skip
-        return Outcome(role, label, hazard, counts, placement_details(rows), summary)
+        return placement_outcome(system, op, role, label)
     finally:
         system.close()
 
