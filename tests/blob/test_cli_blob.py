@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from gnu_objects import GNU_AS, gnu_assemble_file, have, read_gnu_object
 
-import emu
 from emu.blob import build
 from emu.blob.commands import parse_address, parse_defsym
 from emu.blob.elf import read_elf, write_elf
@@ -26,7 +25,7 @@ from emu.blob.objfile import (
 from emu.cli import main
 from emu.errors import UsageError
 
-KERNEL_LD = Path(emu.__file__).parent / "data" / "linker_scripts" / "kernel.ld"
+KERNEL_LD = build.default_script()
 NOP = (0xD503201F).to_bytes(4, "little")
 RET = (0xD65F03C0).to_bytes(4, "little")
 BL = (0x94000000).to_bytes(4, "little")

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import emu
 from emu.blob import elf as elfmod
+from emu.blob.build import default_script
 from emu.blob.elf import SEGMENT_ALIGN, parse_elf, read_elf, write_elf
 from emu.blob.ldscript import load_script
 from emu.blob.link import LinkedImage, link
@@ -30,7 +30,7 @@ from emu.blob.objfile import (
 from emu.errors import ElfError, OutputError
 from emu.fileio import atomic_output
 
-KERNEL_LD = Path(emu.__file__).parent / "data" / "linker_scripts" / "kernel.ld"
+KERNEL_LD = default_script()
 READELF, OBJDUMP = "aarch64-linux-gnu-readelf", "aarch64-linux-gnu-objdump"
 NOP = (0xD503201F).to_bytes(4, "little")
 RET = (0xD65F03C0).to_bytes(4, "little")

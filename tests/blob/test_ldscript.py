@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import emu
 from emu.blob import ldscript
+from emu.blob.build import default_script
 from emu.blob.ldscript import (
     ABS,
     Assert,
@@ -25,7 +25,7 @@ from emu.blob.ldscript import (
 from emu.errors import LinkError, SourceLoc
 
 M64 = (1 << 64) - 1
-KERNEL_LD = Path(emu.__file__).parent / "data" / "linker_scripts" / "kernel.ld"
+KERNEL_LD = default_script()
 
 
 @dataclass

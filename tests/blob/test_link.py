@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import capstone
 import pytest
 from capstone import arm64_const
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import emu
+from emu.blob.build import default_script
 from emu.blob.ldscript import load_script, parse_script
 from emu.blob.link import LinkedImage, link
 from emu.blob.objfile import (
@@ -25,7 +23,7 @@ from emu.blob.objfile import (
 )
 from emu.errors import LinkError, SourceLoc
 
-KERNEL_LD = Path(emu.__file__).parent / "data" / "linker_scripts" / "kernel.ld"
+KERNEL_LD = default_script()
 TEXT = SectionFlags(execute=True)
 RODATA = SectionFlags()
 DATA = SectionFlags(write=True)

@@ -13,7 +13,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 from gnu_objects import GNU_AS, GNU_LD, gnu_assemble, gnu_link, have, read_gnu_object
 
-import emu
+from emu.blob.build import default_script, kernel_blob_dir
 from emu.blob.ldscript import load_script, parse_script
 from emu.blob.link import LinkedImage, link
 
@@ -24,9 +24,8 @@ pytestmark = [
     ),
 ]
 
-DATA_DIR = Path(emu.__file__).parent / "data"
-KERNEL_LD = DATA_DIR / "linker_scripts" / "kernel.ld"
-KERNEL_BLOB = DATA_DIR / "kernel_blob"
+KERNEL_LD = default_script()
+KERNEL_BLOB = kernel_blob_dir()
 
 HEAD_S = """
 	.section .head.text, "ax"
