@@ -24,10 +24,10 @@
 typedef struct { uint64_t address; uint32_t count, stride, write; } acct_run_t;
 
 /* One entry of acct_t.decoded: decoding is a pure function of the word, and
- * the same few load/store words run again and again. */
+ * the same few load/store words run again and again.  An all-zero entry is
+ * already right: word 0 (UDF) decodes to LDST_NONE. */
 struct acct_decoded {
     uint32_t insn;
-    uint32_t valid;
     ldst_t ldst;
 };
 
@@ -94,35 +94,30 @@ static const acct_tcache_t *acct_translate(acct_t *a, uint64_t va) {
     return entry;
 }
 
-static void acct_charge_each(acct_t *a, uint64_t address, uint32_t count, uint32_t stride,
-                             uint32_t write) {
-    const acct_tcache_t *entry;
-    uint32_t i;
-    for (i = 0; i < count; i++) {
-        entry = acct_translate(a, address + (uint64_t)i * stride);
-        if (entry == NULL || entry->node < 0) a->data_unknown++;
-        else a->data_counters[entry->node * 2 + write]++;
-    }
+static inline void acct_count(acct_t *a, const acct_tcache_t *page, uint32_t write,
+                              uint32_t count) {
+    if (page == NULL || page->node < 0) a->data_unknown += count;
+    else a->data_counters[page->node * 2 + write] += count;
 }
 
+/* `count` accesses `stride` bytes apart from `address`, each to its page's node. */
 static inline void acct_charge(acct_t *a, uint64_t address, uint32_t count, uint32_t stride,
                                uint32_t write) {
-    uint64_t last = address + (uint64_t)(count - 1) * stride;
-    const acct_tcache_t *entry = &a->tcache[(address >> 12) & a->tcache_mask];
+    const acct_tcache_t *page = &a->tcache[(address >> 12) & a->tcache_mask];
+    uint32_t i;
     if (count == 0) return;
-    if ((address ^ last) >> 12 != 0) {  /* the run crosses a page */
-        acct_charge_each(a, address, count, stride, write);
+    if ((address ^ (address + (uint64_t)(count - 1) * stride)) >> 12 != 0) {  /* crosses a page */
+        for (i = 0; i < count; i++) acct_count(a, acct_translate(a, address + (uint64_t)i * stride), write, 1);
         return;
     }
-    if (entry->key != (address >> 12) + 1) entry = acct_translate(a, address);
-    if (entry == NULL || entry->node < 0) a->data_unknown += count;
-    else a->data_counters[entry->node * 2 + write] += count;
+    if (page->key != (address >> 12) + 1) page = acct_translate(a, address);
+    acct_count(a, page, write, count);
 }
 
-static uint64_t acct_xreg(acct_t *a, void *uc, unsigned n, int sp) {
+/* Register `n` as ldst.h numbers operands (31 = SP, LDST_NO_REG = 0). */
+static uint64_t acct_xreg(acct_t *a, void *uc, unsigned n) {
     uint64_t value = 0;
-    if (n == 31 && !sp) return 0;  /* XZR */
-    a->reg_read(uc, a->xregid[n], &value);
+    if (n != LDST_NO_REG) a->reg_read(uc, a->xregid[n], &value);
     return value;
 }
 
@@ -155,7 +150,8 @@ static __attribute__((noinline)) void acct_commit(acct_t *a, void *uc) {
     acct_run_t runs[2];
     uint32_t status = 0;
     int n, i;
-    if (p->kind == LDST_STXP_X && p->matched) status = (uint32_t)acct_xreg(a, uc, p->rs, 0);
+    if (p->kind == LDST_STXP_X && p->matched)
+        status = (uint32_t)acct_xreg(a, uc, p->rs == 31 ? LDST_NO_REG : p->rs);
     n = acct_runs(p, status, runs);
     for (i = 0; i < n; i++) acct_charge(a, runs[i].address, runs[i].count, runs[i].stride, runs[i].write);
     if (p->kind == LDST_LOAD_EXCL) *a->monitor = p->address;
@@ -175,10 +171,6 @@ static void acct_begin(acct_pending_t *p, uint64_t pc, uint64_t monitor, const l
     p->write = d->write;
     p->rs = d->rs;
     p->matched = monitor == p->address;
-    p->page_key = UINT64_MAX;  /* matches no cache entry: acct_commit's way */
-    if (d->kind == LDST_PLAIN
-        && (p->address ^ (p->address + (uint64_t)(p->count - 1) * p->stride)) >> 12 == 0)
-        p->page_key = (p->address >> 12) + 1;
 }
 
 /* The host address of the page of `address`, the instructions being run;
@@ -199,18 +191,15 @@ static __attribute__((noinline)) const uint8_t *acct_code_page(acct_t *a, uint64
 /* A load, store or monitor instruction begins: note what it will access. */
 static __attribute__((noinline)) void acct_ldst(acct_t *a, void *uc, uint32_t insn,
                                                 uint64_t address) {
-    uint64_t base = 0, index = 0;
     struct acct_decoded *entry = &a->decoded[(insn * 0x9E3779B1u >> 16) & a->decoded_mask];
     const ldst_t *d = &entry->ldst;
-    if (!entry->valid || entry->insn != insn) {
+    if (entry->insn != insn) {
         ldst_decode(insn, &entry->ldst);
         entry->insn = insn;
-        entry->valid = 1;
     }
     if (d->kind == LDST_NONE) return;
-    if (d->kind != LDST_CLEAR_EXCL && !d->base_pc) base = acct_xreg(a, uc, d->rn, !d->zva);
-    if (d->rm != LDST_NO_REG) index = acct_xreg(a, uc, d->rm, 0);
-    acct_begin(&a->pending, address, *a->monitor, d, base, index);
+    acct_begin(&a->pending, address, *a->monitor, d, acct_xreg(a, uc, ldst_base_register(d)),
+               acct_xreg(a, uc, ldst_index_register(d)));
 }
 
 /* UC_HOOK_CODE, before every instruction: kept small, for the common case
@@ -220,17 +209,11 @@ void acct_insn(void *uc, uint64_t address, uint32_t size, void *user) {
     const uint8_t *host = a->code_host;
     uint32_t insn;
     (void)size;
-    if (a->pending.kind != LDST_NONE) {  /* the previous instruction retired */
-        /* Its accesses have been through the TLB by now, so the cache entry
-         * of their page, if there is one, is the translation they used. */
-        acct_pending_t *p = &a->pending;
-        const acct_tcache_t *entry = &a->tcache[(p->page_key - 1) & a->tcache_mask];
-        if (entry->key == p->page_key && entry->node >= 0) {
-            a->data_counters[entry->node * 2 + p->write] += p->count;
-            p->kind = LDST_NONE;
-        } else {
-            acct_commit(a, uc);
-        }
+    if (a->pending.kind == LDST_PLAIN) {  /* the previous instruction retired */
+        acct_charge(a, a->pending.address, a->pending.count, a->pending.stride, a->pending.write);
+        a->pending.kind = LDST_NONE;
+    } else if (a->pending.kind != LDST_NONE) {
+        acct_commit(a, uc);
     }
     if (++a->insn_count > a->insn_budget) {
         a->emu_stop(uc);
@@ -262,13 +245,14 @@ int acct_predict(uint32_t insn, uint64_t pc, const uint64_t *regs, uint64_t moni
     acct_pending_t p;
     acct_run_t runs[2];
     ldst_t d;
-    uint64_t base = 0, index = 0;
+    unsigned base = 0, index = 0;
     int n, i, total = 0;
     uint32_t k;
     if (ldst_decode(insn, &d) == LDST_NONE) return 0;
-    if (d.kind != LDST_CLEAR_EXCL && !d.base_pc) base = (d.rn == 31 && d.zva) ? 0 : regs[d.rn];
-    if (d.rm != LDST_NO_REG) index = d.rm == 31 ? 0 : regs[d.rm];
-    acct_begin(&p, pc, monitor, &d, base, index);
+    base = ldst_base_register(&d);
+    index = ldst_index_register(&d);
+    acct_begin(&p, pc, monitor, &d, base == LDST_NO_REG ? 0 : regs[base],
+               index == LDST_NO_REG ? 0 : regs[index]);
     n = acct_runs(&p, status, runs);
     for (i = 0; i < n; i++) {
         for (k = 0; k < runs[i].count; k++) {

@@ -28,7 +28,6 @@ typedef struct {
     uint32_t write;
     uint32_t matched;        /* store-exclusive: the address matched the monitor */
     uint32_t rs;             /* store-exclusive pair: its status register */
-    uint64_t page_key;       /* LDST_PLAIN within one page: its VA page + 1, else UINT64_MAX */
 } acct_pending_t;
 
 typedef struct {

@@ -65,7 +65,6 @@ class _Pending(ctypes.Structure):  # acct_pending_t
         ("write", ctypes.c_uint32),
         ("matched", ctypes.c_uint32),
         ("rs", ctypes.c_uint32),
-        ("page_key", ctypes.c_uint64),
     ]
 
 

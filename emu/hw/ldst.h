@@ -52,7 +52,6 @@ typedef struct {
     uint8_t shift;    /* index shift */
     uint8_t base_pc;  /* literal: the base is the instruction's address */
     uint8_t zva;      /* DC ZVA: base register is Xt and is aligned to its block */
-    uint8_t pad[3];
     uint32_t count;   /* accesses */
     uint32_t stride;  /* bytes between consecutive accesses */
     int64_t offset;   /* added to the base before the first access (0 if post-indexed) */
@@ -239,6 +238,17 @@ static inline int ldst_decode(uint32_t insn, ldst_t *d) {
     default: break;  /* LDAPR/STLR unscaled (FEAT_LRCPC2), MTE: unallocated */
     }
     return d->kind;
+}
+
+/* Register operands as x0..x30, 31 = SP, or LDST_NO_REG for none or XZR
+ * (whose value is 0): the base and index registers `d` addresses through. */
+static inline unsigned ldst_base_register(const ldst_t *d) {
+    if (d->kind == LDST_CLEAR_EXCL || d->base_pc || (d->zva && d->rn == 31)) return LDST_NO_REG;
+    return d->rn;
+}
+
+static inline unsigned ldst_index_register(const ldst_t *d) {
+    return d->rm == 31 ? LDST_NO_REG : d->rm;
 }
 
 /* The index register's contribution (ExtendReg then shift). */
