@@ -84,9 +84,10 @@ def loop_program(physmem: PhysMem, code_node: int, src_node: int, dst_node: int,
                        banks[dst_node].base + 0x3000, iterations)  # fmt: skip
 
 
-def run_on(topology: Topology, program_for, cpu: int, data_accesses: bool = True,
-           before_run=None) -> tuple[Machine, PhysMem]:  # fmt: skip
-    """Load ``program_for(physmem)`` and run it on ``cpu`` alone until SYSTEM_OFF."""
+def load_on(topology: Topology, program_for, cpu: int, data_accesses: bool = True,
+            before_run=None) -> tuple[Machine, PhysMem]:  # fmt: skip
+    """Load ``program_for(physmem)`` (anything with ``code`` and ``image()``) and
+    power ``cpu`` on at it; nothing runs yet."""
     physmem = PhysMem.from_topology(topology)
     machine = Machine(topology, physmem, data_accesses=data_accesses)
     program = program_for(physmem)
@@ -94,6 +95,13 @@ def run_on(topology: Topology, program_for, cpu: int, data_accesses: bool = True
     if before_run is not None:
         before_run(machine, physmem)
     machine.power_on(cpu, {UC_ARM64_REG_PC: program.code})
+    return machine, physmem
+
+
+def run_on(topology: Topology, program_for, cpu: int, data_accesses: bool = True,
+           before_run=None) -> tuple[Machine, PhysMem]:  # fmt: skip
+    """Load ``program_for(physmem)`` and run it on ``cpu`` alone until SYSTEM_OFF."""
+    machine, physmem = load_on(topology, program_for, cpu, data_accesses, before_run)
     machine.run(10_000_000)
     return machine, physmem
 

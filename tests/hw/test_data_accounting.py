@@ -5,8 +5,10 @@ the Python memory hook)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
-from test_cost_programs import LDR_X2_X1, SMC_0, mov64
+from test_cost_programs import LDR_X2_X1, SMC_0, load_on, mov64
 from unicorn.arm64_const import UC_ARM64_REG_PC
 
 from emu.errors import GuestFault
@@ -29,15 +31,25 @@ def counting(request, monkeypatch) -> str:
     return request.param
 
 
+@dataclass(frozen=True)
+class _Words:
+    code: int
+    words: list[int]
+
+    def image(self) -> bytes:
+        return b"".join(w.to_bytes(4, "little") for w in self.words)
+
+
 def _machine_running(words_for) -> tuple[Machine, PhysMem, list[int]]:
-    topology = Topology("t", 2, 1, 16 * MIB, regular_distances(2))
-    physmem = PhysMem.from_topology(topology)
-    machine = Machine(topology, physmem, data_accesses=True)
-    code = physmem.banks[0].base + 0x1000
-    words = words_for(physmem)
-    physmem.write(code, b"".join(w.to_bytes(4, "little") for w in words))
-    machine.power_on(0, {UC_ARM64_REG_PC: code})
-    return machine, physmem, words
+    """CPU 0 powered on at ``words_for(physmem)``, loaded on node 0."""
+    programs: list[_Words] = []
+
+    def program_for(physmem: PhysMem) -> _Words:
+        programs.append(_Words(physmem.banks[0].base + 0x1000, words_for(physmem)))
+        return programs[0]
+
+    machine, physmem = load_on(Topology("t", 2, 1, 16 * MIB, regular_distances(2)), program_for, 0)
+    return machine, physmem, programs[0].words
 
 
 def test_a_load_that_faults_is_not_counted(counting):
