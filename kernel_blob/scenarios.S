@@ -7,6 +7,19 @@
 
 	.include "asm-offsets.inc"
 
+// cpu_install_idmap (asm/mmu_context.h): TTBR0 = the idmap, local TLB
+// invalidated.  Clobbers x2, x3.
+	.macro	cpu_install_idmap
+	adrp	x2, boot_regs
+	add	x2, x2, :lo12:boot_regs
+	ldr	x3, [x2, #BOOT_IDMAP_TTBR0]
+	msr	ttbr0_el1, x3
+	isb
+	tlbi	vmalle1
+	dsb	nsh
+	isb
+	.endm
+
 	// Counts the host checks against emu/scenarios/guest.py (absolute symbols).
 	.globl	SCENARIO_OPS
 	.equ	SCENARIO_OPS, 6			// ops of sys_scenario
@@ -136,15 +149,7 @@ cpu_replace_ttbr1_phys:
 	cset	x1, ne
 	orr	x19, x0, x1			// phys_to_ttbr(phys) | (cnp ? TTBR_CNP_BIT : 0)
 	mrs	x20, ttbr0_el1
-	// cpu_install_idmap
-	adrp	x2, boot_regs
-	add	x2, x2, :lo12:boot_regs
-	ldr	x3, [x2, #BOOT_IDMAP_TTBR0]
-	msr	ttbr0_el1, x3
-	isb
-	tlbi	vmalle1
-	dsb	nsh
-	isb
+	cpu_install_idmap
 	ldr	x5, =idmap_cpu_replace_ttbr1
 	pa_of	x5
 	mov	x0, x19
@@ -253,15 +258,7 @@ cpu_suspend:
 	cmp	x0, #0
 	csel	x20, x20, x21, eq
 	pa_of	x20
-	// cpu_install_idmap, then down through the idmap alias of __cpu_powerdown
-	adrp	x2, boot_regs
-	add	x2, x2, :lo12:boot_regs
-	ldr	x3, [x2, #BOOT_IDMAP_TTBR0]
-	msr	ttbr0_el1, x3
-	isb
-	tlbi	vmalle1
-	dsb	nsh
-	isb
+	cpu_install_idmap			// then down through the idmap alias of __cpu_powerdown
 	ldr	x8, =__cpu_powerdown
 	pa_of	x8
 	mov	x0, x19

@@ -3,6 +3,7 @@
 // other CPUs run the sites.
 
 	.include "asm-offsets.inc"
+	.include "task.inc"
 	.include "jump_label.inc"
 
 	DEFINE_STATIC_KEY probe_key_false, 0
@@ -139,12 +140,7 @@ workload_static_keys:
 	svc	#0
 	mov	x8, #__NR_static_probe
 	svc	#0
-	cbz	x19, 1b
-	subs	x19, x19, #1
-	b.ne	1b
-	mov	x0, #0
-	mov	x8, #__NR_exit
-	svc	#0
+	next_iteration_or_exit
 	.size	workload_static_keys, . - workload_static_keys
 
 // key_watch: every task runs the sites (__NR_static_probe) x1 times (0:
@@ -155,10 +151,5 @@ workload_key_watch:
 	mov	x19, x1
 1:	mov	x8, #__NR_static_probe
 	svc	#0
-	cbz	x19, 1b
-	subs	x19, x19, #1
-	b.ne	1b
-	mov	x0, #0
-	mov	x8, #__NR_exit
-	svc	#0
+	next_iteration_or_exit
 	.size	workload_key_watch, . - workload_key_watch

@@ -4,6 +4,7 @@
 // Code here may only address its own sections, PC-relative.
 
 	.include "asm-offsets.inc"
+	.include "task.inc"
 
 	.section .user.text, "ax"
 
@@ -15,12 +16,7 @@ workload_syscall:
 1:	mov	x0, x19
 	mov	x8, #__NR_null
 	svc	#0
-	cbz	x19, 1b				// 0 iterations: run until stopped
-	subs	x19, x19, #1
-	b.ne	1b
-	mov	x0, #0
-	mov	x8, #__NR_exit
-	svc	#0
+	next_iteration_or_exit		// 0 iterations: run until stopped
 	.size	workload_syscall, . - workload_syscall
 
 // dbsim: a database-like load.  Each query picks a row (a per-task LCG),
@@ -83,12 +79,7 @@ workload_migrate:
 	svc	#0
 	mov	x8, #__NR_null
 	svc	#0
-	cbz	x19, 1b
-	subs	x19, x19, #1
-	b.ne	1b
-	mov	x0, #0
-	mov	x8, #__NR_exit
-	svc	#0
+	next_iteration_or_exit
 	.size	workload_migrate, . - workload_migrate
 
 // patchstorm: static keys flipped while all CPUs execute the sites; the
