@@ -3,13 +3,13 @@
 ``verify`` boots a machine (replication on unless ``--ktext off``), runs a
 short workload that patches kernel text from every node (static keys
 toggled through the guest's own patch routine), and checks every node's
-copy against node 0 (emu/kernel/verify.py): the first differing address per
+copy against node 0 (emu/checks/verify.py): the first differing address per
 node with both disassemblies and the nearest symbol.  Exit status 0 when
 every copy checks out, 1 when one does not.
 
 ``storm`` flips a static key from a CPU on every node while the other CPUs
 run its site, watching every execution of the site and every step of the
-guest's cache maintenance (emu/kernel/cachemodel.py).  Exit status 0 when
+guest's cache maintenance (emu/checks/icache.py).  Exit status 0 when
 nothing was wrong, 1 otherwise.
 
 Each ``add_*_parser(sub)`` adds one subparser; emu/cli.py registers them.
@@ -24,14 +24,14 @@ import sys
 import time
 from pathlib import Path
 
+from emu.checks.icache import IcacheChecker, JumpSiteObserver
+from emu.checks.verify import verify
 from emu.cli_args import GRANULES
 from emu.config import MachineConfig, add_machine_arguments, machine_config_from_args
 from emu.errors import UsageError
 from emu.fileio import check_writable
 from emu.hw.machine import DEFAULT_QUANTUM
 from emu.kernel import cpufeature, jump_label
-from emu.kernel.cachemodel import IcacheChecker, JumpSiteObserver
-from emu.kernel.verify import verify
 from emu.report import write_json
 from emu.system import DEFAULT_MAX_INSTRUCTIONS, RunSpec, System
 

@@ -35,13 +35,13 @@ from typing import Any
 
 import pytest
 
+from emu.checks.icache import IcacheChecker, JumpSiteObserver
+from emu.checks.verify import VerifyResult, verify
 from emu.config import machine_config
 from emu.errors import GuestFault
 from emu.hw.cpu import PowerState
 from emu.hw.machine import RunResult
 from emu.kernel import jump_label, patching
-from emu.kernel.cachemodel import IcacheChecker, JumpSiteObserver
-from emu.kernel.verify import VerifyResult, verify
 from emu.system import RunSpec, System
 
 BOOT_STEP = 50_000

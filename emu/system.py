@@ -24,7 +24,7 @@ from emu.config import MachineConfig
 from emu.errors import GuestFault, UsageError
 from emu.hw.cpu import PSTATE_EL1H_MASKED, SPSR_EL1, PowerState, read_sysreg, write_sysreg
 from emu.hw.machine import DEFAULT_QUANTUM, Machine, RunResult
-from emu.hw.pagetable import PAGE_KERNEL, PAGE_KERNEL_RO, Geometry, decode_ttbr
+from emu.hw.pagetable import Geometry, decode_ttbr
 from emu.hw.physmem import PhysMem
 from emu.hw.tlb import is_domains
 from emu.kernel.alternative import check_alternatives
@@ -32,6 +32,7 @@ from emu.kernel.boot import BootParams, Kernel, boot
 from emu.kernel.cpufeature import system_cpucaps
 from emu.kernel.image import load_kernel_image
 from emu.kernel.layout import boot_layout
+from emu.kernel.pgtable_prot import PAGE_KERNEL, PAGE_KERNEL_RO
 from emu.kernel.sched import Scheduler
 
 DEFAULT_MAX_INSTRUCTIONS = 50_000_000

@@ -29,9 +29,9 @@ from emu.hw.physmem import PhysMem
 from emu.kernel import cpufeature
 from emu.kernel.image import KernelImage
 from emu.kernel.insn import relocate_alt_insn
-from emu.kernel.ktext import Replication
+from emu.kernel.ktext import Replication, ktext_replication_patch_alternative, node_text_pas
 from emu.kernel.layout import KernelLayout
-from emu.kernel.patching import invalidate_text, node_text_pas, patching_init
+from emu.kernel.patching import invalidate_text, patching_init
 
 ALT_INSTR = struct.Struct("<iiHBB")
 ARM64_CB_BIT = 1 << 15
@@ -131,14 +131,16 @@ class AppliedAlternatives:
 def apply_alternatives(
     physmem: PhysMem,
     image: KernelImage,
-    text_copies: list[int | None],
+    replication: Replication,
     caps: dict[str, int],
 ) -> AppliedAlternatives:
     """__apply_alternatives() over the whole image for the capabilities ``caps``.
 
     Every site of a present capability gets its replacement in node 0's
-    image and, for a site in [_stext, _etext), in every node's copy (the
-    series' hook).  Records are validated first, so a bad one changes nothing.
+    image and then, through the series' hook
+    (``ktext.ktext_replication_patch_alternative``), for a site in
+    [_stext, _etext), in every node's copy.  Records are validated first, so
+    a bad one changes nothing.
     """
     records = image_alt_records(image, lambda va, n: physmem.read(image.pa_of(va), n))
     for alt in records:
@@ -158,9 +160,8 @@ def apply_alternatives(
         patched.append(alt)
     for alt, words in planned:
         for index, word in enumerate(words):
-            va = alt.orig + 4 * index
-            for _node, pa in node_text_pas(image, text_copies, va):
-                physmem.write_u32(pa, word)
+            physmem.write_u32(image.pa_of(alt.orig + 4 * index), word)
+        ktext_replication_patch_alternative(replication, physmem, image, alt.orig, alt.nr_inst)
     return AppliedAlternatives(dict(caps), patched, skipped)
 
 
@@ -180,7 +181,7 @@ def apply_boot_alternatives(
     mask = cpufeature.caps_mask(caps.values())
     if image.has(cpufeature.SYSTEM_CPUCAPS):
         physmem.write_u64(image.pa_of(image.sym(cpufeature.SYSTEM_CPUCAPS)), mask)
-    applied = apply_alternatives(physmem, image, replication.text_copies, caps)
+    applied = apply_alternatives(physmem, image, replication, caps)
     if image.has(cpufeature.APPLIED_ALTERNATIVES):
         pa = image.pa_of(image.sym(cpufeature.APPLIED_ALTERNATIVES))
         physmem.write_u64(pa, physmem.read_u64(pa) | mask)

@@ -25,22 +25,19 @@ from unicorn.arm64_const import (
 from emu.errors import ConfigError
 from emu.hw.cpu import SCTLR_EL1, TCR_EL1
 from emu.hw.machine import Machine
-from emu.hw.pagetable import (
-    MAIR_EL1_LINUX,
-    PAGE_KERNEL,
-    PAGE_USER,
-    PAGE_USER_EXEC,
-    Geometry,
-    Prot,
-    create_pgd_mapping,
-    make_tcr,
-    make_ttbr,
-)
+from emu.hw.pagetable import MAIR_EL1_LINUX, Geometry, Prot, make_tcr, make_ttbr
 from emu.kernel.alternative import apply_boot_alternatives
 from emu.kernel.image import WORKLOAD_PREFIX, KernelImage
-from emu.kernel.ktext import Replication, ktext_replication_init
+from emu.kernel.ktext import Replication, ktext_replication_init, swapper_pg_dir_node_phys
 from emu.kernel.layout import KernelLayout, boot_layout
-from emu.kernel.mmu import TableAllocator, create_idmap, map_kernel, map_mem
+from emu.kernel.mmu import (
+    TableAllocator,
+    create_idmap,
+    create_pgd_mapping,
+    map_kernel,
+    map_mem,
+)
+from emu.kernel.pgtable_prot import PAGE_KERNEL, PAGE_USER, PAGE_USER_EXEC
 
 USER_BASE = 0x40_0000  # where the user image is mapped in every task's address space
 USER_STACK_BASE = 0x1000_0000
@@ -75,7 +72,7 @@ class Kernel:
     params: BootParams
 
     def ttbr1_of_node(self, node: int) -> int:
-        return make_ttbr(self.replication.pgd_phys[node])
+        return make_ttbr(swapper_pg_dir_node_phys(self.replication, node))
 
     def symbolize(self, va: int) -> str:
         image = self.image
@@ -183,7 +180,8 @@ def boot(machine: Machine, image: KernelImage, geometry: Geometry, params: BootP
         _write_u64(machine, image, "cpu_stack_tops", cpu, top)
         physmem.write(image.pa_of(image.sym("__cpu_to_node")) + 4 * cpu, node.to_bytes(4, "little"))
     for node in range(topology.nodes):
-        _write_u64(machine, image, "ktext_pgd_phys", node, replication.pgd_phys[node])
+        _write_u64(machine, image, "ktext_pgd_phys", node,
+                   swapper_pg_dir_node_phys(replication, node))
         copy = replication.text_copies[node]
         linear = 0 if copy is None else layout.linear_va(copy, phys_offset)
         _write_u64(machine, image, "kernel_texts", node, linear)

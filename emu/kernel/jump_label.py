@@ -18,20 +18,12 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from emu.errors import PatchError, UsageError
+from emu.kernel.context import KernelContext
 from emu.kernel.insn import AARCH64_INSN_NOP, aarch64_insn_gen_branch_imm
-from emu.kernel.patching import (
-    PatchedWord,
-    check_patch,
-    invalidate_text,
-    node_text_pas,
-    write_text_word,
-)
-
-if TYPE_CHECKING:
-    from emu.system import System
+from emu.kernel.ktext import node_text_pas
+from emu.kernel.patching import PatchedWord, check_patch, invalidate_text, write_text_word
 
 JUMP_ENTRY = struct.Struct("<iiq")
 JUMP_TABLE_START = "__start___jump_table"
@@ -81,60 +73,60 @@ def parse_jump_table(data: bytes, base: int) -> list[JumpEntry]:
     return entries
 
 
-def jump_entries(system: System) -> list[JumpEntry]:
+def jump_entries(ctx: KernelContext) -> list[JumpEntry]:
     """The kernel's jump table, read from guest memory (it is shared, not copied)."""
-    image = system.image
+    image = ctx.image
     if not (image.has(JUMP_TABLE_START) and image.has(JUMP_TABLE_STOP)):
         return []
     start, stop = image.sym(JUMP_TABLE_START), image.sym(JUMP_TABLE_STOP)
-    return parse_jump_table(system.physmem.read(image.pa_of(start), stop - start), start)
+    return parse_jump_table(ctx.physmem.read(image.pa_of(start), stop - start), start)
 
 
-def _u64_at(system: System, symbol: str) -> int:
-    return system.physmem.read_u64(system.image.pa_of(system.image.sym(symbol)))
+def _u64_at(ctx: KernelContext, symbol: str) -> int:
+    return ctx.physmem.read_u64(ctx.image.pa_of(ctx.image.sym(symbol)))
 
 
-def _set_u64(system: System, symbol: str, value: int) -> None:
-    system.physmem.write_u64(system.image.pa_of(system.image.sym(symbol)), value)
+def _set_u64(ctx: KernelContext, symbol: str, value: int) -> None:
+    ctx.physmem.write_u64(ctx.image.pa_of(ctx.image.sym(symbol)), value)
 
 
-def key_address(system: System, key: str | int) -> int:
+def key_address(ctx: KernelContext, key: str | int) -> int:
     """A static key given by symbol name or address; it must have jump table entries."""
-    image = system.image
+    image = ctx.image
     if isinstance(key, str):
         if not image.has(key):
             raise UsageError(f"no static key {key!r} in {image.path}")
         address = image.sym(key)
     else:
         address = key
-    if not any(entry.key == address for entry in jump_entries(system)):
+    if not any(entry.key == address for entry in jump_entries(ctx)):
         raise UsageError(f"{image.symbolize(address)} ({address:#x}) is not a static key with "
                          "jump label sites")  # fmt: skip
     return address
 
 
-def static_key_enabled(system: System, key: str | int) -> bool:
-    address = key_address(system, key)
-    return bool(system.physmem.read_u32(system.image.pa_of(address) + STATIC_KEY_ENABLED))
+def static_key_enabled(ctx: KernelContext, key: str | int) -> bool:
+    address = key_address(ctx, key)
+    return bool(ctx.physmem.read_u32(ctx.image.pa_of(address) + STATIC_KEY_ENABLED))
 
 
-def static_keys(system: System) -> dict[str, dict]:
+def static_keys(ctx: KernelContext) -> dict[str, dict]:
     """Every key with sites: name -> {address, enabled, sites}."""
     keys: dict[int, list[JumpEntry]] = {}
-    for entry in jump_entries(system):
+    for entry in jump_entries(ctx):
         keys.setdefault(entry.key, []).append(entry)
-    image = system.image
+    image = ctx.image
     return {
         image.symbolize(address): {
             "address": address,
-            "enabled": bool(system.physmem.read_u32(image.pa_of(address))),
+            "enabled": bool(ctx.physmem.read_u32(image.pa_of(address))),
             "sites": [entry.code for entry in entries],
         }
         for address, entries in keys.items()
     }
 
 
-def static_key_set(system: System, key: str | int, enabled: bool) -> list[PatchedWord]:
+def static_key_set(ctx: KernelContext, key: str | int, enabled: bool) -> list[PatchedWord]:
     """static_key_enable()/disable() from the host: every site, every node.
 
     The host takes jump_label_mutex the way the guest does; if a CPU holds
@@ -142,59 +134,59 @@ def static_key_set(system: System, key: str | int, enabled: bool) -> list[Patche
     interleave with it.  Returns the sites it patched (none if the key was
     already in that state).
     """
-    address = key_address(system, key)
-    if _u64_at(system, MUTEX):
+    address = key_address(ctx, key)
+    if _u64_at(ctx, MUTEX):
         raise PatchError(
-            f"static key {system.image.symbolize(address)}: jump_label_mutex is held by a CPU "
+            f"static key {ctx.image.symbolize(address)}: jump_label_mutex is held by a CPU "
             "in the middle of an update; run the machine until it is released"
         )
-    pa = system.image.pa_of(address) + STATIC_KEY_ENABLED
-    if bool(system.physmem.read_u32(pa)) == bool(enabled):
+    pa = ctx.image.pa_of(address) + STATIC_KEY_ENABLED
+    if bool(ctx.physmem.read_u32(pa)) == bool(enabled):
         return []
-    entries = [entry for entry in jump_entries(system) if entry.key == address]
+    entries = [entry for entry in jump_entries(ctx) if entry.key == address]
     for entry in entries:
-        check_patch(system, entry.code, entry.insn(enabled), "static_key_set")
-    _set_u64(system, MUTEX, 1)
-    _set_u64(system, SEQ, _u64_at(system, SEQ) + 1)
-    system.physmem.write_u32(pa, int(bool(enabled)))
-    patched = [write_text_word(system, entry.code, entry.insn(enabled)) for entry in entries]
-    invalidate_text(system.machine)
-    _set_u64(system, FLIPS, _u64_at(system, FLIPS) + 1)
-    _set_u64(system, SEQ, _u64_at(system, SEQ) + 1)
-    _set_u64(system, MUTEX, 0)
+        check_patch(ctx, entry.code, entry.insn(enabled), "static_key_set")
+    _set_u64(ctx, MUTEX, 1)
+    _set_u64(ctx, SEQ, _u64_at(ctx, SEQ) + 1)
+    ctx.physmem.write_u32(pa, int(bool(enabled)))
+    patched = [write_text_word(ctx, entry.code, entry.insn(enabled)) for entry in entries]
+    invalidate_text(ctx.machine)
+    _set_u64(ctx, FLIPS, _u64_at(ctx, FLIPS) + 1)
+    _set_u64(ctx, SEQ, _u64_at(ctx, SEQ) + 1)
+    _set_u64(ctx, MUTEX, 0)
     return patched
 
 
-def static_key_enable(system: System, key: str | int) -> list[PatchedWord]:
-    return static_key_set(system, key, True)
+def static_key_enable(ctx: KernelContext, key: str | int) -> list[PatchedWord]:
+    return static_key_set(ctx, key, True)
 
 
-def static_key_disable(system: System, key: str | int) -> list[PatchedWord]:
-    return static_key_set(system, key, False)
+def static_key_disable(ctx: KernelContext, key: str | int) -> list[PatchedWord]:
+    return static_key_set(ctx, key, False)
 
 
-def static_key_toggle(system: System, key: str | int) -> list[PatchedWord]:
-    return static_key_set(system, key, not static_key_enabled(system, key))
+def static_key_toggle(ctx: KernelContext, key: str | int) -> list[PatchedWord]:
+    return static_key_set(ctx, key, not static_key_enabled(ctx, key))
 
 
-def key_index(system: System, key: str | int) -> int:
+def key_index(ctx: KernelContext, key: str | int) -> int:
     """The index sys_static_key() knows ``key`` by (its place in static_key_table)."""
-    address = key_address(system, key)
-    image = system.image
+    address = key_address(ctx, key)
+    image = ctx.image
     count = image.sym("NR_STATIC_KEYS")
     table = image.pa_of(image.sym(KEY_TABLE))
     for index in range(count):
-        if system.physmem.read_u64(table + 8 * index) == address:
+        if ctx.physmem.read_u64(table + 8 * index) == address:
             return index
     raise UsageError(f"static key {image.symbolize(address)} is not in {KEY_TABLE}: the guest "
                      "cannot change it through sys_static_key")  # fmt: skip
 
 
-def guest_static_key(system: System, cpu: int, key: str | int, op: str = "toggle") -> int:
+def guest_static_key(ctx: KernelContext, cpu: int, key: str | int, op: str = "toggle") -> int:
     """sys_static_key() run by ``cpu`` (at EL1, as the syscall would): the key's new state."""
     if op not in OPS:
         raise UsageError(f"static key operation {op!r} is not one of {', '.join(OPS)}")
-    result = system.call(cpu, "sys_static_key", key_index(system, key), OPS[op])["x0"]
+    result = ctx.call(cpu, "sys_static_key", key_index(ctx, key), OPS[op])["x0"]
     if result >> 63:
         raise PatchError(f"sys_static_key on CPU {cpu} failed with {result - (1 << 64)}")
     return result
@@ -216,22 +208,22 @@ class JumpMismatch:
         )
 
 
-def update_in_progress(system: System) -> bool:
+def update_in_progress(ctx: KernelContext) -> bool:
     """Whether some CPU is between the first and last write of a key update."""
-    return bool(_u64_at(system, SEQ) & 1) if system.image.has(SEQ) else False
+    return bool(_u64_at(ctx, SEQ) & 1) if ctx.image.has(SEQ) else False
 
 
-def check_jump_labels(system: System) -> list[JumpMismatch]:
+def check_jump_labels(ctx: KernelContext) -> list[JumpMismatch]:
     """Every site on every node against its key's state (meaningful when no
     update is in progress: see ``update_in_progress``)."""
-    image = system.image
-    copies = system.kernel.replication.text_copies
+    image = ctx.image
+    copies = ctx.kernel.replication.text_copies
     problems = []
-    for entry in jump_entries(system):
-        enabled = bool(system.physmem.read_u32(image.pa_of(entry.key)))
+    for entry in jump_entries(ctx):
+        enabled = bool(ctx.physmem.read_u32(image.pa_of(entry.key)))
         expected = entry.insn(enabled)
         for node, pa in node_text_pas(image, copies, entry.code):
-            found = system.physmem.read_u32(pa)
+            found = ctx.physmem.read_u32(pa)
             if found != expected:
                 problems.append(JumpMismatch(node, entry.code, image.symbolize(entry.code),
                                              image.symbolize(entry.key), expected, found))

@@ -1,23 +1,38 @@
-"""Kernel text replication, mirroring arch/arm64/mm/ktext.c of the v3 series.
+"""Kernel text replication, mirroring arch/arm64/mm/ktext.c of the v3 series:
+every replication hook lives here, under the series' name.
 
-``ktext_replication_init`` runs at boot after the kernel and linear maps
-exist (bootmem_init): the sanity checks (patch 05), a node-local copy of
-``[_stext, __end_rodata)`` on every node but 0 (patches 06 and 14), a
-node-local root that is node 0's swapper_pg_dir except in the kernel's
-top-level slots (patches 10 and 18), and the per-node kernel mapping
-(patch 13).  ``set_swapper_pgd`` propagates top-level writes outside the
-kernel slots and refuses those inside them (patch 10).
+* ``ktext_replication_init`` (patch 04) runs at boot after the kernel and
+  linear maps exist (bootmem_init): the sanity checks (patch 05), a
+  node-local copy of ``[_stext, __end_rodata)`` on every node but 0 (patches
+  06 and 14), a node-local root that is node 0's swapper_pg_dir except in the
+  kernel's top-level slots (patches 10 and 18), and the per-node kernel
+  mapping (patch 13, ``mmu.create_kernel_nid_map``).
+* ``ktext_replication_patch`` (patch 07): after aarch64_insn_write() changed
+  node 0's image, the same word into every node's copy; patching.py calls it
+  as patching.c does.
+* ``ktext_replication_patch_alternative`` (patch 07): after an alternative
+  site was written in node 0's image, its words into every copy;
+  alternative.py calls it as alternative.c does.
+* ``ktext_replication_set_swapper_pgd`` (patch 10): a top-level write to
+  swapper_pg_dir copied into every other node's root, refused in the kernel
+  slots.  ``set_swapper_pgd`` (mmu.c's caller of the hook) is here too: the
+  per-node mapping makes this module import mmu.py, so mmu.py calling back
+  into it would be an import cycle.
+* ``swapper_pg_dir_node_phys`` (patch 09) and ``node_text_pas``, the PA of
+  every copy of a kernel word, which the hooks and the checkers share.
 
 With replication off (``ktext=`` absent or false, the series' default), or
 refused, every node uses node 0's tables and the image; the hooks still run
-and find nothing to do, as in the series.
+and find nothing to do, as in the series.  The series has no
+``ktext_replication_init_tramp`` work here: KPTI is not modelled.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from emu.hw.pagetable import PAGE_KERNEL, Geometry, Prot
+from emu.hw.pagetable import Geometry, Prot
 from emu.hw.physmem import PhysMem
 from emu.kernel.image import KernelImage
 from emu.kernel.layout import (
@@ -27,6 +42,7 @@ from emu.kernel.layout import (
     replication_sanity_check,
 )
 from emu.kernel.mmu import TableAllocator, create_kernel_nid_map
+from emu.kernel.pgtable_prot import PAGE_KERNEL
 
 
 @dataclass
@@ -91,14 +107,61 @@ def ktext_replication_init(
     return repl
 
 
-def set_swapper_pgd(repl: Replication, physmem: PhysMem, index: int, value: int) -> bool:
-    """A top-level write to swapper_pg_dir[index] (set_swapper_pgd in mmu.c).
+def swapper_pg_dir_node_phys(repl: Replication, nid: int) -> int:
+    """__swapper_pg_dir_node_phys(nid): the root node ``nid``'s CPUs run on (patch 09)."""
+    return repl.pgd_phys[nid]
 
-    The ktext hook copies the entry into every other node's root, except for
-    a kernel slot: there it warns once and propagates nothing, and the write
-    still lands in node 0's table (the hook runs before it).  Returns False
-    when propagation was refused.
-    """
+
+def node_text_pas(image: KernelImage, text_copies: Sequence[int | None], va: int
+                  ) -> list[tuple[int, int]]:  # fmt: skip
+    """(node, PA) of every copy of the kernel word at ``va``: node 0's image
+    first, then each node's copy when ``va`` is in [_stext, _etext)."""
+    pas = [(0, image.pa_of(va))]
+    stext, etext = image.sym("_stext"), image.sym("_etext")
+    if stext <= va < etext:
+        for node, copy in enumerate(text_copies):
+            if node and copy is not None:
+                pas.append((node, copy + va - stext))
+    return pas
+
+
+def ktext_replication_patch(
+    repl: Replication, physmem: PhysMem, image: KernelImage, va: int, insn: int
+) -> list[tuple[int, int]]:
+    """The hook aarch64_insn_patch_text_nosync() calls after aarch64_insn_write()
+    changed node 0's image: ``insn`` into every node's copy of the word at
+    ``va`` (nothing outside [_stext, _etext), is_kernel_text()).  Returns the
+    (node, PA) written.  The series' cache maintenance has no host
+    counterpart: the caller invalidates translated code (patching.py)."""
+    copies = node_text_pas(image, repl.text_copies, va)[1:]
+    for _node, pa in copies:
+        physmem.write_u32(pa, insn)
+    return copies
+
+
+def ktext_replication_patch_alternative(
+    repl: Replication, physmem: PhysMem, image: KernelImage, va: int, nr_inst: int
+) -> None:
+    """The hook __apply_alternatives() calls after writing a site of ``nr_inst``
+    instructions at ``va`` in node 0's image: the site's words into every
+    node's copy.  Word by word, so only the part of a site inside
+    [_stext, _etext) is copied (the series tests the site's start)."""
+    for index in range(nr_inst):
+        word_va = va + 4 * index
+        pas = node_text_pas(image, repl.text_copies, word_va)
+        if len(pas) > 1:
+            word = physmem.read_u32(pas[0][1])
+            for _node, pa in pas[1:]:
+                physmem.write_u32(pa, word)
+
+
+def ktext_replication_set_swapper_pgd(
+    repl: Replication, physmem: PhysMem, index: int, value: int
+) -> bool:
+    """The hook set_swapper_pgd() calls before writing swapper_pg_dir[index]
+    (patch 10): the entry into every other node's root, except for a kernel
+    slot, where it warns once and propagates nothing.  Returns False when
+    propagation was refused."""
     kidx_base, kidx_end = repl.kidx
     refused = repl.enabled and kidx_base <= index <= kidx_end
     if refused:
@@ -107,5 +170,13 @@ def set_swapper_pgd(repl: Replication, physmem: PhysMem, index: int, value: int)
     elif repl.enabled:
         for pgd in repl.pgd_phys[1:]:
             physmem.write_u64(pgd + 8 * index, value)
-    physmem.write_u64(repl.pgd_phys[0] + 8 * index, value)
     return not refused
+
+
+def set_swapper_pgd(repl: Replication, physmem: PhysMem, index: int, value: int) -> bool:
+    """A top-level write to swapper_pg_dir[index] (set_swapper_pgd in mmu.c):
+    the ktext hook, then node 0's entry (the write lands there even when the
+    hook refused to propagate it).  Returns the hook's answer."""
+    propagated = ktext_replication_set_swapper_pgd(repl, physmem, index, value)
+    physmem.write_u64(swapper_pg_dir_node_phys(repl, 0) + 8 * index, value)
+    return propagated

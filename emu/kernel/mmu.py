@@ -1,9 +1,18 @@
-"""Kernel page tables as arch/arm64/mm/mmu.c builds them: map_kernel(),
-map_mem() (the linear map), the idmap, create_kernel_nid_map() of the ktext
-series (patches 13/14), and set_swapper_pgd().
+"""Kernel page tables as arch/arm64/mm/mmu.c builds them.
+
+Two layers, as in mmu.c: the generic builder (``create_pgd_mapping``, Linux's
+__create_pgd_mapping() with alloc_init_pud/pmd/cont_pte, and ``unmap_range``,
+its unmap_hotplug_range()/vunmap_range() counterpart), and the mappings the
+kernel makes with it: map_kernel(), map_mem() (the linear map), the idmap,
+and create_kernel_nid_map() of the ktext series (patches 13/14).  The
+builder is here and not in emu/hw/ because which tables get built, with
+which table attributes, blocks and contiguous hints, is Linux's choice; the
+descriptor formats and the walk are the architecture's (emu/hw/pagetable.py).
+The protections the mappings use are in pgtable_prot.py; set_swapper_pgd()
+is in ktext.py, next to the hook it calls.
 
 These run on the host at boot, where Linux runs boot-time C; they write real
-VMSAv8-64 descriptors into guest RAM through ``emu.hw.pagetable``.
+VMSAv8-64 descriptors into guest RAM.
 """
 
 from __future__ import annotations
@@ -11,17 +20,231 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from emu.errors import ConfigError
 from emu.hw.pagetable import (
-    PAGE_KERNEL,
-    PAGE_KERNEL_RO,
-    PAGE_KERNEL_ROX,
+    ADDR_MASK,
+    DESC_CONT,
+    DESC_DBM,
+    DESC_NG,
+    DESC_PXN,
+    DESC_RDONLY,
+    DESC_TABLE,
+    DESC_VALID,
+    OA_BITS,
+    TABLE_PXN,
+    TABLE_UXN,
     Geometry,
     Prot,
-    create_pgd_mapping,
+    TableMemory,
 )
 from emu.hw.physmem import PhysMem
 from emu.kernel.image import KernelImage
 from emu.kernel.layout import KernelLayout
+from emu.kernel.pgtable_prot import PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX
+
+# ---------------------------------------------------------------- the builder
+
+# Linux pgattr_change_is_safe(): what may change in a live entry without break-before-make.
+_SAFE_CHANGE_MASK = DESC_PXN | DESC_RDONLY | DESC_DBM | DESC_NG
+
+
+def _change_is_safe(old: int, new: int) -> bool:
+    if not old & DESC_VALID or not new & DESC_VALID or old == new:
+        return True
+    if (old ^ new) & ADDR_MASK:
+        return False
+    if (old | new) & DESC_CONT:
+        return False
+    if old & ~new & DESC_NG:
+        return False
+    return (old ^ new) & ~_SAFE_CHANGE_MASK == 0
+
+
+def _check_range(geometry: Geometry, va: int, size: int) -> tuple[int, int]:
+    """Page-align [va, va + size) as __create_pgd_mapping does; check it lies in one half."""
+    if size <= 0:
+        raise ConfigError(f"mapping of VA {va:#x} has non-positive size {size}")
+    page = geometry.granule
+    start = va & ~(page - 1)
+    end = (va + size + page - 1) & ~(page - 1)
+    region = geometry.region_of(start)
+    if (region == 0 and end > geometry.lower_end) or (region == 1 and end > 1 << 64):
+        raise ConfigError(
+            f"VA range [{va:#x}, {va + size:#x}) runs past the end of its "
+            f"{'TTBR1' if region else 'TTBR0'} half"
+        )
+    return start, end
+
+
+def create_pgd_mapping(
+    mem: TableMemory,
+    geometry: Geometry,
+    pgd_pa: int,
+    va: int,
+    pa: int,
+    size: int,
+    prot: Prot,
+    alloc_table: Callable[[], int],
+    block_mappings: bool = True,
+    cont_mappings: bool = False,
+    no_exec_tables: bool = False,
+    kernel_tables: bool = False,
+) -> None:
+    """Map [va, va + size) to pa in the table tree at ``pgd_pa``, as __create_pgd_mapping().
+
+    Uses blocks where VA, PA and size are aligned and the granule allows them
+    (unless ``block_mappings`` is False: NO_BLOCK_MAPPINGS), the contiguous hint on
+    fully covered, aligned groups when ``cont_mappings`` (Linux's default; pass False
+    for NO_CONT_MAPPINGS), and descends into existing tables rather than replacing
+    them. New tables come from ``alloc_table()`` (PA of a zeroed granule). Table
+    descriptors get UXNTable in the TTBR1 half (plus PXNTable with ``no_exec_tables``:
+    NO_EXEC_MAPPINGS) and PXNTable in the TTBR0 half, as Linux builds kernel and user
+    tables; ``kernel_tables`` drops the PXNTable of the TTBR0 half, for kernel-built
+    tables there such as the idmap. A live entry may only change in the ways pgattr_change_is_safe() allows;
+    anything else raises ConfigError naming the VA. ``prot.contiguous`` is ignored:
+    the builder decides the hint.
+    """
+    if (pa ^ va) & (geometry.granule - 1):
+        raise ConfigError(
+            f"VA {va:#x} and PA {pa:#x} differ within a {geometry.granule}-byte page"
+        )
+    start, end = _check_range(geometry, va, size)
+    pa &= ~(geometry.granule - 1)
+    if pa < 0 or pa + (end - start) > 1 << OA_BITS:
+        raise ConfigError(f"PA range at {pa:#x} for VA {va:#x} is beyond 48 bits")
+    if pgd_pa & (max(geometry.top_table_size, 8) - 1) or not 0 <= pgd_pa < 1 << OA_BITS:
+        raise ConfigError(f"top-level table at {pgd_pa:#x} is not aligned to its size")
+    upper = geometry.region_of(start)
+    if upper:
+        table_bits = TABLE_UXN | (TABLE_PXN if no_exec_tables else 0)
+    else:
+        table_bits = 0 if kernel_tables else TABLE_PXN
+    attrs = prot.bits() & ~DESC_CONT
+    _map_level(mem, geometry, pgd_pa, geometry.start_level, start, end, pa, attrs,
+               alloc_table, block_mappings, cont_mappings, table_bits)
+
+
+def _map_level(mem, g, table_pa, level, va, end, pa, attrs, alloc_table, blocks, cont,
+               table_bits) -> None:
+    shift = g.shifts[level]
+    size = 1 << shift
+    index_mask = g.entries_at(level) - 1
+    can_block = level == 3 or (blocks and g.block_allowed(level))
+    leaf_type = DESC_VALID | DESC_TABLE if level == 3 else DESC_VALID
+    group = g.cont_entries(level) if cont and can_block else 0
+    group_size = group * size
+    range_start = va
+    cont_ok_group = None  # (group_start, verdict) cache of the current group
+    while va < end:
+        nxt = min(((va >> shift) + 1) << shift, end)
+        dpa = table_pa + ((va >> shift) & index_mask) * 8
+        old = mem.read_u64(dpa)
+        old_is_table = level < 3 and old & 3 == 3
+        if can_block and nxt - va == size and not pa & (size - 1) and not old_is_table:
+            new = pa | attrs | leaf_type
+            if group:
+                gstart = va & ~(group_size - 1)
+                if cont_ok_group is None or cont_ok_group[0] != gstart:
+                    cont_ok_group = (gstart, _group_can_be_cont(
+                        mem, g, table_pa, level, gstart, group, range_start, end, va, pa,
+                        group_size))
+                if cont_ok_group[1]:
+                    new |= DESC_CONT
+            if old != new:
+                if not _change_is_safe(old, new):
+                    raise ConfigError(
+                        f"refusing to replace the live level-{level} mapping of VA {va:#x} "
+                        f"(descriptor {old:#x}) with {new:#x}"
+                    )
+                mem.write_u64(dpa, new)
+        else:
+            if not old & DESC_VALID:
+                next_table = alloc_table()
+                if next_table & (g.granule - 1) or next_table & ~ADDR_MASK:
+                    raise ConfigError(
+                        f"allocated table at {next_table:#x} is not a {g.granule}-aligned PA"
+                    )
+                mem.write_u64(dpa, next_table | DESC_VALID | DESC_TABLE | table_bits)
+            elif old_is_table:
+                next_table = old & ADDR_MASK & ~(g.granule - 1)
+            else:
+                raise ConfigError(
+                    f"VA {va:#x} falls inside the live level-{level} block mapping "
+                    f"(descriptor {old:#x}); splitting blocks is not supported"
+                )
+            _map_level(mem, g, next_table, level + 1, va, nxt, pa, attrs, alloc_table,
+                       blocks, cont, table_bits)
+        pa += nxt - va
+        va = nxt
+
+
+def _group_can_be_cont(mem, g, table_pa, level, gstart, group, range_start, end, va, pa,
+                       group_size) -> bool:
+    """Linux sets PTE_CONT when the whole aligned group is in range and VA/PA congruent."""
+    if gstart < range_start or gstart + group_size > end:
+        return False
+    if (pa - (va - gstart)) & (group_size - 1):
+        return False
+    if level == 3:
+        return True
+    # A block group is only contiguous if no entry of it is an existing table.
+    shift = g.shifts[level]
+    first = table_pa + ((gstart >> shift) & (g.entries_at(level) - 1)) * 8
+    return all(mem.read_u64(first + 8 * i) & 3 != 3 for i in range(group))
+
+
+def unmap_range(mem: TableMemory, geometry: Geometry, pgd_pa: int, va: int, size: int) -> int:
+    """Clear every leaf entry mapping [va, va + size); return how many were cleared.
+
+    Like vunmap_range() it leaves tables in place and skips holes. A block only
+    partly inside the range raises ConfigError before anything is written. When a
+    contiguous-hint group is only partly cleared, the rest of the group loses the
+    hint, since the architecture requires a group's entries to agree.
+    """
+    start, end = _check_range(geometry, va, size)
+    victims: list[tuple[int, int, int, int]] = []  # (descriptor_pa, level, va, descriptor)
+    _collect_leaves(mem, geometry, pgd_pa, geometry.start_level, start, end, victims)
+    cleared = {dpa for dpa, _, _, _ in victims}
+    for dpa, _, _, _ in victims:
+        mem.write_u64(dpa, 0)
+    for dpa, level, _, desc in victims:
+        if not desc & DESC_CONT:
+            continue
+        group_bytes = geometry.cont_entries(level) * 8
+        first = dpa & ~(group_bytes - 1)
+        for other in range(first, first + group_bytes, 8):
+            if other in cleared:
+                continue
+            value = mem.read_u64(other)
+            if value & DESC_VALID and value & DESC_CONT:
+                mem.write_u64(other, value & ~DESC_CONT)
+    return len(victims)
+
+
+def _collect_leaves(mem, g, table_pa, level, va, end, out) -> None:
+    shift = g.shifts[level]
+    size = 1 << shift
+    index_mask = g.entries_at(level) - 1
+    while va < end:
+        base = (va >> shift) << shift
+        nxt = min(base + size, end)
+        dpa = table_pa + ((va >> shift) & index_mask) * 8
+        desc = mem.read_u64(dpa)
+        if desc & DESC_VALID:
+            if level < 3 and desc & DESC_TABLE:
+                _collect_leaves(mem, g, desc & ADDR_MASK & ~(g.granule - 1), level + 1, va, nxt,
+                                out)
+            elif level == 3 or g.block_allowed(level):
+                if va != base or nxt != base + size:
+                    raise ConfigError(
+                        f"unmapping [{va:#x}, {nxt:#x}) would split the level-{level} block "
+                        f"mapping of VA {base:#x}"
+                    )
+                out.append((dpa, level, base, desc))
+        va = nxt
+
+
+# ------------------------------------------------------- the kernel's mappings
 
 
 @dataclass

@@ -3,12 +3,13 @@ with the ktext series' hook (patch 07, ``ktext_replication_patch``).
 
 Owns the host-side patch API and its rules:
 
-* ``patch_text_nosync(system, va, insn)``: one 32-bit instruction at a
+* ``patch_text_nosync(ctx, va, insn)``: one 32-bit instruction at a
   4-byte aligned address in [_stext, _etext), written into node 0's image
-  and into every node's copy, after which the translated code of every copy
-  is invalidated, so no CPU on any node runs the old instruction once the
-  call returns;
-* ``patch_text(system, sites)``: several sites under ``stop_machine``: every
+  (``aarch64_insn_write``) and, through ktext.py's
+  ``ktext_replication_patch``, into every node's copy, after which the
+  translated code of every copy is invalidated, so no CPU on any node runs
+  the old instruction once the call returns;
+* ``patch_text(ctx, sites)``: several sites under ``stop_machine``: every
   online CPU is first brought to a rendezvous outside the kernel (EL0, as a
   stopper thread would find it between two kernel entries), parked there
   while all sites are written and the translated code invalidated, then
@@ -17,15 +18,16 @@ Owns the host-side patch API and its rules:
 * ``PatchError`` for a misaligned address, an address outside kernel text
   (rodata, data, modules, user space...) or a value that is not a 32-bit
   word, naming the address, its symbol and the rule;
-* ``guest_patch_text_nosync(system, cpu, va, insn)``: the same patch done by
+* ``guest_patch_text_nosync(ctx, cpu, va, insn)``: the same patch done by
   the guest's own ``aarch64_insn_patch_text_nosync`` (kernel_blob/patching.S)
   on a chosen CPU, which writes every copy through the linear map and does
-  the cache maintenance of the cache model (``emu/kernel/cachemodel.py``).
+  the cache maintenance of the cache model (``emu/checks/icache.py``).
 
 Also here: ``patching_init`` (the boot-time part: lm_alias(_stext) for the
 guest, and the hook that makes every guest store to text visible),
 ``stop_machine``/``quiesce`` (the rendezvous on its own), ``read_text`` and
-``write_text_word`` (every node's copy of one word).
+``write_text_word`` (every node's copy of one word).  ``ctx`` is any
+``emu.kernel.context.KernelContext``, a ``System`` for instance.
 
 Unicorn keeps translated code by physical page.  A guest store invalidates
 it on the one engine every CPU shares (``patching_init`` makes sure that
@@ -41,7 +43,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_WRITE_PROT, Uc
 from unicorn.arm64_const import UC_ARM64_REG_PC, UC_ARM64_REG_PSTATE
@@ -49,12 +50,11 @@ from unicorn.arm64_const import UC_ARM64_REG_PC, UC_ARM64_REG_PSTATE
 from emu.errors import PatchError, UsageError
 from emu.hw.cpu import PowerState, VCpu
 from emu.hw.machine import Machine
+from emu.kernel.context import KernelContext
 from emu.kernel.image import KernelImage
 from emu.kernel.insn import MASK64, decode_insn
+from emu.kernel.ktext import ktext_replication_patch, node_text_pas
 from emu.kernel.layout import KernelLayout
-
-if TYPE_CHECKING:
-    from emu.system import System
 
 LM_STEXT = "ktext_lm_stext"
 GUEST_PATCH_FUNCTION = "aarch64_insn_patch_text_nosync"
@@ -64,20 +64,7 @@ LOWER_HALF_END = (1 << 48) - 1  # user space (TTBR0) for every VA size the machi
 EINVAL = 22
 
 
-# ------------------------------------------------------------------ aliases
-
-
-def node_text_pas(image: KernelImage, text_copies: Sequence[int | None], va: int
-                  ) -> list[tuple[int, int]]:  # fmt: skip
-    """(node, PA) of every copy of the kernel word at ``va``: node 0's image
-    first, then each node's copy when ``va`` is in [_stext, _etext)."""
-    pas = [(0, image.pa_of(va))]
-    stext, etext = image.sym("_stext"), image.sym("_etext")
-    if stext <= va < etext:
-        for node, copy in enumerate(text_copies):
-            if node and copy is not None:
-                pas.append((node, copy + va - stext))
-    return pas
+# ------------------------------------------------------------------ boot
 
 
 def patching_init(
@@ -130,10 +117,10 @@ def invalidate_text(machine: Machine) -> None:
 # -------------------------------------------------------------------- rules
 
 
-def describe_address(system: System, va: int) -> str:
+def describe_address(ctx: KernelContext, va: int) -> str:
     """What part of the address space ``va`` is in, for messages."""
-    image = system.image
-    layout = system.kernel.layout
+    image = ctx.image
+    layout = ctx.kernel.layout
     sym = image.sym
     if va < 1 << 63:
         return "user space (TTBR0)"
@@ -153,12 +140,12 @@ def describe_address(system: System, va: int) -> str:
     return "no kernel mapping"
 
 
-def check_patch(system: System, va: object, insn: object, what: str = "patch_text") -> None:
+def check_patch(ctx: KernelContext, va: object, insn: object, what: str = "patch_text") -> None:
     """The rules of aarch64_insn_patch_text_nosync(): PatchError naming the broken one."""
-    image = system.image
+    image = ctx.image
     if isinstance(va, bool) or not isinstance(va, int) or not 0 <= va <= MASK64:
         raise PatchError(f"{what}: address {va!r} is not a 64-bit virtual address")
-    symbol = system.kernel.symbolize(va)
+    symbol = ctx.kernel.symbolize(va)
     where = f"{va:#x} <{symbol}>"
     if isinstance(insn, bool) or not isinstance(insn, int) or not 0 <= insn < 1 << 32:
         raise PatchError(
@@ -173,7 +160,7 @@ def check_patch(system: System, va: object, insn: object, what: str = "patch_tex
     stext, etext = image.sym("_stext"), image.sym("_etext")
     if not stext <= va < etext:
         raise PatchError(
-            f"{what}: {where} is in {describe_address(system, va)}, outside kernel text "
+            f"{what}: {where} is in {describe_address(ctx, va)}, outside kernel text "
             f"[_stext {stext:#x}, _etext {etext:#x}): only kernel text is patched (and "
             "replicated)"
         )
@@ -200,28 +187,33 @@ class PatchedWord:
         )
 
 
-def write_text_word(system: System, va: int, insn: int) -> PatchedWord:
+def aarch64_insn_write(ctx: KernelContext, va: int, insn: int) -> tuple[int, int]:
+    """Write ``insn`` at ``va`` in node 0's image, the physical page Linux's
+    patch_map() reaches through the fixmap; (PA, the word it replaced)."""
+    pa = ctx.image.pa_of(va)
+    old = ctx.physmem.read_u32(pa)
+    ctx.physmem.write_u32(pa, insn)
+    return pa, old
+
+
+def write_text_word(ctx: KernelContext, va: int, insn: int) -> PatchedWord:
     """Write ``insn`` at ``va`` in node 0's image and every copy, unchecked and
     without invalidating translated code (the caller does both)."""
-    image = system.image
-    physmem = system.physmem
-    pas = node_text_pas(image, system.kernel.replication.text_copies, va)
-    old = physmem.read_u32(pas[0][1])
-    for _node, pa in pas:
-        physmem.write_u32(pa, insn)
-    return PatchedWord(va, system.kernel.symbolize(va), old, insn, tuple(pas))
+    pa, old = aarch64_insn_write(ctx, va, insn)
+    copies = ktext_replication_patch(ctx.kernel.replication, ctx.physmem, ctx.image, va, insn)
+    return PatchedWord(va, ctx.kernel.symbolize(va), old, insn, ((0, pa), *copies))
 
 
-def patch_text_nosync(system: System, va: int, insn: int) -> PatchedWord:
+def patch_text_nosync(ctx: KernelContext, va: int, insn: int) -> PatchedWord:
     """aarch64_insn_patch_text_nosync() from the host: every copy, then invalidation.
 
     Safe while other CPUs may be running the site only for instructions the
     architecture lets change under a running CPU (NOP, B, BL, BRK, SVC,
     HVC, SMC); use ``patch_text`` for anything else.
     """
-    check_patch(system, va, insn, "patch_text_nosync")
-    patched = write_text_word(system, va, insn)
-    invalidate_text(system.machine)
+    check_patch(ctx, va, insn, "patch_text_nosync")
+    patched = write_text_word(ctx, va, insn)
+    invalidate_text(ctx.machine)
     return patched
 
 
@@ -260,14 +252,14 @@ def _in_kernel(vcpu: VCpu) -> bool:
     return vcpu.power is PowerState.ON and (vcpu.context is None or cpu_el(vcpu) != 0)
 
 
-def _drain(system: System, rendezvous: Rendezvous, limit: int) -> None:
+def _drain(ctx: KernelContext, rendezvous: Rendezvous, limit: int) -> None:
     """Run every CPU that is inside the kernel, round-robin, until it is back at EL0.
 
     A temporary code hook over the lower (TTBR0) half stops a CPU at its
     first instruction at EL0, so it parks right where it returned to user
     space, whatever its quantum.
     """
-    machine = system.machine
+    machine = ctx.machine
     machine.save_current()
     if not any(_in_kernel(vcpu) for vcpu in machine.cpus):
         return
@@ -282,7 +274,7 @@ def _drain(system: System, rendezvous: Rendezvous, limit: int) -> None:
                 return
             if spent >= limit:
                 names = ", ".join(
-                    f"CPU {v.index} at {system.kernel.symbolize(v.context.reg_read(UC_ARM64_REG_PC))}"
+                    f"CPU {v.index} at {ctx.kernel.symbolize(v.context.reg_read(UC_ARM64_REG_PC))}"
                     if v.context is not None else f"CPU {v.index} (starting)"
                     for v in inside
                 )  # fmt: skip
@@ -304,30 +296,30 @@ def _stop_at_el0(uc: Uc, _address: int, _size: int, _user: object) -> None:
         uc.emu_stop()
 
 
-def quiesce(system: System, limit: int = DEFAULT_DRAIN_LIMIT) -> dict[int, int]:
+def quiesce(ctx: KernelContext, limit: int = DEFAULT_DRAIN_LIMIT) -> dict[int, int]:
     """Run every CPU that is in the kernel (or still starting) until it is at
     EL0; cpu -> instructions it ran.  PatchError if some CPU does not get
     there within ``limit`` instructions in all."""
     rendezvous = Rendezvous()
-    _drain(system, rendezvous, limit)
+    _drain(ctx, rendezvous, limit)
     return rendezvous.drained
 
 
 @contextmanager
-def stop_machine(system: System, drain_limit: int = DEFAULT_DRAIN_LIMIT) -> Iterator[Rendezvous]:
+def stop_machine(ctx: KernelContext, drain_limit: int = DEFAULT_DRAIN_LIMIT) -> Iterator[Rendezvous]:
     """Park every online CPU at EL0 for the body of the ``with``; check on
     release that none of them ran.  CPUs still in the kernel are run until
     they return to user space first (a stopper thread runs only between
     kernel entries of the task it preempts)."""
-    machine = system.machine
+    machine = ctx.machine
     rendezvous = Rendezvous()
-    _drain(system, rendezvous, drain_limit)
+    _drain(ctx, rendezvous, drain_limit)
     for vcpu in machine.cpus:
         if vcpu.power is not PowerState.ON or vcpu.context is None:
             continue
         pc = vcpu.context.reg_read(UC_ARM64_REG_PC)
         rendezvous.parked.append(ParkedCpu(
-            vcpu.index, vcpu.node, pc, cpu_el(vcpu), system.kernel.symbolize(pc),
+            vcpu.index, vcpu.node, pc, cpu_el(vcpu), ctx.kernel.symbolize(pc),
             machine.accounting.instructions(vcpu.index),
         ))  # fmt: skip
     yield rendezvous
@@ -343,7 +335,7 @@ def stop_machine(system: System, drain_limit: int = DEFAULT_DRAIN_LIMIT) -> Iter
 
 
 def patch_text(
-    system: System, sites: Sequence[tuple[int, int]], drain_limit: int = DEFAULT_DRAIN_LIMIT
+    ctx: KernelContext, sites: Sequence[tuple[int, int]], drain_limit: int = DEFAULT_DRAIN_LIMIT
 ) -> Rendezvous:
     """aarch64_insn_patch_text(): several (va, insn) sites under stop_machine.
 
@@ -357,37 +349,37 @@ def patch_text(
     for entry in sites:
         if not isinstance(entry, tuple) or len(entry) != 2:
             raise PatchError(f"patch_text: site {entry!r} is not a (va, insn) pair")
-        check_patch(system, entry[0], entry[1], "patch_text")
+        check_patch(ctx, entry[0], entry[1], "patch_text")
     vas = [va for va, _insn in sites]
     if len(set(vas)) != len(vas):
         twice = sorted({va for va in vas if vas.count(va) > 1})
         raise PatchError(
-            "patch_text: " + ", ".join(f"{va:#x} <{system.kernel.symbolize(va)}>" for va in twice)
+            "patch_text: " + ", ".join(f"{va:#x} <{ctx.kernel.symbolize(va)}>" for va in twice)
             + " given more than once"
         )
-    with stop_machine(system, drain_limit) as rendezvous:
+    with stop_machine(ctx, drain_limit) as rendezvous:
         for va, insn in sites:
-            rendezvous.patched.append(write_text_word(system, va, insn))
-        invalidate_text(system.machine)
+            rendezvous.patched.append(write_text_word(ctx, va, insn))
+        invalidate_text(ctx.machine)
     return rendezvous
 
 
-def read_text(system: System, va: int) -> list[tuple[int, int]]:
+def read_text(ctx: KernelContext, va: int) -> list[tuple[int, int]]:
     """(node, word) of the instruction at ``va`` in node 0's image and every copy."""
-    pas = node_text_pas(system.image, system.kernel.replication.text_copies, va)
-    return [(node, system.physmem.read_u32(pa)) for node, pa in pas]
+    pas = node_text_pas(ctx.image, ctx.kernel.replication.text_copies, va)
+    return [(node, ctx.physmem.read_u32(pa)) for node, pa in pas]
 
 
 # --------------------------------------------------------------- guest API
 
 
-def guest_patch_text_nosync(system: System, cpu: int, va: int, insn: int) -> int:
+def guest_patch_text_nosync(ctx: KernelContext, cpu: int, va: int, insn: int) -> int:
     """Run the guest's aarch64_insn_patch_text_nosync(va, insn) on ``cpu``.
 
     Returns its result: 0, or -EINVAL (the guest applies the same rules as
     ``check_patch``, but answers instead of raising).  The CPU must be up.
     """
-    if not system.image.has(GUEST_PATCH_FUNCTION):
-        raise UsageError(f"{system.image.path} has no {GUEST_PATCH_FUNCTION}")
-    result = system.call(cpu, GUEST_PATCH_FUNCTION, va & MASK64, insn & 0xFFFF_FFFF)["x0"]
+    if not ctx.image.has(GUEST_PATCH_FUNCTION):
+        raise UsageError(f"{ctx.image.path} has no {GUEST_PATCH_FUNCTION}")
+    result = ctx.call(cpu, GUEST_PATCH_FUNCTION, va & MASK64, insn & 0xFFFF_FFFF)["x0"]
     return result - (1 << 64) if result >> 63 else result

@@ -22,14 +22,12 @@ from emu.hw.pagetable import (
     LEAF_ATTR_MASK,
     DescKind,
     Prot,
-    create_pgd_mapping,
     decode_descriptor,
     table_descriptor,
-    unmap_range,
 )
 from emu.kernel.ktext import set_swapper_pgd
 from emu.kernel.layout import KernelLayout
-from emu.kernel.mmu import TableAllocator
+from emu.kernel.mmu import TableAllocator, create_pgd_mapping, unmap_range
 from emu.system import System
 
 SZ_128M = 128 << 20

@@ -18,7 +18,8 @@ CPU.
 from __future__ import annotations
 
 from emu.errors import GuestFault
-from emu.hw.pagetable import PAGE_KERNEL_ROX, Access, make_ttbr, walk
+from emu.hw.pagetable import Access, make_ttbr, walk
+from emu.kernel.pgtable_prot import PAGE_KERNEL_ROX
 from emu.scenarios.base import Outcome, Role, Scenario, Setup, hexa
 from emu.scenarios.kmodel import (
     Area,

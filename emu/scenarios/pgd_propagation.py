@@ -13,8 +13,8 @@ read it, and issues one top-level write to the kernel slot.
 from __future__ import annotations
 
 from emu.errors import GuestFault
-from emu.hw.pagetable import PAGE_KERNEL
 from emu.kernel.ktext import set_swapper_pgd
+from emu.kernel.pgtable_prot import PAGE_KERNEL
 from emu.scenarios.base import Outcome, Role, Scenario, Setup, hexa
 from emu.scenarios.kmodel import top_entries, vmap
 

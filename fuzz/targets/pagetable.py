@@ -23,19 +23,9 @@ from dataclasses import dataclass
 from hypothesis import strategies as st
 
 from emu.errors import GuestFault
-from emu.hw.pagetable import (
-    PAGE_KERNEL,
-    PAGE_KERNEL_ROX,
-    PAGE_USER,
-    PAGE_USER_EXEC,
-    FaultKind,
-    Geometry,
-    Walker,
-    create_pgd_mapping,
-    leaf_mappings,
-    make_tcr,
-    make_ttbr,
-)
+from emu.hw.pagetable import FaultKind, Geometry, Walker, leaf_mappings, make_tcr, make_ttbr
+from emu.kernel.mmu import create_pgd_mapping
+from emu.kernel.pgtable_prot import PAGE_KERNEL, PAGE_KERNEL_ROX, PAGE_USER, PAGE_USER_EXEC
 from fuzz.harness import PropertyViolation, Target
 from fuzz.mutate import interesting_int
 

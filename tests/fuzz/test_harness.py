@@ -11,17 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from emu.hw.pagetable import (
-    PAGE_KERNEL_ROX,
-    PAGE_USER,
-    Access,
-    FaultKind,
-    Geometry,
-    create_pgd_mapping,
-    make_tcr,
-    make_ttbr,
-    walk,
-)
+from emu.hw.pagetable import Access, FaultKind, Geometry, make_tcr, make_ttbr, walk
+from emu.kernel.mmu import create_pgd_mapping
+from emu.kernel.pgtable_prot import PAGE_KERNEL_ROX, PAGE_USER
 from fuzz.harness import message_shape, run_case
 from fuzz.targets import get_target
 from fuzz.targets.pagetable import HEADER, RAM_BASE, decode_input, reference_walk

@@ -21,13 +21,9 @@ from emu.blob.link import MAX_IMAGE_BYTES, link
 from emu.blob.objfile import ObjectFile, Section, SectionFlags
 from emu.config import MAX_MACHINE_FILE_BYTES, load_machine_file
 from emu.errors import AsmError, ConfigError, ElfError, GuestFault, LinkError, UsageError
-from emu.hw.pagetable import (
-    PAGE_KERNEL,
-    Geometry,
-    create_pgd_mapping,
-    leaf_mappings,
-    table_descriptor,
-)
+from emu.hw.pagetable import Geometry, leaf_mappings, table_descriptor
+from emu.kernel.mmu import create_pgd_mapping
+from emu.kernel.pgtable_prot import PAGE_KERNEL
 
 NOP = (0xD503201F).to_bytes(4, "little")
 

@@ -19,7 +19,6 @@ from emu.hw.fault import (
     fault_status_code,
 )
 from emu.hw.pagetable import (
-    PAGE_KERNEL_ROX,
     Access,
     FaultKind,
     Geometry,
@@ -30,6 +29,7 @@ from emu.hw.pagetable import (
     table_descriptor,
     walk,
 )
+from emu.kernel.pgtable_prot import PAGE_KERNEL_ROX
 
 T, AF, P, AS, EA = (FaultKind.TRANSLATION, FaultKind.ACCESS_FLAG, FaultKind.PERMISSION,
                     FaultKind.ADDRESS_SIZE, FaultKind.WALK_EXTERNAL_ABORT)

@@ -1,4 +1,5 @@
-"""create_pgd_mapping / unmap_range / leaf_mappings: blocks where allowed, table reuse,
+"""create_pgd_mapping / unmap_range (the kernel's builder, emu/kernel/mmu.py) and
+leaf_mappings (emu/hw/pagetable.py): blocks where allowed, table reuse,
 refusal to overwrite live mappings, contiguous hints, and random mappings for every
 layout walked back through the pure walk."""
 
@@ -12,14 +13,6 @@ from emu.errors import ConfigError
 from emu.hw.pagetable import (
     DESC_CONT,
     LEAF_ATTR_MASK,
-    PAGE_DEVICE,
-    PAGE_KERNEL,
-    PAGE_KERNEL_EXEC,
-    PAGE_KERNEL_RO,
-    PAGE_KERNEL_ROX,
-    PAGE_USER,
-    PAGE_USER_EXEC,
-    PAGE_USER_RO,
     TABLE_PXN,
     TABLE_UXN,
     Access,
@@ -28,11 +21,20 @@ from emu.hw.pagetable import (
     Prot,
     Walker,
     coalesce_mappings,
-    create_pgd_mapping,
     leaf_mappings,
     make_tcr,
     make_ttbr,
-    unmap_range,
+)
+from emu.kernel.mmu import create_pgd_mapping, unmap_range
+from emu.kernel.pgtable_prot import (
+    PAGE_DEVICE,
+    PAGE_KERNEL,
+    PAGE_KERNEL_EXEC,
+    PAGE_KERNEL_RO,
+    PAGE_KERNEL_ROX,
+    PAGE_USER,
+    PAGE_USER_EXEC,
+    PAGE_USER_RO,
 )
 
 

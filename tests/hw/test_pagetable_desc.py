@@ -10,14 +10,6 @@ from hypothesis import strategies as st
 from emu.errors import ConfigError
 from emu.hw.pagetable import (
     MAIR_EL1_LINUX,
-    PAGE_DEVICE,
-    PAGE_KERNEL,
-    PAGE_KERNEL_EXEC,
-    PAGE_KERNEL_RO,
-    PAGE_KERNEL_ROX,
-    PAGE_USER,
-    PAGE_USER_EXEC,
-    PAGE_USER_RO,
     DescKind,
     Geometry,
     Prot,
@@ -28,6 +20,16 @@ from emu.hw.pagetable import (
     make_tcr,
     make_ttbr,
     table_descriptor,
+)
+from emu.kernel.pgtable_prot import (
+    PAGE_DEVICE,
+    PAGE_KERNEL,
+    PAGE_KERNEL_EXEC,
+    PAGE_KERNEL_RO,
+    PAGE_KERNEL_ROX,
+    PAGE_USER,
+    PAGE_USER_EXEC,
+    PAGE_USER_RO,
 )
 
 G4K = Geometry(4096, 48)

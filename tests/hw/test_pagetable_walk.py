@@ -8,10 +8,6 @@ import pytest
 
 from emu.hw.pagetable import (
     DESC_AF,
-    PAGE_KERNEL,
-    PAGE_KERNEL_ROX,
-    PAGE_USER,
-    PAGE_USER_EXEC,
     Access,
     FaultKind,
     Geometry,
@@ -23,6 +19,7 @@ from emu.hw.pagetable import (
     table_descriptor,
     walk,
 )
+from emu.kernel.pgtable_prot import PAGE_KERNEL, PAGE_KERNEL_ROX, PAGE_USER, PAGE_USER_EXEC
 
 
 def hand_index(g: Geometry, va: int, level: int) -> int:
@@ -296,7 +293,7 @@ def test_ttbr_low_bits_and_cnp_are_ignored(tables: HandTables) -> None:
 
 def test_walk_on_real_physmem() -> None:
     physmem = pytest.importorskip("emu.hw.physmem")
-    from emu.hw.pagetable import create_pgd_mapping
+    from emu.kernel.mmu import create_pgd_mapping
 
     g = Geometry(4096, 48)
     with physmem.PhysMem(2, 4 << 20) as mem:

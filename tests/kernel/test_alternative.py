@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from emu.errors import BlobError, ConfigError, PatchError
 from emu.kernel import alternative, cpufeature
-from emu.kernel.patching import node_text_pas
+from emu.kernel.ktext import node_text_pas
 from emu.pytest_plugin import ktext_lab_factory  # noqa: F401  (the fixture)
 
 CAPS = [cap.name for cap in cpufeature.CPUCAPS]

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emu.errors import GuestFault
-from emu.hw.pagetable import PAGE_KERNEL, Access, leaf_mappings, make_ttbr, walk
+from emu.hw.pagetable import Access, leaf_mappings, make_ttbr, walk
+from emu.kernel.pgtable_prot import PAGE_KERNEL
 from emu.scenarios.kmodel import (
     SZ_2G,
     SZ_128M,

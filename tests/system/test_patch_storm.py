@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
+from emu.checks.icache import IcacheChecker, JumpSiteObserver
+from emu.checks.verify import verify
 from emu.config import machine_config
 from emu.kernel import jump_label
-from emu.kernel.cachemodel import IcacheChecker, JumpSiteObserver
-from emu.kernel.verify import verify
 from emu.system import RunSpec, System
 
 

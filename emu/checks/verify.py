@@ -1,6 +1,6 @@
 """The replication verifier: is every node's copy of the kernel still node 0's?
 
-Owns ``verify(system)``, the check RMK's series lacks (its post-boot
+Owns ``verify(ctx)``, the check RMK's series lacks (its post-boot
 comparison never went public): every copy of [_stext, __end_rodata) is
 compared with node 0's image, and for each node that differs it reports the
 first differing address, its nearest symbol, capstone's disassembly of both
@@ -20,15 +20,12 @@ change what any CPU runs.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
 
 from emu.hw.pagetable import Access, make_ttbr, walk
 from emu.kernel.alternative import AltMismatch, check_alternatives
+from emu.kernel.context import KernelContext
 from emu.kernel.insn import decode_insn
 from emu.kernel.jump_label import JumpMismatch, check_jump_labels, update_in_progress
-
-if TYPE_CHECKING:
-    from emu.system import System
 
 CHUNK = 4096
 
@@ -124,9 +121,9 @@ class VerifyResult:
         return "\n".join([head, *(f"  {line}" for line in self.messages())])
 
 
-def _region(system: System, va: int) -> str:
-    image = system.image
-    granule = system.geometry.granule
+def _region(ctx: KernelContext, va: int) -> str:
+    image = ctx.image
+    granule = ctx.geometry.granule
     ro_cut = image.sym("__start_ro_after_init") & ~(granule - 1)
     if va < image.sym("_etext"):
         return "text"
@@ -150,36 +147,36 @@ def _first_difference(a: bytes, b: bytes) -> tuple[int, int]:
     return first, count
 
 
-def compare_copies(system: System) -> list[CopyDifference]:
-    image = system.image
-    repl = system.kernel.replication
+def compare_copies(ctx: KernelContext) -> list[CopyDifference]:
+    image = ctx.image
+    repl = ctx.kernel.replication
     stext = image.sym("_stext")
     size = image.sym("__end_rodata") - stext
-    original = system.physmem.read(image.pa_of(stext), size)
+    original = ctx.physmem.read(image.pa_of(stext), size)
     differences = []
     for node, copy in enumerate(repl.text_copies):
         if copy is None:
             continue
-        offset, count = _first_difference(original, system.physmem.read(copy, size))
+        offset, count = _first_difference(original, ctx.physmem.read(copy, size))
         if offset < 0:
             continue
         va = stext + offset
         old = int.from_bytes(original[offset : offset + 4], "little")
-        new = system.physmem.read_u32(copy + offset)
+        new = ctx.physmem.read_u32(copy + offset)
         differences.append(CopyDifference(
-            node, va, system.kernel.symbolize(va), _region(system, va), old, new,
+            node, va, ctx.kernel.symbolize(va), _region(ctx, va), old, new,
             decode_insn(old, va), decode_insn(new, va), count,
         ))  # fmt: skip
     return differences
 
 
-def check_mappings(system: System) -> list[MappingProblem]:
+def check_mappings(ctx: KernelContext) -> list[MappingProblem]:
     """Each node's root maps _stext and __start_rodata to the node's own text."""
-    image = system.image
-    kernel = system.kernel
+    image = ctx.image
+    kernel = ctx.kernel
     repl = kernel.replication
-    read_u64 = system.physmem.read_u64
-    ro_cut = image.sym("__start_ro_after_init") & ~(system.geometry.granule - 1)
+    read_u64 = ctx.physmem.read_u64
+    ro_cut = image.sym("__start_ro_after_init") & ~(ctx.geometry.granule - 1)
     probes = [(image.sym("_stext"), Access.FETCH)]
     if image.sym("__start_rodata") < ro_cut:
         probes.append((image.sym("__start_rodata"), Access.READ))
@@ -195,20 +192,20 @@ def check_mappings(system: System) -> list[MappingProblem]:
     return problems
 
 
-def verify(system: System) -> VerifyResult:
+def verify(ctx: KernelContext) -> VerifyResult:
     """Compare every node's copy with node 0's, and check what the nodes map and run."""
-    image = system.image
-    repl = system.kernel.replication
+    image = ctx.image
+    repl = ctx.kernel.replication
     result = VerifyResult(
         replicated=repl.enabled,
         nodes=len(repl.pgd_phys),
         start=image.sym("_stext"),
         end=image.sym("__end_rodata"),
     )
-    result.differences = compare_copies(system)
-    result.mappings = check_mappings(system)
-    result.alternatives = check_alternatives(system.physmem, image, repl.text_copies)
-    result.jump_label_update_in_progress = update_in_progress(system)
+    result.differences = compare_copies(ctx)
+    result.mappings = check_mappings(ctx)
+    result.alternatives = check_alternatives(ctx.physmem, image, repl.text_copies)
+    result.jump_label_update_in_progress = update_in_progress(ctx)
     if not result.jump_label_update_in_progress:
-        result.jump_labels = check_jump_labels(system)
+        result.jump_labels = check_jump_labels(ctx)
     return result

@@ -59,13 +59,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_WRITE
 from unicorn.arm64_const import UC_ARM64_REG_X0
 
 from emu.hw.pagetable import Access
 from emu.kernel import cpufeature
+from emu.kernel.context import KernelContext
 from emu.kernel.insn import (
     aarch64_insn_is_b,
     aarch64_insn_is_bl,
@@ -73,10 +73,8 @@ from emu.kernel.insn import (
     decode_insn,
 )
 from emu.kernel.jump_label import JumpEntry, jump_entries, update_in_progress
-from emu.kernel.patching import invalidate_text, node_text_pas
-
-if TYPE_CHECKING:
-    from emu.system import System
+from emu.kernel.ktext import node_text_pas
+from emu.kernel.patching import invalidate_text
 
 CACHE_LINE = 64  # CTR_EL0.DminLine/IminLine of the emulated CPU: 16 words
 RET = 0xD65F03C0
@@ -153,18 +151,18 @@ class IcacheChecker:
 
     def __init__(
         self,
-        system: System,
+        ctx: KernelContext,
         watch: Iterable[int] = (),
         completion: Iterable[str] = ("aarch64_insn_patch_text_nosync",),
     ) -> None:
-        self.system = system
-        image = system.image
+        self.ctx = ctx
+        image = ctx.image
         self.stext, self.etext = image.sym("_stext"), image.sym("_etext")
-        caps = set(cpufeature.system_cpucaps(system.physmem, image))
+        caps = set(cpufeature.system_cpucaps(ctx.physmem, image))
         self.idc = "ARM64_HAS_CACHE_IDC" in caps
         self.dic = "ARM64_HAS_CACHE_DIC" in caps
         self.words: dict[int, WordState] = {}
-        self.cpus = [_CpuState() for _ in system.machine.cpus]
+        self.cpus = [_CpuState() for _ in ctx.machine.cpus]
         self.violations: list[Violation] = []
         self.in_flight: list[InFlight] = []
         self.time = 0
@@ -175,19 +173,19 @@ class IcacheChecker:
     # ------------------------------------------------------------ set-up
     def _text_ranges(self) -> list[tuple[int, int, int]]:
         """(node, first PA, end PA) of every copy of [_stext, _etext)."""
-        copies = self.system.kernel.replication.text_copies
+        copies = self.ctx.kernel.replication.text_copies
         return [(node, pa, pa + self.etext - self.stext)
-                for node, pa in node_text_pas(self.system.image, copies, self.stext)]  # fmt: skip
+                for node, pa in node_text_pas(self.ctx.image, copies, self.stext)]  # fmt: skip
 
     def _scan(self, start: int, end: int) -> list[tuple[int, int]]:
-        physmem, image = self.system.physmem, self.system.image
+        physmem, image = self.ctx.physmem, self.ctx.image
         data = physmem.read(image.pa_of(start), end - start)
         return [(start + i, int.from_bytes(data[i : i + 4], "little"))
                 for i in range(0, len(data), 4)]  # fmt: skip
 
     def _install(self, watch: list[int], completion: list[str]) -> None:
-        uc = self.system.machine.uc
-        image = self.system.image
+        uc = self.ctx.machine.uc
+        image = self.ctx.image
         for _node, lo, hi in self._ranges:
             uc.hook_add(UC_HOOK_MEM_WRITE, self._on_store, None, lo, hi - 1)
         points: dict[int, str] = {}
@@ -222,7 +220,7 @@ class IcacheChecker:
         # so cache maintenance is watched where it stands in the text.
         for va, word in maintenance.items():
             uc.hook_add(UC_HOOK_CODE, self._on_maintenance, word, va, va)
-        invalidate_text(self.system.machine)  # hooks apply to code translated from now on
+        invalidate_text(self.ctx.machine)  # hooks apply to code translated from now on
 
     # ------------------------------------------------------------ events
     def _tick(self) -> int:
@@ -230,12 +228,12 @@ class IcacheChecker:
         return self.time
 
     def _cpu(self) -> int:
-        return self.system.machine.current.index
+        return self.ctx.machine.current.index
 
     def _on_store(self, uc: object, _access: int, address: int, size: int, value: int,
                   _user: object) -> None:  # fmt: skip
         cpu = self._cpu()
-        physmem = self.system.physmem
+        physmem = self.ctx.physmem
         data = value.to_bytes(8, "little")[:size]
         for node, lo, hi in self._ranges:
             if not lo <= address < hi:
@@ -269,7 +267,7 @@ class IcacheChecker:
             op = "ic"
         else:
             return
-        machine = self.system.machine
+        machine = self.ctx.machine
         va = 0 if rt == 31 else machine.uc.reg_read(UC_ARM64_REG_X0 + rt)
         pa = machine.mmu.translate(machine.uc, va, Access.READ)
         if pa is not None:
@@ -316,7 +314,7 @@ class IcacheChecker:
                     word.published = now
 
     def _check_complete(self, cpu: int, now: int, need_isb: bool) -> None:
-        image = self.system.image
+        image = self.ctx.image
         last_sync = self.cpus[cpu].last_sync
         for word in self.words.values():
             if word.writer != cpu or word.reported:
@@ -339,7 +337,7 @@ class IcacheChecker:
             ))  # fmt: skip
 
     def _on_watch(self, cpu: int, va: int) -> None:
-        machine = self.system.machine
+        machine = self.ctx.machine
         pa = machine.mmu.translate(machine.uc, va, Access.FETCH)
         word = self.words.get(pa) if pa is not None else None
         if word is None:
@@ -351,7 +349,7 @@ class IcacheChecker:
                                        word.published is not None))  # fmt: skip
         if not (hotpatch_safe(word.old) and hotpatch_safe(word.new)):
             self.violations.append(Violation(
-                cpu, va, self.system.image.symbolize(va), word.node,
+                cpu, va, self.ctx.image.symbolize(va), word.node,
                 f"executed while {decode_insn(word.old, va)} -> {decode_insn(word.new, va)} was "
                 "in flight: CONSTRAINED UNPREDICTABLE (not a hot-patch safe pair)",
             ))  # fmt: skip
@@ -395,9 +393,9 @@ class SiteStats:
 class JumpSiteObserver:
     """Watches jump label sites while their keys change (see the module docstring)."""
 
-    def __init__(self, system: System, entries: Iterable[JumpEntry] | None = None) -> None:
-        self.system = system
-        chosen = list(jump_entries(system) if entries is None else entries)
+    def __init__(self, ctx: KernelContext, entries: Iterable[JumpEntry] | None = None) -> None:
+        self.ctx = ctx
+        chosen = list(jump_entries(ctx) if entries is None else entries)
         self.entries = {entry.code: entry for entry in chosen}
         self.anomalies: list[SiteAnomaly] = []
         self.stats: dict[int, SiteStats] = {code: SiteStats() for code in self.entries}
@@ -405,18 +403,18 @@ class JumpSiteObserver:
         addresses = set(self.entries)
         for entry in self.entries.values():
             addresses.update((entry.code + 4, entry.target))
-        uc = system.machine.uc
+        uc = ctx.machine.uc
         # One hook per address: a site may also be another site's successor.
         for va in sorted(addresses):
             uc.hook_add(UC_HOOK_CODE, self._on_address, None, va, va)
-        invalidate_text(system.machine)
+        invalidate_text(ctx.machine)
 
     def _note(self, cpu: int, site: int, what: str) -> None:
-        node = self.system.machine.cpus[cpu].node
+        node = self.ctx.machine.cpus[cpu].node
         self.anomalies.append(SiteAnomaly(cpu, node, site, what))
 
     def _on_address(self, uc: object, address: int, _size: int, _user: object) -> None:
-        vcpu = self.system.machine.current
+        vcpu = self.ctx.machine.current
         pending = self._pending.pop(vcpu.index, None)
         if pending is not None:
             self._resolve(vcpu.index, address, *pending)
@@ -425,10 +423,10 @@ class JumpSiteObserver:
             self._on_site(vcpu.index, vcpu.node, entry)
 
     def _on_site(self, cpu: int, node: int, entry: JumpEntry) -> None:
-        machine = self.system.machine
+        machine = self.ctx.machine
         address = entry.code
         pa = machine.mmu.translate(machine.uc, address, Access.FETCH)
-        word = self.system.physmem.read_u32(pa)
+        word = self.ctx.physmem.read_u32(pa)
         stats = self.stats[address]
         stats.executions += 1
         stats.by_node[node] = stats.by_node.get(node, 0) + 1
@@ -436,10 +434,10 @@ class JumpSiteObserver:
         if word not in (nop, jump):
             self._note(cpu, address, f"executed {word:#010x} ({decode_insn(word, address)}), "
                        "neither the site's NOP nor its B")  # fmt: skip
-        if update_in_progress(self.system):
+        if update_in_progress(self.ctx):
             stats.during_update += 1
         else:
-            enabled = bool(self.system.physmem.read_u32(self.system.image.pa_of(entry.key)))
+            enabled = bool(self.ctx.physmem.read_u32(self.ctx.image.pa_of(entry.key)))
             expected = entry.insn(enabled)
             if word != expected:
                 self._note(cpu, address,

@@ -10,8 +10,8 @@ import json
 import pytest
 from ktext_testlib import REPLICATED_LAYOUTS
 
+from emu.checks.verify import verify
 from emu.hw.pagetable import Access, Geometry, make_ttbr, walk
-from emu.kernel.verify import verify
 from emu.pytest_plugin import ktext_lab_factory  # noqa: F401  (the fixture)
 
 BRK = 0xD4200000

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from emu.kernel.cachemodel import IcacheChecker, hotpatch_safe
+from emu.checks.icache import IcacheChecker, hotpatch_safe
 from emu.kernel.insn import AARCH64_INSN_NOP, aarch64_insn_gen_branch_imm
 from emu.pytest_plugin import ktext_lab_factory  # noqa: F401  (the fixture)
 
