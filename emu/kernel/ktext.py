@@ -9,7 +9,8 @@ every replication hook lives here, under the series' name.
   mapping (patch 13, ``mmu.create_kernel_nid_map``).
 * ``ktext_replication_patch`` (patch 07): after aarch64_insn_write() changed
   node 0's image, the same word into every node's copy; patching.py calls it
-  as patching.c does.
+  as patching.c does.  (The guest's own hook, run when the guest patches
+  itself, is in kernel_blob/patching.S.)
 * ``ktext_replication_patch_alternative`` (patch 07): after an alternative
   site was written in node 0's image, its words into every copy;
   alternative.py calls it as alternative.c does.
@@ -18,8 +19,9 @@ every replication hook lives here, under the series' name.
   slots.  ``set_swapper_pgd`` (mmu.c's caller of the hook) is here too: the
   per-node mapping makes this module import mmu.py, so mmu.py calling back
   into it would be an import cycle.
-* ``swapper_pg_dir_node_phys`` (patch 09) and ``node_text_pas``, the PA of
-  every copy of a kernel word, which the hooks and the checkers share.
+* ``swapper_pg_dir_node_phys`` (patch 09), and ``node_text_pas`` /
+  ``text_copy_pas``, the PA of every copy of a kernel word, which the hooks
+  and the checkers share.
 
 With replication off (``ktext=`` absent or false, the series' default), or
 refused, every node uses node 0's tables and the image; the hooks still run
@@ -112,17 +114,22 @@ def swapper_pg_dir_node_phys(repl: Replication, nid: int) -> int:
     return repl.pgd_phys[nid]
 
 
+def text_copy_pas(image: KernelImage, text_copies: Sequence[int | None], va: int
+                  ) -> list[tuple[int, int]]:  # fmt: skip
+    """(node, PA) of each node's copy of the kernel word at ``va``; none
+    unless ``va`` is in [_stext, _etext) (is_kernel_text())."""
+    stext, etext = image.sym("_stext"), image.sym("_etext")
+    if not stext <= va < etext:
+        return []
+    return [(node, copy + va - stext) for node, copy in enumerate(text_copies)
+            if node and copy is not None]  # fmt: skip
+
+
 def node_text_pas(image: KernelImage, text_copies: Sequence[int | None], va: int
                   ) -> list[tuple[int, int]]:  # fmt: skip
     """(node, PA) of every copy of the kernel word at ``va``: node 0's image
     first, then each node's copy when ``va`` is in [_stext, _etext)."""
-    pas = [(0, image.pa_of(va))]
-    stext, etext = image.sym("_stext"), image.sym("_etext")
-    if stext <= va < etext:
-        for node, copy in enumerate(text_copies):
-            if node and copy is not None:
-                pas.append((node, copy + va - stext))
-    return pas
+    return [(0, image.pa_of(va)), *text_copy_pas(image, text_copies, va)]
 
 
 def ktext_replication_patch(
@@ -133,7 +140,7 @@ def ktext_replication_patch(
     ``va`` (nothing outside [_stext, _etext), is_kernel_text()).  Returns the
     (node, PA) written.  The series' cache maintenance has no host
     counterpart: the caller invalidates translated code (patching.py)."""
-    copies = node_text_pas(image, repl.text_copies, va)[1:]
+    copies = text_copy_pas(image, repl.text_copies, va)
     for _node, pa in copies:
         physmem.write_u32(pa, insn)
     return copies
@@ -148,10 +155,10 @@ def ktext_replication_patch_alternative(
     [_stext, _etext) is copied (the series tests the site's start)."""
     for index in range(nr_inst):
         word_va = va + 4 * index
-        pas = node_text_pas(image, repl.text_copies, word_va)
-        if len(pas) > 1:
-            word = physmem.read_u32(pas[0][1])
-            for _node, pa in pas[1:]:
+        copies = text_copy_pas(image, repl.text_copies, word_va)
+        if copies:
+            word = physmem.read_u32(image.pa_of(word_va))
+            for _node, pa in copies:
                 physmem.write_u32(pa, word)
 
 
