@@ -4,12 +4,11 @@ Runs are paired in order (the off/on runs of one report with those of the
 other).  For each pair it prints the headline figures side by side (local
 kernel-fetch share per node, instructions, modelled speed-up and traffic
 balance), then every other scalar field that differs.  Timings are ignored:
-they differ between any two runs.
+they differ between any two runs.  The command itself is emu/cli/compare.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -106,20 +105,3 @@ def compare(a: dict, b: dict, name_a: str = "A", name_b: str = "B") -> tuple[lis
             if len(other) > 40:
                 lines.append(f"    ... and {len(other) - 40} more")
     return lines, differences
-
-
-def add_compare_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("compare", help="print the differences between two JSON reports",
-                            description=__doc__.split("\n\n")[0])
-    parser.add_argument("first", type=Path, metavar="A.json")
-    parser.add_argument("second", type=Path, metavar="B.json")
-    parser.set_defaults(run=run_compare)
-
-
-def run_compare(args: argparse.Namespace) -> int:
-    a, b = load_report(args.first), load_report(args.second)
-    lines, differences = compare(a, b, args.first.name, args.second.name)
-    print("\n".join(lines))
-    print(f"{differences} field(s) differ outside the headline figures" if differences
-          else "no other differences")
-    return 0

@@ -1,7 +1,8 @@
 """A run's configuration: the frozen MachineConfig (topology, granule, VA size,
-kernel command line), machine presets and TOML machine files, the
-``--machine/--nodes/--cpus-per-node`` overrides, and the kernel's own
-command-line and boolean parsing (``ktext=``).
+kernel command line), machine presets and TOML machine files, with the
+``nodes/cpus_per_node/ram_mib`` overrides.  Its command-line options are
+emu/cli/args.py's; the kernel command line (``ktext=``) is parsed by
+emu/kernel/cmdline.py.
 
 Machine file schema (presets in emu/hw/presets/ use the same one)::
 
@@ -46,11 +47,8 @@ unreadable file is a ConfigError naming the file and the key or line.
 
 from __future__ import annotations
 
-import argparse
 import os
-import re
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -65,6 +63,8 @@ from emu.hw.topology import (
     Topology,
     regular_distances,
 )
+from emu.kernel.cmdline import ktext_enabled
+from emu.tomlfile import located, toml_error
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -231,31 +231,31 @@ def topology_from_toml(text: str, origin: str, default_name: str = "machine") ->
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(_toml_error(origin, err)) from None
+        raise ConfigError(toml_error(origin, err)) from None
     except RecursionError:
         raise ConfigError(f"{origin}: invalid TOML: nested too deeply") from None
     for table, body in doc.items():
         if table not in _SCHEMA:
             if isinstance(body, dict):
-                raise ConfigError(_at(origin, text, table, None,
+                raise ConfigError(located(origin, text, table, None,
                                       f"unknown table [{_shown(table)}]"))  # fmt: skip
-            raise ConfigError(_at(origin, text, None, table,
+            raise ConfigError(located(origin, text, None, table,
                                   f"unknown top-level key '{_shown(table)}'"))  # fmt: skip
         if not isinstance(body, dict):
-            raise ConfigError(_at(origin, text, None, table, f"'{table}' must be a [{table}] table"))
+            raise ConfigError(located(origin, text, None, table, f"'{table}' must be a [{table}] table"))
         for key, value in body.items():
             kind = _SCHEMA[table].get(key)
             if kind is None:
-                raise ConfigError(_at(origin, text, table, key,
+                raise ConfigError(located(origin, text, table, key,
                                       f"[{table}] unknown key '{_shown(key)}'"))  # fmt: skip
             if not _has_kind(value, kind):
-                raise ConfigError(_at(
+                raise ConfigError(located(
                     origin, text, table, key,
                     f"[{table}] {key}: expected {_KIND_TEXT[kind]}, got {_toml_type(value)}",
                 ))
         for key in _REQUIRED.get(table, ()):
             if key not in body:
-                raise ConfigError(_at(origin, text, table, None, f"[{table}] missing key '{key}'"))
+                raise ConfigError(located(origin, text, table, None, f"[{table}] missing key '{key}'"))
     if "machine" not in doc:
         raise ConfigError(f"{origin}: missing [machine] table")
     machine, hardware = doc["machine"], doc.get("hardware", {})
@@ -287,117 +287,6 @@ def topology_from_toml(text: str, origin: str, default_name: str = "machine") ->
         )
     except ConfigError as err:
         raise ConfigError(f"{origin}: {err}") from None
-
-
-# -- kernel command line --------------------------------------------------
-
-# The kernel's isspace() (lib/ctype.c): the C spaces plus Latin-1 NBSP, 0xA0.
-# The command line is bytes to the kernel, so it is walked as UTF-8 bytes,
-# each held in a one-character latin-1 string.
-_C_SPACE = " \t\n\v\f\r\xa0"
-
-
-def cmdline_params(cmdline: str) -> list[tuple[str, str | None]]:
-    """Every ``param[=value]`` of a kernel command line, in order.
-
-    Splits exactly as the kernel's parse_args()/next_arg() (lib/cmdline.c,
-    kernel/params.c): whitespace separates, double quotes group (``a="b c"``
-    or ``"a=b c"``) and are stripped, a bare ``--`` ends the kernel's part.
-    """
-    raw = cmdline.split("\0", 1)[0].encode("utf-8", "surrogateescape").decode("latin-1")
-    buf = [*raw, "\0"]
-    pos = _skip_spaces(buf, 0)
-    params: list[tuple[str, str | None]] = []
-    while buf[pos] != "\0":
-        param, value, pos = _next_arg(buf, pos)
-        if value is None and param == "--":
-            break
-        params.append((param, value))
-    return params
-
-
-def parse_cmdline(cmdline: str) -> dict[str, str | None]:
-    """The command line as a dict; a repeated parameter keeps its last value.
-
-    A parameter without ``=`` maps to None. Names are kept as written (the
-    kernel also treats '-' and '_' as equal when matching a name).
-    """
-    return dict(cmdline_params(cmdline))
-
-
-_TRUE_FIRST = frozenset("YyTt1")
-_FALSE_FIRST = frozenset("NnFf0")
-
-
-def kstrtobool(text: str | None, *, enable_disable: bool = False) -> bool:
-    """The kernel's kstrtobool() (lib/kstrtox.c), raising ConfigError for -EINVAL.
-
-    Only the first character counts: one of 'YyTt1' is true, 'NnFf0' false;
-    'o'/'O' needs a second character, 'n'/'N' (on) or 'f'/'F' (off). So
-    "yes", "Yellow" and "1abc" are true. This is the rule of the kernels the
-    ktext series targets (v6.5-v6.7: t/f arrived in v6.0). ``enable_disable``
-    adds the later upstream 'Ee' (true) and 'Dd' (false) from commit
-    ae5b3500856f ("kstrtox: add support for enabled and disabled in
-    kstrtobool()"), merged for v6.16.
-    """
-    if text is None:
-        raise ConfigError("kstrtobool: no value given")
-    first = text[:1]
-    second = text[1:2]
-    if first in _TRUE_FIRST or (enable_disable and first in ("e", "E")):
-        return True
-    if first in _FALSE_FIRST or (enable_disable and first in ("d", "D")):
-        return False
-    if first in ("o", "O"):
-        if second in ("n", "N"):
-            return True
-        if second in ("f", "F"):
-            return False
-    raise ConfigError(f"kstrtobool: {text!r} is not a boolean (use 1/0, y/n, on/off)")
-
-
-def ktext_enabled(cmdline: str) -> bool:
-    """What the series' ``ktext=`` early_param (patch 15) decides: default off.
-
-    Every occurrence is parsed in order and the last valid one wins; one the
-    kernel would reject ("Malformed early option 'ktext'") is a ConfigError.
-    """
-    enabled = False
-    for param, value in cmdline_params(cmdline):
-        if param != "ktext":
-            continue
-        try:
-            enabled = kstrtobool(value)
-        except ConfigError:
-            shown = "ktext" if value is None else f"ktext={value}"
-            raise ConfigError(
-                f"cmdline: '{shown}' is malformed (ktext= takes 1/0, y/n, on/off)"
-            ) from None
-    return enabled
-
-
-# -- command-line options -------------------------------------------------
-
-
-def add_machine_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--machine``, ``--nodes``, ``--cpus-per-node`` and ``--ram-mib``."""
-    group = parser.add_argument_group("machine")
-    group.add_argument(
-        "--machine", default=DEFAULT_PRESET, metavar="PRESET|FILE.toml",
-        help=f"a preset ({', '.join(preset_names())}) or a machine file; default {DEFAULT_PRESET}",
-    )
-    group.add_argument("--nodes", type=int, metavar="N", help="override the number of NUMA nodes")
-    group.add_argument("--cpus-per-node", type=int, metavar="M", help="override CPUs per node")
-    group.add_argument("--ram-mib", type=int, metavar="MIB", help="override RAM per node (MiB)")
-
-
-def machine_config_from_args(args: argparse.Namespace) -> MachineConfig:
-    """The MachineConfig for parsed options (granule/va_bits/cmdline if the parser has them)."""
-    return machine_config(
-        args.machine, args.nodes, args.cpus_per_node, ram_mib=args.ram_mib,
-        granule=getattr(args, "granule", 4096), va_bits=getattr(args, "va_bits", 48),
-        cmdline=getattr(args, "cmdline", "") or "",
-    )
 
 
 # -- helpers ---------------------------------------------------------------
@@ -447,88 +336,3 @@ def _shown(name: str) -> str:
 def _is_path(spec: str) -> bool:
     seps = {os.sep, "/"} | ({os.altsep} if os.altsep else set())
     return spec.endswith(".toml") or any(s in spec for s in seps)
-
-
-_TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
-
-
-def _toml_error(origin: str, err: Exception) -> str:
-    message = " ".join(str(err).split())
-    match = _TOML_POS.search(message)
-    if match:
-        line, column = match.groups()
-        return f"{origin}:{line}: invalid TOML: {message[: match.start()]} (column {column})"
-    return f"{origin}: invalid TOML: {message}"
-
-
-_HEADER = re.compile(r"^\[\s*([A-Za-z0-9_-]+)\s*\]")
-
-
-def _at(origin: str, text: str, table: str | None, key: str | None, message: str) -> str:
-    """``origin:LINE: message`` when the offending line can be found, else ``origin: message``."""
-    line = _find_line(text.splitlines(), table, key)
-    return f"{origin}:{line}: {message}" if line else f"{origin}: {message}"
-
-
-def _find_line(lines: Iterable[str], table: str | None, key: str | None) -> int | None:
-    current = None
-    for number, raw in enumerate(lines, 1):
-        stripped = raw.strip()
-        header = _HEADER.match(stripped)
-        if header:
-            current = header.group(1)
-            if key is None and current == table:
-                return number
-            continue
-        if key is not None and current == table and re.match(rf"{re.escape(key)}\s*=", stripped):
-            return number
-    return None
-
-
-def _skip_spaces(buf: list[str], pos: int) -> int:
-    while buf[pos] != "\0" and buf[pos] in _C_SPACE:
-        pos += 1
-    return pos
-
-
-def _next_arg(buf: list[str], pos: int) -> tuple[str, str | None, int]:
-    # Walks a NUL-terminated character buffer the way lib/cmdline.c's
-    # next_arg() does, including where it writes terminators, so quoting
-    # corner cases come out as the kernel sees them.
-    in_quote = quoted = False
-    if buf[pos] == '"':
-        pos += 1
-        in_quote = quoted = True
-    i = equals = 0
-    while buf[pos + i] != "\0":
-        c = buf[pos + i]
-        if c in _C_SPACE and not in_quote:
-            break
-        if equals == 0 and c == "=":
-            equals = i
-        if c == '"':
-            in_quote = not in_quote
-        i += 1
-    value_at: int | None = None
-    if equals:
-        buf[pos + equals] = "\0"
-        value_at = pos + equals + 1
-        if buf[value_at] == '"':
-            value_at += 1
-            if buf[pos + i - 1] == '"':
-                buf[pos + i - 1] = "\0"
-    if quoted and i > 0 and buf[pos + i - 1] == '"':
-        buf[pos + i - 1] = "\0"
-    if buf[pos + i] != "\0":
-        buf[pos + i] = "\0"
-        following = pos + i + 1
-    else:
-        following = pos + i
-    param = _c_string(buf, pos)
-    value = None if value_at is None else _c_string(buf, value_at)
-    return param, value, _skip_spaces(buf, following)
-
-
-def _c_string(buf: list[str], pos: int) -> str:
-    end = buf.index("\0", pos)
-    return "".join(buf[pos:end]).encode("latin-1").decode("utf-8", "surrogateescape")

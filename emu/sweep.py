@@ -9,6 +9,7 @@ The report is rewritten atomically as points finish; each finished row is
 also appended to ``<json>.journal`` at once, so a sweep killed at any moment
 loses no finished point even when the report itself is rewritten less often
 (large reports are rewritten at most every 20x the time one write takes).
+The ``sweep`` command itself (options, progress lines) is emu/cli/sweep.py.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ import io
 import itertools
 import json
 import math
-import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,22 +34,18 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from emu.cli_args import positive_int
-from emu.errors import ConfigError, EmuError, OutputError, UsageError
+from emu.errors import ConfigError, OutputError, UsageError
 from emu.fileio import atomic_write_text
+from emu.run_options import REPEATABLE, RunOptions, parse_run_options, run_options_parser
 from emu.sweep_executors import (
     STATUS_CRASH,
-    STATUS_ERROR,
-    STATUS_OK,
-    LocalExecutor,
     Point,
-    RayExecutor,
     one_line,
 )
+from emu.tomlfile import line_of, toml_error
 
 SWEEP_REPORT_VERSION = 1
 DEFAULT_MAX_POINTS = 10_000
-_TOML_AT = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 # `ktext-emu run` options that are about its own output, not about the run.
 NOT_GRID_OPTIONS = frozenset({"help", "json", "quiet", "plot"})
 
@@ -72,33 +68,8 @@ class Grid:
 
 def _run_options() -> dict[str, argparse.Action]:
     """``ktext-emu run``'s options a grid may set, by dest (= name with '_')."""
-    from emu.cli import build_parser
-
-    parser = build_parser()
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            run_parser = action.choices["run"]
-            return {
-                a.dest: a for a in run_parser._actions
-                if a.option_strings and a.dest not in NOT_GRID_OPTIONS
-            }
-    raise ConfigError("ktext-emu has no run command to sweep")  # pragma: no cover
-
-
-def _line_of(text: str, table: str, key: str | None) -> int | None:
-    """The line that sets ``key`` in ``[table]`` (or the table's header)."""
-    current = None
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if line.startswith("[") and not line.startswith("[["):
-            current = line.strip("[] \t").split("]")[0].strip()
-            if key is None and current == table:
-                return number
-            continue
-        name = line.split("=", 1)[0].strip().strip('"').strip("'")
-        if key is not None and current == table and "=" in line and name == key:
-            return number
-    return None
+    _, actions = run_options_parser()
+    return actions
 
 
 class _GridErrors:
@@ -109,7 +80,7 @@ class _GridErrors:
 
     def __call__(self, message: str, table: str | None = None, key: str | None = None
                  ) -> ConfigError:
-        line = _line_of(self.text, table, key) if table else None
+        line = line_of(self.text, table, key) if table else None
         where = f"{self.path}:{line}" if line else f"{self.path}"
         what = f"[{table}] {key}: " if table and key else (f"[{table}]: " if table else "")
         return ConfigError(printable(f"{where}: {what}{message}"))
@@ -135,7 +106,7 @@ def show(value: object) -> str:
 
 
 def _is_append(action: argparse.Action) -> bool:
-    return isinstance(action, argparse._AppendAction)
+    return action.dest in REPEATABLE
 
 
 def option_args(action: argparse.Action, value: object) -> list[str]:
@@ -165,19 +136,18 @@ def option_args(action: argparse.Action, value: object) -> list[str]:
 
 
 def _check_value(action: argparse.Action, value: object, error: Any, table: str,
-                 key: str) -> list[str]:
-    """The value's run arguments, checked by the run parser itself."""
-    from emu.sweep_executors import parse_run_args
-
+                 key: str) -> tuple[list[str], object]:
+    """The value's run arguments, and the RunOptions field value they give,
+    checked by the run options' own parser."""
     try:
         args = option_args(action, value)
-        parse_run_args(args)
+        field_value = getattr(parse_run_options(args), action.dest)
     except ValueError as err:
         raise error(str(err), table, key) from None
     except UsageError as err:
         detail = str(err).split(": ", 1)[-1]  # drop the "ktext-emu run" prefix
         raise error(f"{show(value)}: {detail}", table, key) from None
-    return args
+    return args, field_value
 
 
 def _resolve_path(value: object, base: Path) -> object:
@@ -206,12 +176,7 @@ def _read_toml(path: Path) -> tuple[str, dict[str, Any]]:
     try:
         return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        message = one_line(str(err))
-        at = _TOML_AT.search(message)
-        if at:
-            message = f"{message[: at.start()]} (column {at.group(2)})"
-            raise ConfigError(f"{path}:{at.group(1)}: invalid TOML: {message}") from None
-        raise ConfigError(f"{path}: invalid TOML: {message}") from None
+        raise ConfigError(toml_error(str(path), err)) from None
 
 
 def _tables(path: Path, text: str, doc: dict[str, Any], options: dict[str, argparse.Action],
@@ -220,7 +185,7 @@ def _tables(path: Path, text: str, doc: dict[str, Any], options: dict[str, argpa
     unknown = [name for name in doc if name not in ("grid", "fixed")]
     if unknown:
         name = unknown[0]
-        line = _line_of(text, name, None)
+        line = line_of(text, name, None)
         raise ConfigError(printable(
             f"{path}{f':{line}' if line else ''}: unknown "
             f"{'table' if isinstance(doc[name], dict) else 'key'} '{name}' "
@@ -275,30 +240,37 @@ def load_grid(path: Path, max_points: int = DEFAULT_MAX_POINTS) -> tuple[Grid, l
         raise ConfigError(f"{path}: the grid has {grid.size:,} points ({shape}), more than "
                           f"the limit of {max_points:,}; raise it with --max-points")
 
-    def run_args(dest: str, key: str, value: object, table: str) -> list[str]:
+    def checked(dest: str, key: str, value: object, table: str) -> tuple[list[str], object]:
         action = options[dest]
         if _path_valued(action, value):
             value = _resolve_path(value, path.parent)
         return _check_value(action, value, error, table, key)
 
-    fixed_args = [arg for dest, (key, value) in tables["fixed"].items()
-                  for arg in run_args(dest, key, value, "fixed")]
-    axis_args: list[list[list[str]]] = []
+    fixed_args: list[str] = []
+    fixed_fields: dict[str, object] = {}
+    for dest, (key, value) in tables["fixed"].items():
+        args, fixed_fields[dest] = checked(dest, key, value, "fixed")
+        fixed_args += args
+    axis_args: list[list[tuple[list[str], object]]] = []
     for dest, (key, values) in tables["grid"].items():
-        seen: dict[tuple[str, ...], object] = {}
+        seen: dict[tuple[str, ...], tuple[object, object]] = {}
         for value in values:
-            args = tuple(run_args(dest, key, value, "grid"))
-            if args in seen:  # the same run twice, perhaps spelt differently
-                raise error(f"{show(value)} repeats {show(seen[args])}", "grid", key)
-            seen[args] = value
-        axis_args.append([list(args) for args in seen])
+            args, field_value = checked(dest, key, value, "grid")
+            if tuple(args) in seen:  # the same run twice, perhaps spelt differently
+                raise error(f"{show(value)} repeats {show(seen[tuple(args)][0])}", "grid", key)
+            seen[tuple(args)] = (value, field_value)
+        axis_args.append([(list(args), field_value) for args, (_, field_value) in seen.items()])
+    base = replace(RunOptions(), **fixed_fields)
     points = []
     for index, combo in enumerate(itertools.product(*(range(len(v)) for v in axes.values()))):
         point_options = {dest: axes[dest][i] for dest, i in zip(axes, combo, strict=True)}
         point_options.update(fixed)
-        argv = [arg for args, i in zip(axis_args, combo, strict=True) for arg in args[i]]
+        chosen = [values[i] for values, i in zip(axis_args, combo, strict=True)]
+        argv = [arg for args, _ in chosen for arg in args]
+        run = replace(base, **{dest: field_value
+                               for dest, (_, field_value) in zip(axes, chosen, strict=True)})
         points.append(Point(index, point_id(point_options, options), point_options,
-                            (*argv, *fixed_args)))
+                            (*argv, *fixed_args), run))
     return grid, points
 
 
@@ -468,111 +440,3 @@ class SweepReport:
             self._journal_file = None
         with contextlib.suppress(OSError):
             self.journal.unlink()
-
-
-# -- the command ----------------------------------------------------------------
-
-
-def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "sweep",
-        help="run every point of a grid of `run` options and write one combined report",
-        description="Run the cartesian product of the option lists in GRID.toml's [grid] "
-        "table (with the options of its [fixed] table) as `ktext-emu run` would, one row per "
-        "point, in parallel; the report is written as points finish.",
-    )
-    parser.add_argument("grid", type=Path, metavar="GRID.toml", help="the grid file")
-    parser.add_argument("--jobs", "-j", type=positive_int, default=None, metavar="N",
-                        help="points run at once (default: this machine's cores; with ray "
-                        "and --address: no limit but the cluster's)")
-    parser.add_argument("--executor", choices=("local", "ray"), default="local",
-                        help="local: processes on this machine (default); ray: Ray tasks")
-    parser.add_argument("--address", metavar="ADDR",
-                        help="the Ray cluster to use (e.g. auto or HOST:6379); default: "
-                        "start a local Ray instance")
-    parser.add_argument("--json", type=Path, metavar="PATH",
-                        help="the report (default: GRID's name with .sweep.json, here)")
-    parser.add_argument("--csv", type=Path, metavar="PATH",
-                        help="the rows as CSV (default: the JSON path with .csv)")
-    parser.add_argument("--resume", action="store_true",
-                        help="keep the rows of the existing report and run only missing points")
-    parser.add_argument("--max-points", type=positive_int, default=DEFAULT_MAX_POINTS, metavar="N",
-                        help=f"refuse grids of more points (default {DEFAULT_MAX_POINTS:,})")
-    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    parser.set_defaults(run=sweep_command)
-
-
-def _describe(point: Point, grid: Grid) -> str:
-    return " ".join(f"{key}={point.options[key]}" for key in grid.axes)
-
-
-def make_executor(args: argparse.Namespace) -> LocalExecutor | RayExecutor:
-    if args.executor == "ray":
-        return RayExecutor(args.address, args.jobs)
-    if args.address is not None:
-        raise UsageError("--address is for --executor ray")
-    return LocalExecutor(args.jobs)
-
-
-def sweep_command(args: argparse.Namespace) -> int:
-    executor = make_executor(args)  # first: a missing Ray is reported before anything runs
-    grid, points = load_grid(args.grid, args.max_points)
-    stem = args.grid.name.removesuffix(".toml")
-    json_path = args.json or Path(f"{stem}.sweep.json")
-    csv_path = args.csv or (json_path.with_suffix(".csv") if json_path.suffix == ".json"
-                            else json_path.with_name(json_path.name + ".csv"))
-    wanted = {point.point_id for point in points}
-    done: dict[str, dict] = {}
-    if args.resume:
-        previous = load_done_rows(json_path)
-        done = {key: row for key, row in previous.items() if key in wanted}
-        dropped = len(previous) - len(done)
-        if dropped and not args.quiet:
-            print(f"sweep: {dropped} row(s) of {json_path} are not points of this grid "
-                  "and are left out", file=sys.stderr)
-    index = {point.point_id: point.index for point in points}
-    for key, row in done.items():
-        row["index"] = index[key]
-    todo = [point for point in points if point.point_id not in done]
-    report = SweepReport(grid, points, json_path, csv_path, done)
-    if not args.quiet:
-        already = f", {len(done)} already done" if done else ""
-        if executor.name == "ray":
-            where = f"Ray at {args.address}" if args.address else "a local Ray instance"
-        else:
-            where = f"{executor.jobs} local process(es)"
-        print(f"sweep: {len(points)} point(s){already}; running {len(todo)} on {where}",
-              file=sys.stderr)
-    counts = {STATUS_OK: 0, STATUS_ERROR: 0, STATUS_CRASH: 0}
-    rows = executor.run(todo)
-    try:
-        if todo:  # before any file is written: an unreachable cluster changes nothing
-            executor.start()
-        report.start()
-        for finished, row in enumerate(rows, 1):
-            report.add(row)
-            counts[row["status"]] += 1
-            if not args.quiet:
-                point = points[row["index"]]
-                outcome = row["status"] + (f": {row['error']}" if row["error"] else "")
-                print(f"[{finished}/{len(todo)}] {row['id']} {_describe(point, grid)}: "
-                      f"{outcome} ({row['timing']['seconds']:.1f} s)", file=sys.stderr)
-    except (KeyboardInterrupt, EmuError):
-        rows.close()  # stops the points still running
-        if report.started:
-            with contextlib.suppress(EmuError):
-                report.finish()
-        raise
-    finally:
-        rows.close()
-        executor.close()
-    report.finish()
-    if not args.quiet:
-        outputs = f"{json_path}" + (f", {csv_path}" if csv_path else "")
-        print(f"sweep: {len(points)} point(s): {counts[STATUS_OK]} ok, {counts[STATUS_ERROR]} "
-              f"error(s), {counts[STATUS_CRASH]} crash(es) in this run; wrote {outputs}",
-              file=sys.stderr)
-    if counts[STATUS_CRASH]:
-        raise EmuError(f"{counts[STATUS_CRASH]} point(s) crashed (see their rows); "
-                       "--resume runs them again")
-    return 0

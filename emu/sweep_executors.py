@@ -1,6 +1,6 @@
 """Where sweep points run.  Owns one point's execution on a worker
-(``run_point``: exactly the ``ktext-emu run`` the CLI would do for the
-point's options, summarised into one row) and the two executors that spread
+(``run_point``: emu/api.py's ``run_comparison`` of the point's RunOptions,
+exactly the runs ``ktext-emu run`` would do, summarised into one row) and the two executors that spread
 points over workers: ``LocalExecutor`` (one forked process per point on this
 machine, at most ``jobs`` at a time) and ``RayExecutor`` (one Ray task per
 point on a Ray cluster or a local Ray instance).
@@ -11,7 +11,6 @@ options, so the same point gives the same row on any executor.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ctypes
 import json
@@ -21,17 +20,17 @@ import multiprocessing.connection
 import os
 import signal
 import socket
-import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
+from emu.api import Report, run_comparison
 from emu.errors import EmuError, UsageError
 from emu.report import local_kernel_share
+from emu.run_options import RunOptions
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"  # an EmuError: deterministic, part of the results
@@ -53,16 +52,7 @@ class Point:
     point_id: str  # stable: a hash of the point's run arguments
     options: dict[str, Any] = field(hash=False)  # option name -> value as written in the grid
     argv: tuple[str, ...] = ()  # the `ktext-emu run` arguments of the point
-
-
-def parse_run_args(argv: Sequence[str]) -> argparse.Namespace:
-    """The namespace ``ktext-emu run ARGV`` gets: same parser, defaults and checks."""
-    from emu.cli import build_parser
-
-    args = build_parser().parse_args(["run", *argv])
-    if args.command != "run":
-        raise UsageError(f"sweep point {' '.join(argv)!r} did not parse as a run")
-    return args
+    run: RunOptions = field(default_factory=RunOptions, hash=False)  # what the point runs
 
 
 def one_line(text: str) -> str:
@@ -73,21 +63,18 @@ def run_point(point: Point) -> dict:
     """Run one point (both replication settings when the options say so) and return its row."""
     started = time.perf_counter()
     error: BaseException | None = None
-    report: dict | None = None
-    with tempfile.TemporaryDirectory(prefix="ktext-emu-point-") as tmp:
-        report_path = Path(tmp) / "report.json"
-        try:
-            args = parse_run_args(point.argv)
-            # The run writes its report (also a partial one when a run fails)
-            # exactly as `ktext-emu run --json` would; the row is read from it.
-            args.json = report_path
-            args.quiet = True
-            args.run(args)
-        except Exception as err:
-            error = err
-        if report_path.is_file():
-            report = json.loads(report_path.read_text(encoding="utf-8"))
-    return make_row(point, report, error, time.perf_counter() - started)
+    report = Report()
+    try:
+        run_comparison(point.run, report=report)
+    except Exception as err:
+        error = err
+    # The row is made from the report as ``ktext-emu run --json`` writes it:
+    # JSON's types, not Python's.  After an EmuError that is the partial
+    # report; after a bug (not an EmuError) the CLI writes none, so neither here.
+    document = None
+    if error is None or isinstance(error, EmuError):
+        document = json.loads(json.dumps(report.to_json()))
+    return make_row(point, document, error, time.perf_counter() - started)
 
 
 def make_row(point: Point, report: dict | None, error: BaseException | None,

@@ -14,15 +14,14 @@ from hypothesis import strategies as st
 
 from emu.config import (
     MachineConfig,
-    add_machine_arguments,
     load_machine_file,
     load_preset,
     load_topology,
     machine_config,
-    machine_config_from_args,
     preset_names,
     topology_from_toml,
 )
+from emu.cli.args import add_machine_arguments, machine_config_from_args
 from emu.errors import ConfigError
 from emu.hw.topology import MIB, MemoryLatency, Topology, regular_distances
 

@@ -1,8 +1,10 @@
 """The ``ktext-emu`` command line: parses options, runs a subcommand, and turns
 every ``EmuError`` into one ``ktext-emu: error: ...`` line and its exit status.
 
-Subcommands register themselves through ``COMMANDS``: each entry adds its
-parser and names the function that runs it.
+Each command is a module with ``add_parser(subparsers)``, which adds its
+parser and sets ``run`` (the function that runs it) as a default; COMMANDS
+lists them in the order ``--help`` shows them, so a new command is one line.
+The commands call the library (emu/api.py for ``run``) and do the printing.
 """
 
 from __future__ import annotations
@@ -12,63 +14,32 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from emu import __version__
-from emu.errors import EXIT_STATUS_DOC, EmuError, UsageError
+from emu.cli import build, compare, disasm, run, scenarios, storm, sweep, symbols, verify
+from emu.errors import EXIT_STATUS_DOC, EmuError
+from emu.run_options import OptionParser
 
 Runner = Callable[[argparse.Namespace], int]
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises UsageError instead of printing usage and exiting."""
+class Command(Protocol):
+    """A command module."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
-
-
-def _add_build(sub: argparse._SubParsersAction) -> None:
-    from emu.blob import commands
-
-    commands.add_build_parser(sub)
-    commands.add_disasm_parser(sub)
-    commands.add_symbols_parser(sub)
+    def add_parser(self, sub: argparse._SubParsersAction, /) -> None: ...
 
 
-def _add_run(sub: argparse._SubParsersAction) -> None:
-    from emu import compare, run
-
-    run.add_run_parser(sub)
-    compare.add_compare_parser(sub)
-
-
-def _add_sweep(sub: argparse._SubParsersAction) -> None:
-    from emu import sweep
-
-    sweep.add_sweep_parser(sub)
-
-
-def _add_scenarios(sub: argparse._SubParsersAction) -> None:
-    from emu import scenario_commands
-
-    scenario_commands.add_scenarios_parser(sub)
-
-
-def _add_patching(sub: argparse._SubParsersAction) -> None:
-    from emu import patch_commands
-
-    patch_commands.add_patch_commands(sub)
-
-
-COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_run, _add_sweep, _add_patching, _add_scenarios, _add_build
-]
+COMMANDS: tuple[Command, ...] = (
+    run, compare, sweep, verify, storm, scenarios, build, disasm, symbols
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     epilog = "exit status: 0 ok, " + ", ".join(
         f"{code} {name}" for name, code in EXIT_STATUS_DOC.items()
     )
-    parser = _Parser(
+    parser = OptionParser(
         prog="ktext-emu",
         description="Emulate arm64 NUMA kernel text replication, instruction by instruction.",
         epilog=epilog,
@@ -77,10 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--traceback", action="store_true", help="print the Python traceback of an error"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for add_group in COMMAND_GROUPS:
-        add_group(sub)
+    _add_commands(parser)
     return parser
+
+
+def _add_commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Every command's subparser, by name."""
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OptionParser)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return sub.choices
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,10 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(args_list)
         if args.command is None:
-            args = parser.parse_args([*args_list, "run"]) if "run" in _commands(parser) else None
-            if args is None:
-                parser.print_help()
-                return 0
+            args = parser.parse_args([*args_list, "run"])  # run is the default command
         runner: Runner = args.run
         return runner(args)
     except EmuError as err:
@@ -125,8 +99,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_STATUS_DOC["internal error"]
 
 
-def _commands(parser: argparse.ArgumentParser) -> set[str]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return set(action.choices)
-    return set()
+def command_names() -> tuple[str, ...]:
+    """The subcommands, in the order ``--help`` lists them."""
+    return tuple(_add_commands(OptionParser(prog="ktext-emu")))

@@ -11,7 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from emu.cli_args import positive_int
+from emu.cli.args import positive_int
 from emu.hw.pagetable import Geometry
 from emu.report import write_json
 from emu.scenarios import SCENARIOS, ScenarioResult, Setup, run_scenarios
@@ -23,7 +23,7 @@ COLUMNS = (("scenario", 21), ("what v3 does", 28), ("hazard seen", 36), ("remedy
            ("with the remedy", 22))  # fmt: skip
 
 
-def add_scenarios_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "scenarios",
         help="run the replication design's hazards with the v3 behaviour and with remedies",

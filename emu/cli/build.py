@@ -1,0 +1,11 @@
+"""``ktext-emu build``: assemble and link a kernel blob (emu/blob/commands.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+from emu.blob import commands
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    commands.add_build_parser(sub)

@@ -1,0 +1,26 @@
+"""``ktext-emu compare A.json B.json``: print what differs between two
+reports (the comparison itself is emu/compare.py)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from emu import compare
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("compare", help="print the differences between two JSON reports",
+                            description=(compare.__doc__ or "").split("\n\n")[0])
+    parser.add_argument("first", type=Path, metavar="A.json")
+    parser.add_argument("second", type=Path, metavar="B.json")
+    parser.set_defaults(run=run_compare)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    a, b = compare.load_report(args.first), compare.load_report(args.second)
+    lines, differences = compare.compare(a, b, args.first.name, args.second.name)
+    print("\n".join(lines))
+    print(f"{differences} field(s) differ outside the headline figures" if differences
+          else "no other differences")
+    return 0

@@ -1,0 +1,95 @@
+"""``ktext-emu run``: boot a machine, run a workload with kernel text
+replication off and on, and report per node where kernel instructions were
+fetched from.  The runs are emu/api.py's ``run_comparison``; this module
+parses the options and prints the report, writes --json and --plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+
+from emu.api import Report, check_options, run_comparison
+from emu.errors import EmuError
+from emu.fileio import check_writable
+from emu.plot import require_matplotlib, write_plot
+from emu.report import format_report, write_json
+from emu.run_options import RunOptions, add_run_arguments
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "run",
+        help="boot a NUMA machine and compare kernel text replication off and on",
+        description="Boot the machine, run a workload on every CPU, and report per node the "
+        "share of kernel instruction fetches served by the CPU's own node.",
+    )
+    add_run_arguments(parser)
+    out = parser.add_argument_group("output")
+    out.add_argument("--json", type=Path, metavar="PATH", help="write the report as JSON")
+    out.add_argument("--plot", type=Path, metavar="PATH.png",
+                     help="node x node fetch-traffic heat maps and per-CPU cycles (matplotlib)")
+    out.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    parser.set_defaults(run=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    options = RunOptions.from_args(args)
+    check_options(options)
+    if args.plot is not None:
+        require_matplotlib()
+    for output in (args.json, args.plot):
+        if output is not None:
+            check_writable(output)
+    report = Report()
+    progress = partial(progress_bar, args.quiet, options.max_instructions)
+    try:
+        run_comparison(options, progress=progress, report=report)
+    except (EmuError, KeyboardInterrupt):
+        if args.json is not None:
+            # What was measured before the error or Ctrl-C, marked incomplete.
+            write_json(args.json, report.to_json())
+        raise
+    document = report.to_json()
+    if args.json is not None:
+        write_json(args.json, document)
+    if args.plot is not None:
+        write_plot(args.plot, document)
+    if not args.quiet:
+        print(format_report(document))
+        for timing in report.timings:
+            state = "on" if timing["ktext"] else "off"
+            print(f"ktext {state}: boot {timing['boot_seconds']:.2f} s, run "
+                  f"{timing['run_seconds']:.2f} s, "
+                  f"{timing['instructions_per_second'] / 1e6:.1f} M instructions/s",
+                  file=sys.stderr)
+    return 0
+
+
+@contextlib.contextmanager
+def progress_bar(quiet: bool, total: int, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A bar on a terminal for runs longer than a second; nothing otherwise."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        yield None
+        return
+    bar = tqdm(total=total, desc=label, unit="instr", unit_scale=True,
+               delay=1.0, leave=False, file=sys.stderr)
+    shown = [0]
+
+    def update(instructions: int) -> None:
+        bar.update(instructions - shown[0])
+        shown[0] = instructions
+
+    try:
+        yield update
+    finally:
+        bar.close()
