@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from emu.config import MachineConfig, machine_config
-from emu.errors import EmuError, GuestFault, UsageError
+from emu.errors import GuestFault, UsageError
 from emu.hw.cachemodel import attach_cache_model
 from emu.hw.cost import CostReport, cost_of_run, gain, speedup
 from emu.hw.machine import StopReason

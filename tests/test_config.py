@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from emu.cli.args import add_machine_arguments, machine_config_from_args
 from emu.config import (
     MachineConfig,
     load_machine_file,
@@ -21,7 +22,6 @@ from emu.config import (
     preset_names,
     topology_from_toml,
 )
-from emu.cli.args import add_machine_arguments, machine_config_from_args
 from emu.errors import ConfigError
 from emu.hw.topology import MIB, MemoryLatency, Topology, regular_distances
 

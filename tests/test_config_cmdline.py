@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emu.kernel.cmdline import cmdline_params, kstrtobool, ktext_enabled, parse_cmdline
 from emu.errors import ConfigError
+from emu.kernel.cmdline import cmdline_params, kstrtobool, ktext_enabled, parse_cmdline
 
 SPLITS = [
     ("", []),
