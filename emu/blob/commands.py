@@ -2,7 +2,7 @@
 
 Each ``add_*_parser(sub)`` adds one subparser and sets ``run`` to the
 function that executes it and returns the exit status; bad input surfaces as
-an EmuError, which emu/cli.py prints as one line.
+an EmuError, which emu/cli/__init__.py prints as one line.
 """
 
 from __future__ import annotations
