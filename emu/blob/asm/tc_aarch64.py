@@ -113,21 +113,51 @@ _LOGICAL = {"and", "ands", "orr", "eor", "tst", "bic", "bics", "orn", "eon"}
 _WIDE_IMMEDIATE = _LOGICAL | {"mov", "movz", "movn", "movk", "add", "adds", "sub", "subs", "cmp", "cmn"}
 
 
+# Parsed operands: what the source says, expressions still unevaluated (``plan``
+# gives them values once every symbol has one). Registers, keywords and
+# floating-point immediates are already final: the rendered types serve.
+
+
 @dataclass(frozen=True)
-class Operand:
-    """A parsed operand; expressions stay nodes until ``plan`` has every value.
+class ImmExpr:
+    """``#expr`` or a bare expression: an immediate, or a branch or address target."""
 
-    kind: reg kw imm reloc mem shift lit float. ``text`` is the register,
-    keyword, shift or relocation operator; a ``mem`` operand's ``parts`` are
-    its base register, then an index register, immediate or :lo12:, then an
-    extend.
-    """
+    node: Node
 
-    kind: str
-    text: str = ""
+
+@dataclass(frozen=True)
+class RelocExpr:
+    """``#:operator:expr``, as in ``:lo12:sym`` or ``:abs_g1_nc:sym``."""
+
+    operator: str
+    node: Node
+
+
+@dataclass(frozen=True)
+class ShiftExpr:
+    """A shift or extend whose amount is an expression (or absent)."""
+
+    name: str
     node: Node | None = None
-    parts: tuple[Operand, ...] = ()
+
+
+@dataclass(frozen=True)
+class MemExpr:
+    """``[base, index, extend]``: index a register, an immediate or ``:lo12:``."""
+
+    base: str
+    parts: tuple[Reg | ImmExpr | RelocExpr | ShiftExpr, ...] = ()
     writeback: bool = False
+
+
+@dataclass(frozen=True)
+class Literal:
+    """``=expr``: a literal pool entry, only in ``ldr REG, =expr``."""
+
+    node: Node
+
+
+Operand = Reg | Kw | Float | ImmExpr | RelocExpr | ShiftExpr | MemExpr | Literal
 
 
 @dataclass(frozen=True)
@@ -183,6 +213,11 @@ def _keyword_position(mnemonic: str, index: int, count: int) -> bool:
     return mnemonic == "sysl" and index in (2, 3)
 
 
+def _shift_expr(shift: re.Match[str], bind: Bind) -> ShiftExpr:
+    amount = shift.group(2)
+    return ShiftExpr(shift.group(1), bind(amount.strip().lstrip("#")) if amount and amount.strip() else None)
+
+
 def _shift_amount(resolver: Resolver, node: Node | None) -> int | None:
     if node is None:
         return None
@@ -235,10 +270,11 @@ class AArch64:
         texts = split_top(rest) if rest.strip() else []
         operands = [self.parse_operand(t, mnemonic, i, len(texts), bind) for i, t in enumerate(texts)]
         for i, op in enumerate(operands):
-            if op.kind == "lit":
-                if i != 1 or mnemonic != "ldr" or operands[0].kind != "reg":
+            if isinstance(op, Literal):
+                register = operands[0]
+                if i != 1 or mnemonic != "ldr" or not isinstance(register, Reg):
                     raise Fail("'=' literals are only allowed as 'ldr REG, =value'")
-                operands[i] = Operand("imm", node=Sym(pool(operands[0].text, op.node)))  # type: ignore[arg-type]
+                operands[i] = ImmExpr(Sym(pool(register.name, op.node)))
         return operands
 
     def parse_operand(self, text: str, mnemonic: str, index: int, count: int, bind: Bind) -> Operand:
@@ -252,42 +288,40 @@ class AArch64:
         if first == "{":
             if not _REGLIST.fullmatch(low):
                 raise Fail(f"bad register list {t!r}")
-            return Operand("kw", low)
+            return Kw(low)
         if first == "=":
-            return Operand("lit", node=bind(t[1:]))
+            return Literal(bind(t[1:]))
         if first == "#":
             body = t[1:].strip()
             if body.startswith(":"):
                 return self.parse_reloc(body, bind)
             if _FLOAT.fullmatch(body.lower()):
-                return Operand("float", body.lower())
-            return Operand("imm", node=bind(body))
+                return Float(body.lower())
+            return ImmExpr(bind(body))
         if first == ":":
             return self.parse_reloc(t, bind)
         register = self.register(low)
         if register is not None:
-            return Operand("reg", register)
+            return Reg(register)
         shift = _SHIFT.fullmatch(low)
         if shift:
-            amount = shift.group(2)
-            node = bind(amount.strip().lstrip("#")) if amount and amount.strip() else None
-            return Operand("shift", shift.group(1), node)
+            return _shift_expr(shift, bind)
         if _KEYWORD.fullmatch(low) and _keyword_position(mnemonic, index, count):
-            return Operand("kw", low)
+            return Kw(low)
         if _FLOAT.fullmatch(low) and mnemonic.startswith("f"):
-            return Operand("float", low)
-        return Operand("imm", node=bind(t))
+            return Float(low)
+        return ImmExpr(bind(t))
 
-    def parse_reloc(self, text: str, bind: Bind) -> Operand:
+    def parse_reloc(self, text: str, bind: Bind) -> RelocExpr:
         m = re.fullmatch(r":([A-Za-z0-9_]+):(.*)", text, re.S)
         if not m:
             raise Fail(f"bad relocation operator in {text!r}")
         operator = m.group(1).lower()
         if operator not in _RELOC_OPERATORS:
             raise Fail(f"relocation operator :{operator}: is not supported")
-        return Operand("reloc", operator, bind(m.group(2)))
+        return RelocExpr(operator, bind(m.group(2)))
 
-    def parse_memory(self, text: str, bind: Bind) -> Operand:
+    def parse_memory(self, text: str, bind: Bind) -> MemExpr:
         m = re.fullmatch(r"\[(.*)\]\s*(!?)", text, re.S)
         if not m:
             raise Fail(f"bad memory operand {text!r}")
@@ -295,24 +329,24 @@ class AArch64:
         base = self.register(parts[0].lower())
         if base is None:
             raise Fail(f"bad base register {parts[0]!r}")
-        items = [Operand("reg", base)]
+        items: list[Reg | ImmExpr | RelocExpr | ShiftExpr] = []
         if len(parts) > 3:
             raise Fail(f"too many parts in memory operand {text!r}")
         for i, part in enumerate(parts[1:], start=1):
             low = part.lower()
             register = self.register(low)
             if register is not None:
-                items.append(Operand("reg", register))
+                items.append(Reg(register))
             elif i == 2 and _SHIFT.fullmatch(low):
-                items.append(self.parse_operand(part, "", 0, 0, bind))
+                items.append(_shift_expr(_SHIFT.fullmatch(low), bind))  # type: ignore[arg-type]
             elif (part.startswith("#") and part[1:].strip().startswith(":")) or part.startswith(":"):
                 items.append(self.parse_reloc(part.lstrip("#").strip(), bind))
             elif i == 1 and part:
                 body = part[1:] if part.startswith("#") else part
-                items.append(Operand("imm", node=bind(body)))
+                items.append(ImmExpr(bind(body)))
             else:
                 raise Fail(f"bad memory operand part {part!r}")
-        return Operand("mem", parts=tuple(items), writeback=bool(m.group(2)))
+        return MemExpr(base, tuple(items), bool(m.group(2)))
 
 
     # -- planning, once every symbol has a value -------------------------------------
@@ -327,38 +361,35 @@ class AArch64:
             label_index, label_kind = 0, RelocType.CONDBR19
         elif m in _LABEL_OPERAND:
             label_index, label_kind = _LABEL_OPERAND[m]
-        if label_index is not None and (label_index >= len(ops) or ops[label_index].kind not in ("imm", "reloc")):
+        if label_index is not None and (label_index >= len(ops) or not isinstance(ops[label_index], (ImmExpr, RelocExpr))):
             label_index = None
-        if label_index is not None and ops[label_index].kind == "reloc":
-            operator = ops[label_index].text
+        target = ops[label_index] if label_index is not None else None
+        if isinstance(target, RelocExpr):
+            operator = target.operator
             if m == "adrp" and operator in ("pg_hi21", "pg_hi21_nc"):
                 label_kind = RelocType.ADR_PREL_PG_HI21 if operator == "pg_hi21" else RelocType.ADR_PREL_PG_HI21_NC
             else:
                 raise Fail(f":{operator}: cannot be used with {m}")
         rendered: list[ROp] = []
-        wide = bool(ops) and ops[0].kind == "reg" and ops[0].text[:1] == "w"
+        wide = bool(ops) and isinstance(ops[0], Reg) and ops[0].name[:1] == "w"
         for index, op in enumerate(ops):
             if index == label_index:
-                assert label_kind is not None
+                assert label_kind is not None and isinstance(op, (ImmExpr, RelocExpr))
                 rendered.append(Imm(0))
-                self.plan_target(plan, op, label_kind, resolver)
-            elif op.kind == "reloc":
+                self.plan_target(plan, op.node, label_kind, resolver)
+            elif isinstance(op, RelocExpr):
                 rendered.extend(self.plan_reloc_operand(plan, m, op, resolver))
-            elif op.kind == "imm":
+            elif isinstance(op, ImmExpr):
                 value = resolver.absolute_final(op.node, "immediate")
                 rendered.append(self.immediate(m, value, wide))
-            elif op.kind == "shift":
-                rendered.append(Shift(op.text, _shift_amount(resolver, op.node)))
-            elif op.kind == "mem":
+            elif isinstance(op, ShiftExpr):
+                rendered.append(Shift(op.name, _shift_amount(resolver, op.node)))
+            elif isinstance(op, MemExpr):
                 rendered.append(self.plan_memory(plan, m, op, rendered, resolver))
-            elif op.kind == "reg":
-                rendered.append(Reg(op.text))
-            elif op.kind == "kw":
-                rendered.append(Kw(op.text))
-            elif op.kind == "float":
-                rendered.append(Float(op.text))
+            elif isinstance(op, (Reg, Kw, Float)):
+                rendered.append(op)
             else:
-                raise Fail(f"unexpected operand kind {op.kind}")
+                raise Fail(f"unexpected operand {op}")
         fixed = a64fix(plan.mnemonic or m, rendered)
         if isinstance(fixed, int):
             plan.word = fixed
@@ -384,10 +415,9 @@ class AArch64:
             raise Fail(f"prefetch operation {value} out of range [0, 31]")
         return Imm(value)
 
-    def plan_target(self, plan: Plan, op: Operand, kind: RelocType, resolver: Resolver) -> None:
-        assert op.node is not None
+    def plan_target(self, plan: Plan, node: Node, kind: RelocType, resolver: Resolver) -> None:
         insn = plan.insn
-        value = resolver.value_final(op.node)
+        value = resolver.value_final(node)
         if value.is_absolute:
             if kind in (RelocType.ADR_PREL_PG_HI21, RelocType.ADR_PREL_PG_HI21_NC):
                 # The page of an absolute address, relative to the page this code lands in:
@@ -414,9 +444,8 @@ class AArch64:
         name, addend = resolver.symbol_name_for(value, next(iter(terms)))
         plan.reloc = Relocation(plan.insn.position, kind, name, addend, plan.insn.stmt.where)
 
-    def plan_reloc_operand(self, plan: Plan, m: str, op: Operand, resolver: Resolver) -> list[ROp]:
-        assert op.node is not None
-        operator = op.text
+    def plan_reloc_operand(self, plan: Plan, m: str, op: RelocExpr, resolver: Resolver) -> list[ROp]:
+        operator = op.operator
         value = resolver.value_final(op.node)
         if operator == "lo12":
             if m != "add":
@@ -451,23 +480,22 @@ class AArch64:
             return [Imm(field_), Shift("lsl", 16 * group)]
         raise Fail(f":{operator}: cannot be used with {m}")
 
-    def plan_memory(self, plan: Plan, m: str, op: Operand, before: list[ROp], resolver: Resolver) -> Mem:
-        base = op.parts[0].text
+    def plan_memory(self, plan: Plan, m: str, op: MemExpr, before: list[ROp], resolver: Resolver) -> Mem:
         index: Reg | Imm | None = None
         extend: Shift | None = None
-        for part in op.parts[1:]:
-            if part.kind == "reg":
-                index = Reg(part.text)
-            elif part.kind == "shift":
-                extend = Shift(part.text, _shift_amount(resolver, part.node))
-            elif part.kind == "imm":
+        for part in op.parts:
+            if isinstance(part, Reg):
+                index = part
+            elif isinstance(part, ShiftExpr):
+                extend = Shift(part.name, _shift_amount(resolver, part.node))
+            elif isinstance(part, ImmExpr):
                 offset = resolver.absolute_final(part.node, "offset")
                 if not -(1 << 32) <= offset < (1 << 32):
                     raise Fail(f"offset {hex_text(offset)} out of range")
                 index = Imm(offset)
-            elif part.kind == "reloc":
-                if part.text != "lo12":
-                    raise Fail(f":{part.text}: cannot be used in a memory operand")
+            elif isinstance(part, RelocExpr):
+                if part.operator != "lo12":
+                    raise Fail(f":{part.operator}: cannot be used in a memory operand")
                 size = _LDST_SIZE.get(m)
                 first = before[0] if before else None
                 if size is None and m in ("ldr", "str") and isinstance(first, Reg):
@@ -478,7 +506,6 @@ class AArch64:
                         size = 64
                 if size is None:
                     raise Fail(f":lo12: cannot be used with {m}")
-                assert part.node is not None
                 value = resolver.value_final(part.node)
                 if value.is_absolute:
                     low = value.const & 0xFFF
@@ -488,7 +515,7 @@ class AArch64:
                 else:
                     self.set_reloc(plan, _LDST_KIND[size], value, resolver)
                     index = Imm(0)
-        return Mem(base, index, extend, op.writeback)
+        return Mem(op.base, index, extend, op.writeback)
 
     # -- encoding ----------------------------------------------------------------------
 
