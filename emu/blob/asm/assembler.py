@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from emu.blob.asm import directives as _directives  # noqa: F401  (registers the pseudo-ops)
+import emu.blob.asm.directives  # noqa: F401  (its pseudo-ops register themselves)
 from emu.blob.asm.common import MAX_INCLUDE_BYTES, Fail, printable
 from emu.blob.asm.cond import Cond, Conditionals
 from emu.blob.asm.macro import Macro, Macros
