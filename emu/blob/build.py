@@ -6,8 +6,8 @@ plain install carries them), the source order (head.S first, then by name),
 and the on-disk cache of the shipped kernel's ELF under ``$KTEXT_EMU_CACHE``
 or ``~/.cache/ktext-emu/``.  A cache entry is keyed by a hash of every file
 in kernel_blob/, the script, the --defsym values and the toolchain (ktext-emu
-version, keystone version and the blob toolchain's own source), so any
-change rebuilds and nothing stale is ever loaded.
+version, keystone version and every Python source of the blob toolchain as
+found on disk), so any change rebuilds and nothing stale is ever loaded.
 """
 
 from __future__ import annotations
@@ -25,10 +25,6 @@ from emu.blob.objfile import ObjectFile
 from emu.errors import BlobError, ElfError, OutputError
 
 CACHE_ENV = "KTEXT_EMU_CACHE"
-_TOOLCHAIN_MODULES = (
-    "asm.py", "expr.py", "ksworker.py", "objfile.py", "ldscript.py",
-    "link.py", "reloc.py", "elf.py", "build.py",
-)  # fmt: skip
 
 Assembler = Callable[[Path, Sequence[Path]], ObjectFile]
 
@@ -104,13 +100,30 @@ def toolchain_version() -> str:
         ks = getattr(keystone, "__version__", "") or ".".join(map(str, keystone.ks_version()))
     except Exception:  # keystone missing or broken: the build itself will say so
         ks = "none"
+    return f"ktext-emu {emu.__version__}; keystone {ks}; blob {toolchain_digest()[:16]}"
+
+
+def toolchain_sources(package: Path | None = None) -> list[tuple[str, Path]]:
+    """Every Python source of the blob toolchain (this package and its
+    subpackages, the assembler's included), found on disk and sorted by
+    relative path, so moving, adding or removing a module changes the key."""
+    package = package or Path(__file__).parent
+    sources = sorted((p.relative_to(package).as_posix(), p) for p in package.rglob("*.py"))
+    if not sources:
+        raise BlobError(f"no toolchain sources (*.py) in {package}")
+    return sources
+
+
+def toolchain_digest(package: Path | None = None) -> str:
+    """A hash of the names and contents of ``toolchain_sources``."""
     digest = hashlib.sha256()
-    blob_pkg = Path(__file__).parent
-    for name in _TOOLCHAIN_MODULES:
-        path = blob_pkg / name
-        digest.update(name.encode())
-        digest.update(path.read_bytes() if path.exists() else b"<absent>")
-    return f"ktext-emu {emu.__version__}; keystone {ks}; blob {digest.hexdigest()[:16]}"
+    for name, path in toolchain_sources(package):
+        digest.update(b"\0source\0" + name.encode() + b"\0")
+        try:
+            digest.update(path.read_bytes())
+        except OSError as err:
+            raise BlobError(f"cannot read toolchain source {path}: {err.strerror or err}") from err
+    return digest.hexdigest()
 
 
 def build_key(

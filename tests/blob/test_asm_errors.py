@@ -230,3 +230,30 @@ def test_fuzz_random_bytes(source):
 )
 def test_fuzz_plausible_programs(source):
     check_only_asm_errors(source)
+
+
+class _Bug(Exception):
+    """Stands for a mistake in the assembler itself."""
+
+
+def _bug(*args: object, **kwargs: object) -> None:
+    raise _Bug("a bug in the assembler")
+
+
+def test_a_back_end_bug_is_not_turned_into_an_asm_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from emu.blob.asm import tc_aarch64
+
+    monkeypatch.setattr(tc_aarch64, "a64fix", _bug)
+    with pytest.raises(_Bug):
+        assemble_source("nop\n", "t.S")
+
+
+def test_a_pseudo_op_bug_is_not_turned_into_an_asm_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from emu.blob.asm import read
+
+    monkeypatch.setitem(read.PSEUDO_OPS, ".byte", _bug)
+    with pytest.raises(_Bug):
+        assemble_source(".byte 1\n", "t.S")
+    # The user's own mistakes around it are still AsmError at FILE:LINE.
+    with pytest.raises(AsmError, match=r"^t\.S:2: unknown directive .bogus$"):
+        assemble_source("nop\n.bogus\n", "t.S")

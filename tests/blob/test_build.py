@@ -2,11 +2,12 @@
 
 The assembler seam (``build._assembler``) is pointed at GNU as here so that the
 build and cache logic is tested independently of emu's own assembler; one
-test runs the real assembler when it is importable.
+test runs the real assembler.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,32 @@ def test_cache_key_covers_inputs_and_toolchain(
     assert build.build_key(blob_dir, script) != with_header
 
 
+def test_toolchain_key_follows_the_modules_on_disk(tmp_path: Path) -> None:
+    names = [name for name, _ in build.toolchain_sources()]
+    assert names == sorted(names)
+    for name in ("build.py", "asm/__init__.py", "asm/read.py", "asm/tc_aarch64.py", "ksworker.py"):
+        assert name in names
+    package = tmp_path / "blob"
+    shutil.copytree(Path(build.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    original = build.toolchain_digest(package)
+    assert original == build.toolchain_digest(package)
+    (package / "asm" / "read.py").rename(package / "asm" / "reader.py")
+    moved = build.toolchain_digest(package)
+    assert moved != original
+    (package / "asm" / "extra.py").write_text("")
+    assert build.toolchain_digest(package) not in (original, moved)
+
+
+def test_toolchain_key_never_hashes_a_missing_file(tmp_path: Path) -> None:
+    package = tmp_path / "blob"
+    package.mkdir()
+    with pytest.raises(BlobError, match="no toolchain sources"):
+        build.toolchain_digest(package)
+    (package / "gone.py").symlink_to(tmp_path / "nowhere.py")
+    with pytest.raises(BlobError, match="cannot read toolchain source"):
+        build.toolchain_digest(package)
+
+
 def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv(build.CACHE_ENV, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -173,12 +200,6 @@ def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 
 
 def test_real_assembler_builds_a_small_kernel(tmp_path: Path) -> None:
-    try:
-        from emu.blob import asm
-    except ImportError as err:
-        pytest.skip(f"emu.blob.asm not available: {err}")
-    if not hasattr(asm, "assemble_file"):
-        pytest.skip("emu.blob.asm has no assemble_file yet")
     head = tmp_path / "head.S"
     head.write_text(HEAD_S)
     main = tmp_path / "main.S"

@@ -13,6 +13,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 from gnu_objects import GNU_AS, GNU_LD, gnu_assemble, gnu_link, have, read_gnu_object
 
+from emu.blob.asm import assemble_file
 from emu.blob.build import default_script, kernel_blob_dir
 from emu.blob.ldscript import load_script, parse_script
 from emu.blob.link import LinkedImage, link
@@ -332,10 +333,6 @@ def test_shipped_kernel_matches_gnu_ld(tmp_path: Path) -> None:
 
 def test_emu_assembler_and_linker_match_gnu(tmp_path: Path) -> None:
     """End to end: emu's assembler + emu's linker against GNU as + GNU ld."""
-    try:
-        from emu.blob.asm import assemble_file
-    except ImportError as err:
-        pytest.skip(f"emu.blob.asm not available: {err}")
     # Undefined weak references are left out here: the object model spells them
     # as a WEAK entry plus `undefined` (see link.is_undefined_weak).
     strong = "\n".join(ln for ln in STRONG_S.splitlines() if "maybe_missing" not in ln)
