@@ -30,8 +30,13 @@ EL0_SYNC_OFFSET = 0x400
 EL0_IRQ_OFFSET = 0x480
 VECTOR_SLOT_BYTES = 0x80
 
-_TRACE = re.compile(r"^Trace (\d+): 0x[0-9a-f]+ \[[0-9a-f]+/([0-9a-f]+)/[0-9a-f]+/[0-9a-f]+\]")
+_TRACE = re.compile(r"^Trace (\d+): 0x[0-9a-f]+ \[[0-9a-f]+/([0-9a-f]+)/[0-9a-f]+/([0-9a-f]+)\]")
+# Low bits of a TB's cflags (the Trace line's last field): a translation cut
+# to that many instructions (0: no cut), e.g. when the -icount budget runs out
+# (QEMU 7.2 include/exec/exec-all.h CF_COUNT_MASK).
+CF_COUNT_MASK = 0x1FF
 _STOPPED = re.compile(r"^Stopped execution of TB chain before 0x[0-9a-f]+ \[([0-9a-f]+)\]")
+_REWOUND = re.compile(r"^cpu_io_recompile: rewound execution of TB to ([0-9a-f]+)")
 _INSN = re.compile(r"^0x([0-9a-f]+):\s+[0-9a-f]+\s+(\S+)")
 
 
@@ -50,7 +55,11 @@ class Block:
 
 @dataclass
 class TranslationTable:
-    """Instruction count and last mnemonic of each translated block, by pc."""
+    """Instruction count and last mnemonic of each translated block, by pc.
+
+    The `IN:` listing does not say which translation of a pc it is; a pc's
+    full block is the longest listed, shorter ones are cut translations whose
+    Trace line carries their count in cflags."""
 
     insns: dict[int, int] = field(default_factory=dict)
     last_mnemonic: dict[int, str] = field(default_factory=dict)
@@ -63,11 +72,14 @@ def parse_log(lines: Iterable[str], table: TranslationTable | None = None,
     A `Trace` line is logged when a block is looked up; "Stopped execution of
     TB chain before ... [pc]" (no CPU number) means that block was not run
     after all, so each CPU's latest record is held back one step and the one
-    with that pc is dropped.  Blocks whose `IN:` listing is not in the log
+    with that pc is dropped; "cpu_io_recompile: rewound execution of TB to pc"
+    (-icount) means it ran only up to the pc of that CPU's next block.
+    Blocks whose `IN:` listing is not in the log
     (translated before logging began) are counted in `unknown` and skipped.
     """
     table = table if table is not None else TranslationTable()
     pending: dict[int, tuple[int, Block]] = {}  # cpu -> (sequence, block)
+    rewound: set[int] = set()  # CPUs whose pending block stopped at an I/O access
     seq = 0
     in_block: list[tuple[int, str]] | None = None
     for lineno, line in enumerate(lines, start=1):
@@ -79,8 +91,9 @@ def parse_log(lines: Iterable[str], table: TranslationTable | None = None,
             if line.strip() == "":
                 if in_block:
                     start = in_block[0][0]
-                    table.insns[start] = len(in_block)
-                    table.last_mnemonic[start] = in_block[-1][1]
+                    if len(in_block) >= table.insns.get(start, 0):
+                        table.insns[start] = len(in_block)
+                        table.last_mnemonic[start] = in_block[-1][1]
                 in_block = None
                 continue
             raise LogFormatError(f"line {lineno}: expected an instruction of an IN: block, "
@@ -95,8 +108,19 @@ def parse_log(lines: Iterable[str], table: TranslationTable | None = None,
                 if unknown is not None:
                     unknown[pc] += 1
                 continue
+            cut = int(m.group(3), 16) & CF_COUNT_MASK
+            if cut:
+                n = min(n, cut)
             if cpu in pending:
-                yield pending[cpu][1]
+                prev = pending[cpu][1]
+                if cpu in rewound:
+                    # -icount: the block ran up to the I/O instruction, which
+                    # runs again as a block of its own: this one.
+                    rewound.discard(cpu)
+                    done = (pc - prev.pc) // INSN_BYTES
+                    prev = Block(cpu, prev.pc, done) if 0 <= done < prev.insns else prev
+                if prev.insns:
+                    yield prev
             seq += 1
             pending[cpu] = (seq, Block(cpu, pc, n))
         elif line.startswith("IN:"):
@@ -109,6 +133,14 @@ def parse_log(lines: Iterable[str], table: TranslationTable | None = None,
             match = [(s, cpu) for cpu, (s, b) in pending.items() if b.pc == pc]
             if match:
                 del pending[max(match)[1]]
+        elif line.startswith("cpu_io_recompile"):
+            m = _REWOUND.match(line)
+            if not m:
+                raise LogFormatError(f"line {lineno}: malformed line {line.rstrip()[:80]!r}")
+            pc = int(m.group(1), 16)
+            match = [(s, cpu) for cpu, (s, b) in pending.items() if b.pc == pc]
+            if match:
+                rewound.add(max(match)[1])
         elif line.startswith("----------------") or not line.strip():
             continue
         else:
@@ -176,17 +208,24 @@ class Excursion:
     kind: str  # a syscall name, "control", "el0_irq", "el0_sync_other", ...
     insns: int = 0
     pcs: set[int] = field(default_factory=set)  # starts of the blocks run
+    # An exception was taken inside the kernel (interrupt, fault): entry
+    # through the current-EL half of the vector table.
+    interrupted: bool = False
 
 
 def excursions(blocks: Iterable[Block], table: TranslationTable, user_syms: SymbolTable,
                vectors: int) -> Iterator[Excursion]:
     """Each CPU's kernel excursions, named by what entered the kernel.
 
-    The excursion each CPU is in when the log starts or ends is incomplete
-    and is not yielded.
+    `vectors` (System.map) is only the first guess at the vector base: with
+    Spectre-BHB mitigations VBAR_EL1 points at a variant (such as
+    __bp_harden_el1_vectors on Neoverse N1), so each CPU's base is learnt
+    from where its svc calls land (base + 0x400).  The excursion each CPU is
+    in when the log starts or ends is incomplete and is not yielded.
     """
     current: dict[int, Excursion | None] = {}
     last_user: dict[int, Block] = {}
+    vbar: dict[int, int] = {}
     for block in blocks:
         if block.pc < KERNEL_VA_MIN:
             exc = current.get(block.cpu)
@@ -195,48 +234,54 @@ def excursions(blocks: Iterable[Block], table: TranslationTable, user_syms: Symb
             current[block.cpu] = None
             last_user[block.cpu] = block
             continue
+        base = vbar.get(block.cpu, vectors)
+        slot = _vector_slot(block.pc, base)
         exc = current.get(block.cpu)
-        if exc is not None and exc.insns and _is_el0_entry(block.pc, vectors):
+        if exc is not None and exc.insns and slot is not None and slot >= EL0_SYNC_OFFSET:
             # An interrupt taken on the way out, before any user instruction
             # ran: it is an excursion of its own, not part of the call.
             yield exc
-            exc = current[block.cpu] = Excursion(block.cpu, _vector_kind(block.pc, vectors))
+            exc = current[block.cpu] = Excursion(block.cpu, _slot_kind(slot))
         if exc is None:
             if block.cpu not in last_user:
                 continue  # entered before the log began
-            exc = Excursion(block.cpu, _entry_kind(last_user[block.cpu], block.pc, table,
-                                                   user_syms, vectors))
-            current[block.cpu] = exc
-            del last_user[block.cpu]
+            kind = _svc_kind(last_user.pop(block.cpu), table, user_syms)
+            if kind is not None:
+                vbar[block.cpu] = base = block.pc - EL0_SYNC_OFFSET
+            else:
+                kind = _slot_kind(_vector_slot(block.pc, base))
+            exc = current[block.cpu] = Excursion(block.cpu, kind)
+        elif slot is not None and slot < EL0_SYNC_OFFSET:
+            exc.interrupted = True
         exc.insns += block.insns
         exc.pcs.add(block.pc)
 
 
-def _entry_kind(user: Block, first_kernel_pc: int, table: TranslationTable,
-                user_syms: SymbolTable, vectors: int) -> str:
-    last_insn = user.pc + INSN_BYTES * (user.insns - 1)
-    if table.last_mnemonic.get(user.pc) == "svc":
-        sym = user_syms.lookup(last_insn) or ""
-        if sym.startswith("sc_ctl_"):
-            return "control"
-        if sym.startswith("sc_"):
-            return sym[3:]
-        return "svc_outside_wrappers"
-    return _vector_kind(first_kernel_pc, vectors)
+def _svc_kind(user: Block, table: TranslationTable, user_syms: SymbolTable) -> str | None:
+    """The call a user block ending in svc makes, None if it does not end so."""
+    if table.last_mnemonic.get(user.pc) != "svc" or user.insns < table.insns[user.pc]:
+        return None  # a cut block stops short of its svc: an interrupt came
+    sym = user_syms.lookup(user.pc + INSN_BYTES * (user.insns - 1)) or ""
+    if sym.startswith("sc_ctl_"):
+        return "control"
+    if sym.startswith("sc_"):
+        return sym[3:]
+    return "svc_outside_wrappers"
 
 
-def _is_el0_entry(pc: int, vectors: int) -> bool:
-    """pc is where one of the lower-EL entries (second half of the vector table)
-    begins: only taking an exception lands there."""
-    offset = pc - vectors
-    return EL0_SYNC_OFFSET <= offset < 2 * EL0_SYNC_OFFSET and offset % VECTOR_SLOT_BYTES == 0
+def _vector_slot(pc: int, base: int) -> int | None:
+    """The vector-table offset pc starts, None if pc is not a slot's first
+    instruction (only taking an exception lands there)."""
+    offset = pc - base
+    if 0 <= offset < 2 * EL0_SYNC_OFFSET and offset % VECTOR_SLOT_BYTES == 0:
+        return offset
+    return None
 
 
-def _vector_kind(pc: int, vectors: int) -> str:
-    offset = pc - vectors
-    if offset == EL0_IRQ_OFFSET:
+def _slot_kind(slot: int | None) -> str:
+    if slot == EL0_IRQ_OFFSET:
         return "el0_irq"
-    if offset == EL0_SYNC_OFFSET:
+    if slot == EL0_SYNC_OFFSET:
         return "el0_sync_other"
     return "other"
 
@@ -277,12 +322,10 @@ class Footprint:
 
 
 def accumulate(excs: Iterable[Excursion], table: TranslationTable,
-               kernel_syms: SymbolTable, vectors: int) -> Footprint:
+               kernel_syms: SymbolTable) -> Footprint:
     """Per excursion: instructions, distinct bytes, 64-byte lines, functions."""
     fp = Footprint()
     for exc in excs:
-        interrupted = any(0 <= pc - vectors < EL0_SYNC_OFFSET and
-                          (pc - vectors) % VECTOR_SLOT_BYTES == 0 for pc in exc.pcs)
         addrs: set[int] = set()
         for pc in exc.pcs:
             addrs.update(range(pc, pc + INSN_BYTES * table.insns[pc], INSN_BYTES))
@@ -292,7 +335,7 @@ def accumulate(excs: Iterable[Excursion], table: TranslationTable,
         fp.addrs[exc.kind] |= addrs
         fp.calls_by_cpu[(exc.kind, exc.cpu)] += 1
         fp.function_insns[exc.kind].update(funcs)
-        if not interrupted:
+        if not exc.interrupted:
             fp.uninterrupted[exc.kind].append(exc.insns)
             fp.uninterrupted_addrs[exc.kind] |= addrs
     return fp

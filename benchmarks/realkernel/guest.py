@@ -113,19 +113,32 @@ class _Monitor:
             raise GuestError(f"monitor refused {line!r}: {reply.strip()!r}")
         return reply
 
+    def quit(self) -> None:
+        """Ends QEMU: no prompt follows, the connection just closes."""
+        with contextlib.suppress(OSError):
+            self.sock.sendall(b"quit\n")
+
     def close(self) -> None:
         self.sock.close()
 
 
 def qemu_command(qemu: str, kernel: Path, initrd: Path, monitor: Path, *, cpu: str,
-                 smp: int, iters: int, warmup: int) -> list[str]:
-    """The exact qemu-system-aarch64 command line of a measurement run."""
+                 smp: int, iters: int, warmup: int, stream: bool = False,
+                 icount_shift: int | None = None) -> list[str]:
+    """The exact qemu-system-aarch64 command line of a measurement run.
+
+    icount_shift=S ties the guest's clock to instructions (2**S ns each), so
+    timer interrupts arrive at the same rate per instruction whether or not
+    the (slow) exec log is on; it also makes TCG single-threaded, each vCPU
+    running slices of ~a tick.  None: multi-threaded TCG, clock = host time.
+    """
     append = (f"console=ttyAMA0 nokaslr panic=-1 ktm_iters={iters} "
-              f"ktm_warmup={warmup} ktm_cpus={smp}")
+              f"ktm_warmup={warmup} ktm_cpus={smp} ktm_mode={int(stream)}")
+    icount = [] if icount_shift is None else ["-icount", f"shift={icount_shift}"]
     return [
-        qemu, "-M", "virt", "-cpu", cpu, "-smp", str(smp), "-m", "512", "-nographic",
-        "-no-reboot", "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
-        "-monitor", f"unix:{monitor},server=on,wait=off",
+        qemu, "-M", "virt", "-cpu", cpu, "-smp", str(smp), "-m", "512", *icount,
+        "-nographic", "-no-reboot", "-kernel", str(kernel), "-initrd", str(initrd),
+        "-append", append, "-monitor", f"unix:{monitor},server=on,wait=off",
     ]
 
 
@@ -153,7 +166,8 @@ def record(command: list[str], monitor: Path, log_path: Path, *, boot_timeout: f
         try:
             proc.wait(timeout=boot_timeout)
         except subprocess.TimeoutExpired:
-            mon.command("quit")
+            mon.quit()
+            proc.wait(timeout=boot_timeout)
     finally:
         if mon is not None:
             with contextlib.suppress(OSError, GuestError):
@@ -169,3 +183,46 @@ def record(command: list[str], monitor: Path, log_path: Path, *, boot_timeout: f
         raise GuestError(f"QEMU wrote no exec log to {log_path}")
     return GuestRun(command=command, console=console_text, log_path=log_path,
                     boot_seconds=booted - started, recorded_seconds=recorded - booted)
+
+
+def record_stream(command: list[str], monitor: Path, log_path: Path, *, log_bytes: int,
+                  settle_seconds: float, boot_timeout: float, run_timeout: float) -> GuestRun:
+    """A short capture for excerpts: the guest (ktm_mode=1) loops without a
+    handshake; the log is switched on mid-loop until it holds log_bytes."""
+    log_path.unlink(missing_ok=True)
+    started = time.monotonic()
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    console = _Console(proc)
+    console.start()
+    mon = None
+    try:
+        mon = _Monitor(monitor, timeout=boot_timeout)
+        console.wait_for("KTM STREAM", boot_timeout, "boot and warm-up")
+        booted = time.monotonic()
+        time.sleep(settle_seconds)  # both CPUs deep in their loops
+        mon.command(f"logfile {log_path}")
+        mon.command(f"log {LOG_FLAGS}")
+        deadline = time.monotonic() + run_timeout
+        while not log_path.exists() or log_path.stat().st_size < log_bytes:
+            if time.monotonic() > deadline:
+                raise GuestError(f"the log did not reach {log_bytes} bytes within "
+                                 f"{run_timeout:.0f} s")
+            if proc.poll() is not None:
+                raise GuestError("QEMU exited while recording the stream; console tail: "
+                                 f"{console.tail()!r}")
+            time.sleep(0.002)
+        mon.command("log none")
+        recorded = time.monotonic()
+        mon.quit()
+        proc.wait(timeout=boot_timeout)
+    finally:
+        if mon is not None:
+            with contextlib.suppress(OSError, GuestError):
+                mon.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    return GuestRun(command=command, console=console.text.decode(errors="replace"),
+                    log_path=log_path, boot_seconds=booted - started,
+                    recorded_seconds=recorded - booted)

@@ -21,7 +21,14 @@
  *      each prints "KTM END cpuN"; the parent reaps the child, prints
  *      "KTM DONE" and powers the machine off after the host's next line.
  * Parameters come from the kernel command line (unknown key=value words
- * reach init as environment variables): ktm_iters=N ktm_warmup=N.
+ * reach init as environment variables): ktm_iters=N ktm_warmup=N ktm_cpus=N
+ * ktm_mode=0|1.
+ *
+ * ktm_mode=1 (stream) is for short, self-contained log excerpts: no console
+ * handshake (whose kernel path would fill an excerpt with its translations);
+ * after "KTM STREAM" both CPUs call getppid `ktm_iters` times (its path is
+ * the shortest, so an excerpt holds many calls) and the host switches the
+ * log on mid-loop.
  */
 
 typedef unsigned long u64;
@@ -180,6 +187,18 @@ static u64 env_num(char **envp, const char *key, u64 fallback)
 	return fallback;
 }
 
+/*
+ * A hint after every measured call.  Under QEMU's -icount (single-threaded,
+ * round-robin TCG) YIELD ends the vCPU's turn, so the two CPUs' records
+ * interleave call by call as they would on two real cores; under
+ * multi-threaded TCG, and on hardware, it does nothing.  User mode only: the
+ * kernel never sees it.
+ */
+static inline void hand_over(void)
+{
+	__asm__ volatile("yield" ::: "memory");
+}
+
 struct fds {
 	s64 zero, null, pipe[2];
 };
@@ -195,35 +214,67 @@ static void run_loops(struct fds *f, u64 iters, int cpu)
 	struct { s64 sec, nsec; } ts;
 	u64 i;
 
-	for (i = 0; i < iters; i++)
+	for (i = 0; i < iters; i++) {
 		sc_getppid(0, 0, 0, 0, 0, 0);
-	for (i = 0; i < iters; i++)
+		hand_over();
+	}
+	for (i = 0; i < iters; i++) {
 		sc_read_devzero(f->zero, (u64)buf, 64, 0, 0, 0);
-	for (i = 0; i < iters; i++)
+		hand_over();
+	}
+	for (i = 0; i < iters; i++) {
 		sc_write_devnull(f->null, (u64)buf, 64, 0, 0, 0);
+		hand_over();
+	}
 	for (i = 0; i < iters; i++) {
 		s64 fd = sc_openat((u64)AT_FDCWD, (u64)"/dev/null", O_RDONLY | O_CLOEXEC, 0, 0, 0);
+		hand_over();
 		sc_close(fd, 0, 0, 0, 0, 0);
+		hand_over();
 	}
-	for (i = 0; i < iters; i++)
+	for (i = 0; i < iters; i++) {
 		sc_fstat(f->null, (u64)st, 0, 0, 0, 0);
-	for (i = 0; i < iters; i++)
+		hand_over();
+	}
+	for (i = 0; i < iters; i++) {
 		sc_newfstatat((u64)AT_FDCWD, (u64)"/init", (u64)st, 0, 0, 0);
+		hand_over();
+	}
 	for (i = 0; i < iters; i++) {
 		sc_pipe_write(f->pipe[1], (u64)buf, 64, 0, 0, 0);
+		hand_over();
 		sc_pipe_read(f->pipe[0], (u64)buf, 64, 0, 0, 0);
+		hand_over();
 	}
 	for (i = 0; i < iters; i++) {
 		s64 p = sc_mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 				(u64)-1, 0);
+		hand_over();
 		sc_munmap(p, 4096, 0, 0, 0, 0);
+		hand_over();
 	}
-	for (i = 0; i < iters; i++)
+	for (i = 0; i < iters; i++) {
 		sc_clock_gettime(CLOCK_MONOTONIC, (u64)&ts, 0, 0, 0, 0);
-	for (i = 0; i < iters; i++)
+		hand_over();
+	}
+	for (i = 0; i < iters; i++) {
 		sc_sched_yield(0, 0, 0, 0, 0, 0);
-	for (i = 0; i < iters; i++)
+		hand_over();
+	}
+	for (i = 0; i < iters; i++) {
 		sc_futex_wake((u64)&futex_word[cpu], FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, 0, 0, 0);
+		hand_over();
+	}
+}
+
+static void stream_loops(u64 iters)
+{
+	u64 i;
+
+	for (i = 0; i < iters; i++) {
+		sc_getppid(0, 0, 0, 0, 0, 0);
+		hand_over();
+	}
 }
 
 static void open_fds(struct fds *f)
@@ -272,6 +323,7 @@ __attribute__((used)) void ktm_main(long argc, char **argv)
 	u64 iters = env_num(envp, "ktm_iters", 200);
 	u64 warmup = env_num(envp, "ktm_warmup", 20);
 	u64 two_cpus = env_num(envp, "ktm_cpus", 2) >= 2;
+	u64 stream = env_num(envp, "ktm_mode", 0) == 1;
 	volatile int *shared = (volatile int *)sc_ctl_mmap(
 		0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, (u64)-1, 0);
 	struct fds f;
@@ -288,7 +340,10 @@ __attribute__((used)) void ktm_main(long argc, char **argv)
 			run_loops(&f, warmup, 1);
 			wake(&shared[0], 1);
 			wait_for(&shared[1], 1);
-			run_loops(&f, iters, 1);
+			if (stream)
+				stream_loops(iters);
+			else
+				run_loops(&f, iters, 1);
 			say("KTM END cpu1\n");
 			sc_ctl_exit(0, 0, 0, 0, 0, 0);
 		}
@@ -298,6 +353,14 @@ __attribute__((used)) void ktm_main(long argc, char **argv)
 	run_loops(&f, warmup, 0);
 	if (two_cpus)
 		wait_for(&shared[0], 1);
+	if (stream) {
+		if (two_cpus)
+			wake(&shared[1], 1);
+		say("KTM STREAM\n");
+		stream_loops(iters);
+		say("KTM END cpu0\n");
+		power_off();
+	}
 	say("KTM READY\n");
 	sc_ctl_read(0, (u64)line, sizeof(line), 0, 0, 0);
 	if (two_cpus)

@@ -70,6 +70,10 @@ WHAT_IS_MEASURED = {
 }
 
 
+# Stream mode loops this often; the host quits QEMU long before it is done.
+STREAM_ITERS = 10_000_000
+
+
 class MeasureError(RuntimeError):
     """A step of the measurement failed; the message names it."""
 
@@ -173,7 +177,7 @@ def analyse_log(log_lines, system_map_lines, nm_sizes: dict | None, init_nm: str
 
     excs = analyse.excursions(counted(analyse.parse_log(log_lines, table, unknown)), table,
                               user_symbols(init_nm), every["vectors"])
-    fp = analyse.accumulate(excs, table, kernel_syms, every["vectors"])
+    fp = analyse.accumulate(excs, table, kernel_syms)
     syscalls = analyse.syscall_figures(fp, MEASURED, kernel_syms)
     for name, fig in syscalls.items():
         fig["what"] = WHAT_IS_MEASURED[name]
@@ -207,8 +211,12 @@ def analyse_log(log_lines, system_map_lines, nm_sizes: dict | None, init_nm: str
 
 def write_excerpt(log: Path, system_map: Path, init_nm: Path, outdir: Path,
                   max_bytes: int) -> dict:
-    """The log's first lines (< max_bytes, whole IN: blocks) and the System.map
-    lines of every function they run, plus the section markers analysis needs."""
+    """The log's first lines (< max_bytes, ending before a Trace or an IN:
+    block) and the System.map lines of every function they run (and of the
+    symbol after each, where it ends), plus the section markers analysis needs.
+
+    The log is a stream-mode capture (record_stream): switched on mid-loop, so
+    every block is translated again, and listed, before it first runs."""
     outdir.mkdir(parents=True, exist_ok=True)
     kept, size = [], 0
     with open(log) as f:
@@ -242,6 +250,32 @@ def write_excerpt(log: Path, system_map: Path, init_nm: Path, outdir: Path,
             "system_map_lines": len(picked)}
 
 
+def _icount_shift(args: argparse.Namespace) -> int | None:
+    return None if args.icount == "off" else int(args.icount)
+
+
+def capture_excerpt(args: argparse.Namespace, files: dict[str, Path], initrd: Path,
+                    init_nm: Path, ktm: Path) -> dict:
+    """A second, short capture in stream mode, and the excerpt cut from it."""
+    monitor = ktm / "monitor-stream.sock"
+    # -icount as in the measured run: multi-threaded TCG on host time would
+    # fill the excerpt with timer ticks (the log slows the guest ~100x, not
+    # its clock); the init's YIELD after each call alternates the two vCPUs.
+    command = guest.qemu_command(args.qemu, files["image"], initrd, monitor, cpu=args.cpu,
+                                 smp=args.smp, iters=STREAM_ITERS, warmup=args.warmup,
+                                 stream=True, icount_shift=_icount_shift(args))
+    log = ktm / "stream.log"
+    guest.record_stream(command, monitor, log, log_bytes=2 * args.excerpt_bytes,
+                        settle_seconds=1.0, boot_timeout=args.boot_timeout,
+                        run_timeout=args.run_timeout)
+    info = write_excerpt(log, files["system_map"], init_nm, args.excerpt_dir,
+                         args.excerpt_bytes)
+    return {"qemu_command": shlex.join(command), "qemu_log_flags": guest.LOG_FLAGS,
+            "what": "the first lines of a stream-mode capture: both CPUs loop over "
+                    "getppid; the log is switched on mid-loop",
+            **info}
+
+
 def print_table(figures: dict) -> None:
     print(f"{'syscall':<15}{'calls':>6}{'insns/call':>12}{'median':>8}{'bytes/call':>12}"
           f"{'lines':>7}{'funcs':>7}{'union B':>9}")
@@ -271,6 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=20, help="unrecorded iterations first")
     ap.add_argument("--smp", type=int, choices=(1, 2), default=2)
     ap.add_argument("--cpu", default="cortex-a72", help="QEMU -cpu model")
+    ap.add_argument("--icount", default="0",
+                    help="QEMU -icount shift for the measured run (2**shift ns per "
+                         "instruction: 0 = 1 GHz at one instruction per cycle), or 'off' "
+                         "for multi-threaded TCG on host time")
     ap.add_argument("--qemu", default="qemu-system-aarch64")
     ap.add_argument("--boot-timeout", type=float, default=600)
     ap.add_argument("--run-timeout", type=float, default=3600)
@@ -293,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         log = ktm / "exec.log"
         monitor = ktm / "monitor.sock"
         command = guest.qemu_command(args.qemu, files["image"], initrd, monitor, cpu=args.cpu,
-                                     smp=args.smp, iters=args.iters, warmup=args.warmup)
+                                     smp=args.smp, iters=args.iters, warmup=args.warmup,
+                                     icount_shift=_icount_shift(args))
         run_info = {}
         if not args.analyse_only:
             run = guest.record(command, monitor, log, boot_timeout=args.boot_timeout,
@@ -347,8 +386,11 @@ def main(argv: list[str] | None = None) -> int:
         args.keep_log.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(log, args.keep_log)
     if args.excerpt_dir:
-        provenance["excerpt"] = write_excerpt(log, files["system_map"], init_nm,
-                                              args.excerpt_dir, args.excerpt_bytes)
+        try:
+            provenance["excerpt"] = capture_excerpt(args, files, initrd, init_nm, ktm)
+        except (MeasureError, guest.GuestError, analyse.LogFormatError, OSError) as e:
+            print(f"measure: excerpt: {e}", file=sys.stderr)
+            return 1
     provenance["runtime_seconds"] = round(time.monotonic() - started, 1)
     doc = {"provenance": provenance, **figures}
     atomic_write_text(args.out, json.dumps(doc, indent=1) + "\n")
