@@ -2,7 +2,7 @@
 
 The log holds, per translation block (TB), an `IN:` listing of its
 instructions when it is translated and a `Trace N:` line each time CPU N runs
-it (format: guest.py's LOG_FLAGS, and the README of tests/replay/data).  Per
+it (format: tests/replay/data/README-qemu-exec.md).  Per
 CPU, the records between two user-mode blocks form one kernel *excursion*;
 an excursion whose preceding user block ends in the `svc` of the guest's
 wrapper `sc_NAME` is one call of NAME.  Others are interrupts or faults

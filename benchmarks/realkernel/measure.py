@@ -12,8 +12,9 @@ Steps (each bounded by a timeout):
    DIR/dbg.  Nothing is installed.
 2. ktm_init.c built with aarch64-linux-gnu-gcc into a static, libc-free /init,
    packed into a newc initramfs (initramfs.py).
-3. qemu-system-aarch64 -M virt boots it; QEMU's exec log records only the
-   measured loops (guest.py).
+3. qemu-system-aarch64 -M virt -icount shift=0 boots it; QEMU's exec log
+   records only the measured loops (guest.py).  With --excerpt-dir, a second
+   short capture (the init's stream mode) gives the excerpt the tests use.
 4. analyse.py turns the log into the figures written to FILE (the schema of
    emu/data/footprint/debian-6.1-arm64.json).
 """

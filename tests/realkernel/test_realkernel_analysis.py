@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.realkernel import analyse, measure
+from benchmarks.realkernel import analyse, guest, measure
 from benchmarks.realkernel.initramfs import Entry, init_archive, newc_archive
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,6 +97,41 @@ def test_stopped_line_drops_the_block_that_did_not_run():
     blocks = list(analyse.parse_log(log))
     assert [(b.cpu, b.pc, b.insns) for b in blocks] == [
         (0, 0x400100, 2), (1, 0x400100, 2), (1, 0xFFFF800008011000, 3)]
+
+
+def _trace_cflags(cpu: int, pc: int, cflags: int) -> str:
+    return f"Trace {cpu}: 0x7f0000001000 [0000000000007001/{pc:016x}/00000021/{cflags:08x}] \n"
+
+
+def test_cut_translations_count_only_their_instructions():
+    """-icount cuts a block to its remaining budget: the cut listing must not
+    shrink the pc's full block, and the Trace's cflags count rules."""
+    pc = 0xFFFF800008011000
+    log = [*_in_block(pc, ["nop"] * 5), _trace(0, pc),
+           *_in_block(pc, ["nop"] * 2), _trace_cflags(0, pc, 0xFF020202), _trace(0, pc)]
+    assert [b.insns for b in analyse.parse_log(log)] == [5, 2, 5]
+
+
+def test_rewound_block_counts_up_to_the_io_instruction():
+    pc = 0xFFFF800008011000
+    log = [*_in_block(pc, ["nop"] * 6), *_in_block(pc + 12, ["ldr"]),
+           *_in_block(pc + 16, ["nop", "ret"]),
+           _trace(0, pc), "cpu_io_recompile: rewound execution of TB to ffff800008011000\n",
+           _trace_cflags(0, pc + 12, 0xFF028001), _trace(0, pc + 16)]
+    assert [(b.pc - pc, b.insns) for b in analyse.parse_log(log)] == [(0, 3), (12, 1), (16, 2)]
+
+
+def test_qemu_command_has_the_measurement_switches():
+    cmd = guest.qemu_command("qemu-system-aarch64", Path("Image"), Path("initrd"),
+                             Path("mon.sock"), cpu="cortex-a72", smp=2, iters=7, warmup=3,
+                             icount_shift=0)
+    assert cmd[cmd.index("-icount") + 1] == "shift=0"
+    append = cmd[cmd.index("-append") + 1].split()
+    assert {"nokaslr", "console=ttyAMA0", "ktm_iters=7", "ktm_warmup=3", "ktm_cpus=2",
+            "ktm_mode=0"} <= set(append)
+    assert cmd[cmd.index("-monitor") + 1] == "unix:mon.sock,server=on,wait=off"
+    assert "-icount" not in guest.qemu_command("q", Path("I"), Path("i"), Path("m"),
+                                               cpu="max", smp=1, iters=1, warmup=0)
 
 
 def test_blocks_translated_before_the_log_are_counted_not_guessed():
