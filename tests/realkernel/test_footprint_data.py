@@ -3,6 +3,7 @@ provenance, internal consistency, and that the package ships them."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sys
@@ -51,6 +52,12 @@ def test_every_figure_has_its_provenance(doc):
     assert f"-cpu {prov['cpu_model']}" in prov["qemu_command"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", prov["date"])
     assert prov["script"].startswith("python3 -m benchmarks.realkernel.measure")
+
+
+def test_figures_come_from_the_committed_init(doc):
+    """Changing ktm_init.c makes the committed figures stale: rerun the script."""
+    source = ROOT / "benchmarks" / "realkernel" / "ktm_init.c"
+    assert doc["provenance"]["init_source_sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
 
 
 def test_syscall_figures_have_the_schema_and_agree(doc):
