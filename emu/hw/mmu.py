@@ -34,7 +34,15 @@ from unicorn.arm64_const import (
 
 from emu.hw.accounting import KIND_KERNEL_TEXT, KIND_OTHER, Accounting
 from emu.hw.cpu import SCTLR_EL1, SCTLR_M, TCR_EL1, VCpu, read_sysreg
-from emu.hw.pagetable import TTBR_CNP, Access, Fault, FaultKind, Walker, leaf_permissions
+from emu.hw.pagetable import (
+    TTBR_CNP,
+    Access,
+    Fault,
+    FaultKind,
+    Walker,
+    current_asid,
+    leaf_permissions,
+)
 from emu.hw.physmem import PhysAddrError, PhysMem
 from emu.hw.tlb import GLOBAL, TlbEntry, Tlbs
 
@@ -130,7 +138,7 @@ class Mmu:
         walker = self._walker(regs.tcr())
         ttbr0 = regs.read(UC_ARM64_REG_TTBR0_EL1)
         ttbr1 = regs.read(UC_ARM64_REG_TTBR1_EL1)
-        asid = ((ttbr1 if walker.tcr.a1 else ttbr0) >> 48) & (0xFFFF if walker.tcr.as16 else 0xFF)
+        asid = current_asid(walker.tcr, ttbr0, ttbr1)
         cnp = bool((ttbr1 if va >> 55 & 1 else ttbr0) & TTBR_CNP)
         hit = self.tlbs.lookup(cpu.index, va, asid, cnp)
         if hit is None:
@@ -179,7 +187,7 @@ class Mmu:
         ttbr0 = uc.reg_read(UC_ARM64_REG_TTBR0_EL1)
         ttbr1 = uc.reg_read(UC_ARM64_REG_TTBR1_EL1)
         walker = self._walker(read_sysreg(uc, TCR_EL1))
-        asid = ((ttbr1 if walker.tcr.a1 else ttbr0) >> 48) & (0xFFFF if walker.tcr.as16 else 0xFF)
+        asid = current_asid(walker.tcr, ttbr0, ttbr1)
         return asid, bool((ttbr1 if va >> 55 & 1 else ttbr0) & TTBR_CNP)
 
     def _walk(self, cpu: VCpu, walker: Walker, ttbr0: int, ttbr1: int, va: int, access: int,

@@ -561,6 +561,12 @@ def make_ttbr(table_pa: int, asid: int = 0, cnp: bool = False) -> int:
     return table_pa | asid << TTBR_ASID_SHIFT | cnp * TTBR_CNP
 
 
+def current_asid(tcr: Tcr, ttbr0: int, ttbr1: int) -> int:
+    """The ASID in force: TCR_EL1.A1 picks the TTBR that holds it, TCR_EL1.AS
+    says whether it has 16 bits or 8 (ARM ARM D8.15, "ASID size")."""
+    return ((ttbr1 if tcr.a1 else ttbr0) >> TTBR_ASID_SHIFT) & (0xFFFF if tcr.as16 else 0xFF)
+
+
 # ----------------------------------------------------------------------------------- walk
 
 
@@ -607,6 +613,22 @@ class WalkResult:
 
 ReadU64 = Callable[[int], int]
 
+_NO_LEAF = (None, 0, (False, False, False), 0)
+
+
+def _walk_result(va: int, asid: int, region: int, kind: FaultKind | None, level: int = 0,
+                 chain: list[tuple[int, int, int, int, int]] | None = None, descriptor: int = 0,
+                 ng: bool = False,
+                 leaf: tuple[int, int, tuple[bool, bool, bool], int] = _NO_LEAF) -> WalkResult:
+    """The one place a walk builds its WalkResult: a fault of ``kind`` at ``level``
+    (None: no fault) and, when a leaf was reached, ``leaf`` = (pa, size,
+    (readable, writable, executable), table attributes)."""
+    pa, size, (readable, writable, executable), table_attrs = leaf
+    return WalkResult(va, pa, level, size, [] if chain is None else chain, descriptor,
+                      readable, writable, executable, asid, ng, region,
+                      None if kind is None else _FAULTS[(kind, level)], table_attrs)
+
+
 # Region states
 _REGION_OK = 0
 _REGION_FAULT_L0 = 1  # TnSZ out of range or EPDn set
@@ -618,7 +640,7 @@ class Walker:
     Keep one per TCR value on a hot path (the MMU hook); ``walk()`` below caches them.
     """
 
-    __slots__ = ("_asid_mask", "_asid_ttbr1", "_regions", "tcr")
+    __slots__ = ("_regions", "tcr")
 
     def __init__(self, tcr: int) -> None:
         t = decode_tcr(tcr)
@@ -628,8 +650,6 @@ class Walker:
             self._region(t.t0sz, t.tg0, t.epd0, t.tbi0, oa_bits, 0),
             self._region(t.t1sz, t.tg1, t.epd1, t.tbi1, oa_bits, 1),
         )
-        self._asid_ttbr1 = t.a1
-        self._asid_mask = 0xFFFF if t.as16 else 0xFF
 
     @staticmethod
     def _region(txsz: int, granule: int, epd: bool, tbi: bool, oa_bits: int, upper: int):
@@ -664,19 +684,16 @@ class Walker:
         (PA outside RAM) becomes a synchronous external abort on the walk.
         """
         upper = (va >> 55) & 1
-        asid = ((ttbr1 if self._asid_ttbr1 else ttbr0) >> TTBR_ASID_SHIFT) & self._asid_mask
+        asid = current_asid(self.tcr, ttbr0, ttbr1)
         region = self._regions[upper]
         if region[0]:
-            return WalkResult(va, None, 0, 0, [], 0, False, False, False, asid, False, upper,
-                              _FAULTS[(FaultKind.TRANSLATION, 0)])
+            return _walk_result(va, asid, upper, FaultKind.TRANSLATION)
         _, va_bits, top_mask, expected_top, baddr_mask, oa_excess, table_mask, steps = region
         if (va >> va_bits) & top_mask != expected_top:
-            return WalkResult(va, None, 0, 0, [], 0, False, False, False, asid, False, upper,
-                              _FAULTS[(FaultKind.TRANSLATION, 0)])
+            return _walk_result(va, asid, upper, FaultKind.TRANSLATION)
         table = (ttbr1 if upper else ttbr0) & TTBR_BADDR_MASK
         if table & oa_excess:
-            return WalkResult(va, None, 0, 0, [], 0, False, False, False, asid, False, upper,
-                              _FAULTS[(FaultKind.ADDRESS_SIZE, 0)])
+            return _walk_result(va, asid, upper, FaultKind.ADDRESS_SIZE)
         table &= baddr_mask
         chain = []
         append = chain.append
@@ -688,33 +705,28 @@ class Walker:
             try:
                 desc = read_u64(dpa)
             except LookupError:
-                return WalkResult(va, None, level, 0, chain, chain[-1][4] if chain else 0,
-                                  False, False, False, asid, False, upper,
-                                  _FAULTS[(FaultKind.WALK_EXTERNAL_ABORT, level)])
+                return _walk_result(va, asid, upper, FaultKind.WALK_EXTERNAL_ABORT, level, chain,
+                                    chain[-1][4] if chain else 0)
             append((level, table, index, dpa, desc))
             if not desc & DESC_VALID:
-                return WalkResult(va, None, level, 0, chain, desc, False, False, False, asid,
-                                  False, upper, _FAULTS[(FaultKind.TRANSLATION, level)])
+                return _walk_result(va, asid, upper, FaultKind.TRANSLATION, level, chain, desc)
             if desc & DESC_TABLE:
                 if kind != 2:
                     table_attrs |= desc
                     table = desc & table_mask
                     if table & oa_excess:
-                        return WalkResult(va, None, level, 0, chain, desc, False, False, False,
-                                          asid, False, upper,
-                                          _FAULTS[(FaultKind.ADDRESS_SIZE, level)])
+                        return _walk_result(va, asid, upper, FaultKind.ADDRESS_SIZE, level,
+                                            chain, desc)
                     continue
             elif kind != 1:
                 # A block encoding where the granule allows none is reserved.
-                return WalkResult(va, None, level, 0, chain, desc, False, False, False, asid,
-                                  False, upper, _FAULTS[(FaultKind.TRANSLATION, level)])
+                return _walk_result(va, asid, upper, FaultKind.TRANSLATION, level, chain, desc)
             break
         # The leaf: a block, or a page at level 3.
         oa = desc & leaf_mask
         ng = bool(desc & DESC_NG)
         if oa & oa_excess:
-            return WalkResult(va, None, level, 0, chain, desc, False, False, False, asid, ng,
-                              upper, _FAULTS[(FaultKind.ADDRESS_SIZE, level)])
+            return _walk_result(va, asid, upper, FaultKind.ADDRESS_SIZE, level, chain, desc, ng)
         # AArch64.S1DirectBasePermissions(), see the module docstring.
         read_only = desc & DESC_RDONLY or table_attrs & TABLE_AP_RO
         el0 = desc & DESC_USER and not table_attrs & TABLE_AP_NO_EL0
@@ -735,13 +747,14 @@ class Walker:
         else:
             raise ConfigError(f"access {access!r} is not Access.READ, WRITE or FETCH")
         if not desc & DESC_AF:
-            flt = _FAULTS[(FaultKind.ACCESS_FLAG, level)]
+            fault_kind = FaultKind.ACCESS_FLAG
         elif not allowed:
-            flt = _FAULTS[(FaultKind.PERMISSION, level)]
+            fault_kind = FaultKind.PERMISSION
         else:
-            flt = None
-        return WalkResult(va, oa | (va & (size - 1)), level, size, chain, desc, r, w, x, asid,
-                          ng, upper, flt, table_attrs & TABLE_ATTR_MASK)
+            fault_kind = None
+        return _walk_result(va, asid, upper, fault_kind, level, chain, desc, ng,
+                            (oa | (va & (size - 1)), size, (r, w, x),
+                             table_attrs & TABLE_ATTR_MASK))
 
 
 @lru_cache(maxsize=16)
