@@ -19,6 +19,7 @@ from emu.hw.pagetable import (
     table_descriptor,
     walk,
 )
+from emu.hw.physmem import PhysMem
 from emu.kernel.pgtable_prot import PAGE_KERNEL, PAGE_KERNEL_ROX, PAGE_USER, PAGE_USER_EXEC
 
 
@@ -292,18 +293,17 @@ def test_ttbr_low_bits_and_cnp_are_ignored(tables: HandTables) -> None:
 
 
 def test_walk_on_real_physmem() -> None:
-    physmem = pytest.importorskip("emu.hw.physmem")
     from emu.kernel.mmu import create_pgd_mapping
 
     g = Geometry(4096, 48)
-    with physmem.PhysMem(2, 4 << 20) as mem:
+    with PhysMem(2, 4 << 20) as mem:
         def alloc() -> int:
             return mem.memblock_alloc_node(g.granule, g.granule, 1)
 
         pgd = alloc()
         va = g.upper_base + (1 << 39) + 0x20_0000
         create_pgd_mapping(mem, g, pgd, va, 0x4000_0000, 2 << 20, PAGE_KERNEL, alloc)
-        read = mem.u64_reader() if hasattr(mem, "u64_reader") else mem.read_u64
+        read = mem.u64_reader()
         r = walk(read, make_tcr(g), 0, make_ttbr(pgd), va + 0x1238, Access.WRITE, 1)
         assert r.ok and r.pa == 0x4000_1238 and r.level == 2
         r = walk(read, make_tcr(g), 0, make_ttbr(0x7000_0000), va, Access.READ, 1)
