@@ -4,9 +4,31 @@ SMC Calling Convention (function ID in x0, arguments x1-x3, result in x0).
 
 PSCI is how Linux brings secondaries up (``psci_cpu_on``) and down; the SiP
 calls are the emulator's equivalent of a panic console and a UART.
+``Firmware.call`` serves one call and tells the machine how it ended: back
+to the caller, with the CPU (or every CPU) powered off, or with a panic's
+FaultReport.
 """
 
 from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Protocol
+
+from unicorn import Uc
+from unicorn.arm64_const import (
+    UC_ARM64_REG_PC,
+    UC_ARM64_REG_X0,
+    UC_ARM64_REG_X1,
+    UC_ARM64_REG_X2,
+    UC_ARM64_REG_X3,
+    UC_ARM64_REG_X4,
+)
+
+from emu.hw.cpu import PowerState, VCpu
+from emu.hw.forensics import FaultReport, Forensics
+from emu.hw.mmu import Mmu
+from emu.hw.physmem import PhysMem
 
 PSCI_VERSION = 0x84000000
 PSCI_CPU_OFF = 0x84000002
@@ -23,8 +45,89 @@ SMCCC_RET_NOT_SUPPORTED = -1
 
 PSCI_VERSION_1_1 = 0x10001
 MAX_CONSOLE_WRITE = 4096
-
+# Registers a CPU can be started with (PSCI CPU_ON, or the boot loader for CPU 0)
+RegisterSet = dict[object, int]
 
 
 def to_u64(value: int) -> int:
     return value & ((1 << 64) - 1)
+
+
+class CallEnd(enum.Enum):
+    """How a firmware call ended, when it did not end in a panic."""
+
+    RETURNED = "returned"  # result in x0; the caller carries on
+    POWERED_OFF = "powered off"  # CPU_OFF or SYSTEM_OFF: the caller's turn is over
+
+
+class PowerControl(Protocol):
+    """What PSCI needs of the machine: its CPUs and their power switches."""
+
+    cpus: Sequence[VCpu]
+
+    def power_on(self, cpu: int, registers: RegisterSet) -> None: ...
+
+    def power_off(self, cpu: int) -> None: ...
+
+
+class Firmware:
+    """PSCI and the SiP service for the CPU on the engine."""
+
+    def __init__(self, uc: Uc, power: PowerControl, mmu: Mmu, physmem: PhysMem,
+                 forensics: Forensics) -> None:  # fmt: skip
+        self.uc = uc
+        self.power = power
+        self.mmu = mmu
+        self.physmem = physmem
+        self.forensics = forensics
+        self.console: list[str] = []
+        self.calls = 0  # every smc served (the watchdog counts them as progress)
+
+    def call(self, cpu: VCpu) -> CallEnd | FaultReport:
+        """Serve the ``smc`` ``cpu`` just executed (PC is past it)."""
+        self.calls += 1
+        uc = self.uc
+        function = uc.reg_read(UC_ARM64_REG_X0) & 0xFFFFFFFF
+        x1, x2, x3 = (uc.reg_read(r) for r in (UC_ARM64_REG_X1, UC_ARM64_REG_X2, UC_ARM64_REG_X3))
+        result: int
+        if function == PSCI_VERSION:
+            result = PSCI_VERSION_1_1
+        elif function == PSCI_CPU_ON_64:
+            result = self._cpu_on(x1, x2, x3)
+        elif function == PSCI_CPU_OFF:
+            cpu.exit_status = x1
+            self.power.power_off(cpu.index)
+            return CallEnd.POWERED_OFF
+        elif function == PSCI_SYSTEM_OFF:
+            for other in self.power.cpus:
+                self.power.power_off(other.index)
+            return CallEnd.POWERED_OFF
+        elif function == SIP_PANIC:
+            return self.forensics.panic_report(cpu, esr=x1, far=x2, elr=x3,
+                                               spsr=uc.reg_read(UC_ARM64_REG_X4))
+        elif function == SIP_PUTS:
+            result = self._console_write(x1, x2)
+        else:
+            result = SMCCC_RET_NOT_SUPPORTED
+        uc.reg_write(UC_ARM64_REG_X0, to_u64(result))
+        return CallEnd.RETURNED
+
+    def _cpu_on(self, target: int, entry: int, context_id: int) -> int:
+        cpus = self.power.cpus
+        if not 0 <= target < len(cpus) or entry & 3:
+            return PSCI_RET_INVALID_PARAMS
+        if cpus[target].power is PowerState.ON:
+            return PSCI_RET_ALREADY_ON
+        self.power.power_on(target, {UC_ARM64_REG_PC: entry, UC_ARM64_REG_X0: context_id})
+        return PSCI_RET_SUCCESS
+
+    def _console_write(self, va: int, length: int) -> int:
+        length = min(length, MAX_CONSOLE_WRITE)
+        data = bytearray()
+        for offset in range(length):
+            pa = self.mmu.translate(self.uc, va + offset)
+            if pa is None:
+                return PSCI_RET_INVALID_PARAMS
+            data += self.physmem.read(pa, 1)
+        self.console.append(data.decode("utf-8", "replace"))
+        return length

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from emu.cli import main
 from emu.errors import GuestFault
 from emu.hw.accounting import NO_ACCEL_ENV, RECENT_BLOCKS
+from emu.hw.exception import EXCEPTION_LOOP_LIMIT
 from emu.hw.fault import (
     EC_DABT_CUR,
     EC_DABT_LOW,
@@ -30,7 +31,8 @@ from emu.hw.fault import (
     decode_esr,
     esr_class,
 )
-from emu.hw.machine import DEFAULT_WATCHDOG, EXCEPTION_LOOP_LIMIT, FaultReport, StopReason
+from emu.hw.forensics import FaultReport
+from emu.hw.machine import DEFAULT_WATCHDOG, StopReason
 from emu.kernel.boot import USER_BASE
 from emu.system import DEFAULT_MAX_INSTRUCTIONS, System
 
