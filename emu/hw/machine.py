@@ -339,7 +339,9 @@ class Machine:
         if not self.count_fetches:
             executed = budget  # unknown without the block hook; the quantum is the bound
         elif watchdog and cpu.power is PowerState.ON:
-            self._check_watchdog(cpu, start, watchdog)
+            quiet = accounting.instructions(index) - self._quiet_since[index]
+            if quiet >= watchdog:
+                self._watchdog_fired(cpu, start, quiet, watchdog)
         self.total_instructions += executed
         return executed
 
@@ -374,14 +376,12 @@ class Machine:
             handled = True
         return handled
 
-    def _check_watchdog(self, cpu: VCpu, start: int, watchdog: int) -> None:
-        quiet = self.accounting.instructions(cpu.index) - self._quiet_since[cpu.index]
-        if quiet >= watchdog:
-            self._follow(self.forensics.report(
-                cpu, self.uc.reg_read(UC_ARM64_REG_PC),
-                f"spinning: {quiet:,} instructions without taking an exception "
-                f"(watchdog {watchdog:,})"))  # fmt: skip
-            self._raise_stop(cpu, start)
+    def _watchdog_fired(self, cpu: VCpu, start: int, quiet: int, watchdog: int) -> None:
+        self._follow(self.forensics.report(
+            cpu, self.uc.reg_read(UC_ARM64_REG_PC),
+            f"spinning: {quiet:,} instructions without taking an exception "
+            f"(watchdog {watchdog:,})"))  # fmt: skip
+        self._raise_stop(cpu, start)
 
     def _exceptions_taken(self, cpu: VCpu) -> int:
         """Exceptions so far: the CPU's own (Python), every svc entered in C and
