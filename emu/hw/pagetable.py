@@ -2,7 +2,8 @@
 
 Owns: the table geometry of a granule and VA size (Geometry); the descriptor formats
 (table, block, page; 48-bit output addresses) and their attributes (Prot);
-TCR_EL1 and TTBRn_EL1 fields (decode_tcr/make_tcr, decode_ttbr/make_ttbr); the
+TCR_EL1 and TTBRn_EL1 fields (decode_tcr/make_tcr, decode_ttbr/make_ttbr) and the
+ASID in force (current_asid); the
 pure table walk (Walker.walk / walk) that the MMU hook, the verifier and the tests
 share; and the read-only listing of a table tree (leaf_mappings). Linux's choices
 on top of the architecture live in emu/kernel/: the protections (PAGE_KERNEL...)
