@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from emu.config import MachineConfig, machine_config
 from emu.errors import GuestFault, UsageError
+from emu.hw.band import band_and_sanity
 from emu.hw.cachemodel import attach_cache_model
 from emu.hw.cost import CostReport, cost_of_run, gain, speedup
 from emu.hw.machine import StopReason
@@ -158,7 +159,7 @@ def run_comparison(options: RunOptions, *, progress: Progress | None = None,
         started = time.perf_counter()
         system = System(config, run_spec(options, config.ktext))
         system.machine.watchdog = options.watchdog
-        model = attach_cache_model(system) if options.detail == "cache" else None
+        model = attach_cache_model(system, detail=options.detail)
         booted = time.perf_counter()
         with progress("ktext " + ("on" if config.ktext else "off")) as update:
             try:
@@ -197,8 +198,18 @@ def run_comparison(options: RunOptions, *, progress: Progress | None = None,
         })  # fmt: skip
         system.close()
     add_speedup(report.runs, report.costs)
+    add_band(report.runs, report.costs)
     report.complete = True
     return report
+
+
+def add_band(runs: list[dict], costs: list[CostReport]) -> None:
+    """Sanity figures for every run; the speed-up band and the fast/detailed
+    agreement for the ``on`` run (emu/hw/band.py)."""
+    off = [cost for run, cost in zip(runs, costs, strict=True) if not run["ktext"]]
+    for run, cost in zip(runs, costs, strict=True):
+        if cost.hierarchy is not None:
+            run["cost"].update(band_and_sanity(off[0] if run["ktext"] and off else None, cost))
 
 
 def add_speedup(runs: list[dict], costs: list[CostReport]) -> None:

@@ -23,22 +23,31 @@ Machine file schema (presets in emu/hw/presets/ use the same one)::
     remote_distance = 20      # optional: the SLIT distance remote_ns was measured at
     source = "..."            # the citation for the figures
 
-    [cost]                    # optional, all keys required: the fast cost model
+    [cost]                    # optional: the cost model's core figures
     clock_ghz = 3.0
-    base_cpi = 1.0
-    icache_hit_rate = 0.99    # share of instruction fetches served on chip
-    dcache_hit_rate = 0.95    # share of data accesses served on chip
+    base_cpi = [0.8, 1.2]     # a figure: a number, or [low, high] where none is published
+    icache_hit_rate = 0.99    # optional, only for the counts-only formula fast_cost()
+    dcache_hit_rate = 0.95    # optional, likewise
     source = "..."
 
-    [cache]                   # optional, all keys required: the detailed cache model
+    [cache]                   # optional: the cache hierarchy (emu/hw/cachemodel.py)
     line_bytes = 64
     l1i_kib = 64
     l1i_ways = 4
     l1d_kib = 64
     l1d_ways = 4
+    l2_kib = 1024             # optional (default 1024): private unified L2
+    l2_ways = 8               # optional (default 8)
     llc_kib = 32768           # per node
     llc_ways = 16
-    llc_hit_ns = 30.0
+    l1_hit_cycles = 4         # optional (default 4)
+    l2_hit_cycles = 11        # optional figure (default 11)
+    llc_hit_ns = 30.0         # a figure
+    remote_llc_hit_ns = [80, 120]  # optional figure: a hit in another node's slice
+    llc_placement = "home"    # optional: home (default) or requester
+    inclusive_l2 = true       # optional choice (default true)
+    prefetch_next_line = [false, true]  # optional choice: both simulated
+    data_mlp = [1.0, 4.0]     # optional figure: data misses in flight
     source = "..."
 
 Any other table or key, a value of the wrong type, malformed TOML or an
@@ -91,19 +100,24 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "distances": "matrix",
     },
     "hardware": {"cpus_per_node": "integer", "source": "string"},
-    "latency": {"local_ns": "number", "remote_ns": "number", "remote_distance": "integer",
+    "latency": {"local_ns": "figure", "remote_ns": "figure", "remote_distance": "integer",
                 "source": "string"},
-    "cost": {"clock_ghz": "number", "base_cpi": "number", "icache_hit_rate": "number",
+    "cost": {"clock_ghz": "number", "base_cpi": "figure", "icache_hit_rate": "number",
              "dcache_hit_rate": "number", "source": "string"},
     "cache": {"line_bytes": "integer", "l1i_kib": "integer", "l1i_ways": "integer",
-              "l1d_kib": "integer", "l1d_ways": "integer", "llc_kib": "integer",
-              "llc_ways": "integer", "llc_hit_ns": "number", "source": "string"},
+              "l1d_kib": "integer", "l1d_ways": "integer", "l2_kib": "integer",
+              "l2_ways": "integer", "llc_kib": "integer", "llc_ways": "integer",
+              "l1_hit_cycles": "integer", "l2_hit_cycles": "figure", "llc_hit_ns": "figure",
+              "remote_llc_hit_ns": "figure", "llc_placement": "string",
+              "inclusive_l2": "choice", "prefetch_next_line": "choice", "data_mlp": "figure",
+              "source": "string"},
 }
 _REQUIRED = {
     "machine": ("nodes", "cpus_per_node"),
     "latency": ("local_ns", "source"),
-    "cost": tuple(_SCHEMA["cost"]),  # every key
-    "cache": tuple(_SCHEMA["cache"]),
+    "cost": ("clock_ghz", "base_cpi", "source"),
+    "cache": ("line_bytes", "l1i_kib", "l1i_ways", "l1d_kib", "l1d_ways", "llc_kib", "llc_ways",
+              "llc_hit_ns", "source"),
 }
 
 
@@ -295,6 +309,8 @@ _KIND_TEXT = {
     "string": "a string",
     "integer": "an integer",
     "number": "a number",
+    "figure": "a number or a range [low, high]",
+    "choice": "true, false or [false, true]",
     "matrix": "an array of arrays of integers",
 }
 
@@ -306,6 +322,12 @@ def _has_kind(value: object, kind: str) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == "number":
         return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "figure":
+        return _has_kind(value, "number") or (
+            isinstance(value, list) and all(_has_kind(v, "number") for v in value))
+    if kind == "choice":
+        return isinstance(value, bool) or (
+            isinstance(value, list) and all(isinstance(v, bool) for v in value))
     return isinstance(value, list) and all(
         isinstance(row, list) and all(isinstance(d, int) and not isinstance(d, bool) for d in row)
         for row in value

@@ -91,6 +91,39 @@ def format_cost(runs: Sequence[dict], labels: Sequence[str]) -> list[str]:
         speed = on[0]["cost"]["speedup"]
         lines.append(f"modelled speed-up from replication: {speed:.4f}x "
                      f"({100 * (speed - 1):+.2f}% total cycles)")
+    lines += format_band(runs, labels)
+    return lines
+
+
+def format_band(runs: Sequence[dict], labels: Sequence[str]) -> list[str]:
+    """The speed-up band, the fast/detailed agreement and the sanity figures."""
+    lines = []
+    for run in runs:
+        band = run["cost"].get("speedup_band")
+        if band:
+            ranges = ", ".join(run["cost"]["parameters"].get("ranges", {})) or "none"
+            lines.append(
+                f"speed-up band over the ranged figures ({ranges}; structural variants "
+                f"simulated): low {band['low']:.4f}x, mid {band['mid']:.4f}x, "
+                f"high {band['high']:.4f}x"
+            )
+        agree = run["cost"].get("fast_agreement")
+        if agree:
+            verdict = "agree" if agree["agree"] else "DISAGREE"
+            lines.append(f"fast vs cache gain: {100 * agree['fast_gain']:+.2f}% vs "
+                         f"{100 * agree['cache_gain']:+.2f}% ({verdict}, tolerance "
+                         f"{100 * agree['tolerance']:.2f} points)")
+            if agree["why"]:
+                lines.append(f"  why: {agree['why']}")
+    for run, label in zip(runs, labels, strict=True):
+        sanity = run["cost"].get("sanity")
+        if sanity and sanity["cpi"] is not None:
+            lines.append(
+                f"sanity ({label}): kernel share {100 * sanity['kernel_share']:.1f}%, "
+                f"front-end stall share {100 * sanity['frontend_stall_share']:.1f}%, "
+                f"CPI {sanity['cpi']:.2f}, MPKI L1I {sanity['l1i_mpki']:.2f} "
+                f"L2I {sanity['l2i_mpki']:.2f} LLC {sanity['llc_mpki']:.2f}"
+            )
     return lines
 
 

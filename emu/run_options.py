@@ -55,7 +55,7 @@ class RunOptions:
     quantum: int = DEFAULT_QUANTUM
     is_domain: str = "machine"
     ro_replicas: bool = False
-    detail: str = "fast"  # cost model: "fast" or "cache"
+    detail: str = "fast"  # cost model: "fast" (one hierarchy) or "cache" (every variant)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunOptions:
@@ -174,8 +174,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> dict[str, argparse.Act
                             help="map the rodata copies read-only (a remedy; the series maps "
                             "them PAGE_KERNEL)"),
         layout.add_argument("--detail", choices=DETAIL_CHOICES, default="fast",
-                            help="cost model: fast (counts x latency, default) or cache "
-                            "(per-CPU L1I/L1D and per-node LLC simulation)"),
+                            help="cost model: both simulate per-CPU L1I/L1D/L2 and a per-node "
+                            "LLC; fast (default) the preset's first-listed structural variant, "
+                            "cache every variant (prefetch on/off ...) for the band"),
     ]  # fmt: skip
     actions.update((action.dest, action) for action in added)
     return actions

@@ -101,11 +101,24 @@ static inline void acct_count(acct_t *a, const acct_tcache_t *page, uint32_t wri
 }
 
 /* `count` accesses `stride` bytes apart from `address`, each to its page's node. */
+/* Each access of a run to the cache model, with its PA (data_sink set). */
+static __attribute__((noinline)) void acct_sink(acct_t *a, uint64_t address, uint32_t count,
+                                                uint32_t stride, uint32_t write) {
+    uint32_t i, size = stride ? stride : 1;
+    for (i = 0; i < count; i++) {
+        uint64_t va = address + (uint64_t)i * stride;
+        const acct_tcache_t *page = acct_translate(a, va);
+        if (page == NULL) continue;  /* counted as unknown by acct_count */
+        a->data_sink(a->data_sink_user, (page->pa_page << 12) | (va & 0xfff), size, write);
+    }
+}
+
 static inline void acct_charge(acct_t *a, uint64_t address, uint32_t count, uint32_t stride,
                                uint32_t write) {
     const acct_tcache_t *page = &a->tcache[(address >> 12) & a->tcache_mask];
     uint32_t i;
     if (count == 0) return;
+    if (a->data_sink != NULL) acct_sink(a, address, count, stride, write);
     if ((address ^ (address + (uint64_t)(count - 1) * stride)) >> 12 != 0) {  /* crosses a page */
         for (i = 0; i < count; i++) acct_count(a, acct_translate(a, address + (uint64_t)i * stride), write, 1);
         return;

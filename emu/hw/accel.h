@@ -75,6 +75,10 @@ typedef struct {
     int32_t xregid[32];      /* Unicorn ids of x0..x30 and sp */
     struct acct_decoded *decoded; /* direct-mapped cache of decoded loads/stores (_accel.c) */
     uint64_t decoded_mask;
+    /* A cache model fed from here (emu/hw/_cachesim.c cache_data_sink): every
+     * data access, with its PA and size, when set; NULL otherwise. */
+    void (*data_sink)(void *user, uint64_t pa, uint32_t size, uint32_t write);
+    void *data_sink_user;
 } acct_t;
 
 #define ACCT_RECENT 16

@@ -110,6 +110,8 @@ class _AcctState(ctypes.Structure):
         ("xregid", ctypes.c_int32 * 32),
         ("decoded", ctypes.c_void_p),
         ("decoded_mask", ctypes.c_uint64),
+        ("data_sink", ctypes.c_void_p),
+        ("data_sink_user", ctypes.c_void_p),
     ]
 
 

@@ -1,23 +1,26 @@
-"""The NUMA cost model: turns exact per-CPU, per-node access counts into
-modelled cycles and per-node memory traffic.
+"""The NUMA cost model's parameters and reports: turns per-CPU, per-node
+counts into modelled cycles and per-node memory traffic.
 
 Owns the model's parameters as resolved for one topology (ModelParameters:
-core clock, base CPI, hit rates, line size, and the node x node memory
-latency), the report of one run (CostReport, shared with the detailed cache
-model of emu/hw/cachemodel.py), the fast model itself (fast_cost), and the
-comparisons a caller makes between two runs (speedup, gain, cycles_saved).
+core clock, base CPI, the cache hierarchy's figures, the node x node memory
+latency, and which of them are ranges), one point of those ranges in cycles
+(CostPoint), the report of one run (CostReport), the counts-only formula
+fast_cost, and the comparisons a caller makes between two runs (speedup,
+gain, cycles_saved).
 
-Fast model, per CPU c on node n (all terms exact, in rationals):
+A run's cycles come from the cache hierarchy of emu/hw/cachemodel.py, whose
+miss counts are the run's own: ``--detail cache`` simulates it at full size,
+``--detail fast`` on a sample of its sets (the formula is there).  The band
+over the ranges is emu/hw/band.py's.
+
+fast_cost, the counts-only formula kept for callers with fixed hit rates (a
+machine file's optional icache_hit_rate/dcache_hit_rate), per CPU c on node n
+(all terms exact, in rationals):
 
     cycles(c) = instructions(c) x base_cpi
               + sum over memory nodes m of  misses(c, m) x latency_cycles(n, m)
     misses(c, m) = fetches(c, m) x (1 - icache_hit_rate)
                  + (data reads + writes)(c, m) x (1 - dcache_hit_rate)
-
-Every miss moves one cache line between node m's DRAM and the CPU, so node
-m's traffic is line_bytes x the misses charged to it.  Hits cost nothing
-beyond the base CPI.  Data counts exist only when the run counted data
-accesses (RunSpec.data_accesses); without them the model charges fetches only.
 
 Memory latency from node n to node m, in ns:
 - a [latency] table with remote_ns: local_ns at distance 10, remote_ns at
@@ -52,13 +55,17 @@ from emu.hw.topology import (
     LOCAL_DISTANCE,
     CacheGeometry,
     CoreCost,
+    Figure,
     MemoryLatency,
     Topology,
+    figure_mid,
+    figure_points,
     nearest_remote,
 )
 
 if TYPE_CHECKING:
     from emu.hw.accounting import CpuCounts
+    from emu.hw.cachemodel import HierarchyResult
     from emu.system import System
 
 MODEL_FAST = "fast"
@@ -76,28 +83,53 @@ DEFAULT_LATENCY = MemoryLatency(
 # default preset (emu/hw/presets/default.toml, where each is cited); a test
 # keeps the two equal.
 DEFAULT_CORE_COST = CoreCost(
-    clock_ghz=3.0, base_cpi=1.0, icache_hit_rate=0.99, dcache_hit_rate=0.99,
+    clock_ghz=3.0, base_cpi=(0.6, 1.4),
     source="default preset (emu/hw/presets/default.toml)",
 )  # fmt: skip
 DEFAULT_CACHE = CacheGeometry(
     line_bytes=64, l1i_kib=64, l1i_ways=4, l1d_kib=64, l1d_ways=4, llc_kib=32768, llc_ways=16,
-    llc_hit_ns=30.0, source="default preset (emu/hw/presets/default.toml)",
+    llc_hit_ns=(25.0, 40.0), source="default preset (emu/hw/presets/default.toml)",
+    l2_kib=1024, l2_ways=8, l1_hit_cycles=4, l2_hit_cycles=(9, 13), remote_llc_hit_ns=None,
+    llc_placement="home", inclusive_l2=True, prefetch_next_line=(False, True),
+    data_mlp=(1.0, 4.0),
 )  # fmt: skip
+
+# The figures that may be ranges, in the order the band reports them.
+RANGE_NAMES = ("base_cpi", "local_ns", "remote_ns", "l2_hit_cycles", "llc_hit_ns",
+               "remote_llc_hit_ns", "data_mlp")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CostPoint:
+    """Every cost figure at one point of its range, in core cycles (exact)."""
+
+    base_cpi: Fraction
+    l1_hit_cycles: Fraction
+    l2_hit_cycles: Fraction
+    llc_cycles: tuple[tuple[Fraction, ...], ...]  # [CPU node][LLC slice node]: a hit there
+    dram_cycles: tuple[tuple[Fraction, ...], ...]  # [CPU node][memory node]
+    data_mlp: Fraction
+    picks: tuple[tuple[str, str], ...] = ()  # (figure, "low"/"mid"/"high") for ranges
 
 
 @dataclass(frozen=True)
 class ModelParameters:
-    """Everything the models need about one machine, with exact values."""
+    """Everything the models need about one machine, with exact values.
+    ``base_cpi`` and ``latency_ns`` are the point values (midpoints of
+    ranges); ``core``, ``latency`` and ``cache`` keep the ranges."""
 
     clock_ghz: Fraction
     base_cpi: Fraction
-    icache_hit_rate: Fraction
-    dcache_hit_rate: Fraction
+    icache_hit_rate: Fraction | None
+    dcache_hit_rate: Fraction | None
     line_bytes: int
     latency_ns: tuple[tuple[Fraction, ...], ...]  # [CPU node][memory node]
     latency_rule: str
     cache: CacheGeometry
     sources: dict[str, str] = field(default_factory=dict)
+    core: CoreCost | None = None
+    latency: MemoryLatency | None = None
+    distances: tuple[tuple[int, ...], ...] = ()
 
     @property
     def nodes(self) -> int:
@@ -108,22 +140,84 @@ class ModelParameters:
 
     @property
     def llc_hit_cycles(self) -> Fraction:
-        return exact(self.cache.llc_hit_ns) * self.clock_ghz
+        return exact(figure_mid(self.cache.llc_hit_ns)) * self.clock_ghz
+
+    def figure(self, name: str) -> Figure | None:
+        """The figure ``name`` of RANGE_NAMES as configured (a number or a range)."""
+        if name == "base_cpi":
+            return self.core.base_cpi if self.core else self.base_cpi
+        if name in ("local_ns", "remote_ns"):
+            return getattr(self.latency, name) if self.latency else None
+        return getattr(self.cache, name)
+
+    def ranged(self) -> tuple[str, ...]:
+        """The figures given as ranges."""
+        return tuple(n for n in RANGE_NAMES if isinstance(self.figure(n), tuple))
+
+    def point(self, picks: dict[str, str] | None = None) -> CostPoint:
+        """Every figure at ``picks[name]`` ("low", "mid" or "high"; default mid)."""
+        picks = picks or {}
+
+        def value(name: str) -> Fraction | None:
+            fig = self.figure(name)
+            if fig is None:
+                return None
+            if not isinstance(fig, tuple):
+                return exact(fig)
+            pick = picks.get(name, "mid")
+            low, high = figure_points(fig)
+            return {"low": exact(low), "high": exact(high),
+                    "mid": (exact(low) + exact(high)) / 2}[pick]  # fmt: skip
+
+        clock = self.clock_ghz
+        if self.latency is not None and self.distances:
+            local, remote = value("local_ns"), value("remote_ns")
+            scalar = self.latency.at(float(local), None if remote is None else float(remote))
+            dram_ns = latency_matrix_ns(self.distances, scalar, local, remote)
+        else:
+            dram_ns = self.latency_ns
+        dram = tuple(tuple(ns * clock for ns in row) for row in dram_ns)
+        llc_local = value("llc_hit_ns") * clock
+        remote_llc = value("remote_llc_hit_ns")
+        llc = tuple(
+            tuple(llc_local if n == h else (remote_llc * clock if remote_llc is not None
+                                            else llc_local + dram[n][h] - dram[n][n])
+                  for h in range(len(dram)))
+            for n in range(len(dram))
+        )  # fmt: skip
+        return CostPoint(
+            base_cpi=value("base_cpi"),
+            l1_hit_cycles=exact(self.cache.l1_hit_cycles),
+            l2_hit_cycles=value("l2_hit_cycles"),
+            llc_cycles=llc,
+            dram_cycles=dram,
+            data_mlp=value("data_mlp"),
+            picks=tuple((n, picks.get(n, "mid")) for n in self.ranged()),
+        )
+
+    def mid_point(self) -> CostPoint:
+        return self.point()
 
     def to_json(self) -> dict[str, Any]:
+        def fig(value: Any) -> Any:
+            return list(value) if isinstance(value, tuple) else value
+
         return {
             "clock_ghz": float(self.clock_ghz),
             "base_cpi": float(self.base_cpi),
-            "icache_hit_rate": float(self.icache_hit_rate),
-            "dcache_hit_rate": float(self.dcache_hit_rate),
+            "icache_hit_rate": None if self.icache_hit_rate is None else float(self.icache_hit_rate),
+            "dcache_hit_rate": None if self.dcache_hit_rate is None else float(self.dcache_hit_rate),
             "line_bytes": self.line_bytes,
             "latency_ns": [[float(v) for v in row] for row in self.latency_ns],
             "latency_rule": self.latency_rule,
             "cache": {
-                name: getattr(self.cache, name)
-                for name in ("l1i_kib", "l1i_ways", "l1d_kib", "l1d_ways", "llc_kib",
-                             "llc_ways", "llc_hit_ns")
+                name: fig(getattr(self.cache, name))
+                for name in ("l1i_kib", "l1i_ways", "l1d_kib", "l1d_ways", "l2_kib", "l2_ways",
+                             "llc_kib", "llc_ways", "l1_hit_cycles", "l2_hit_cycles",
+                             "llc_hit_ns", "remote_llc_hit_ns", "llc_placement", "inclusive_l2",
+                             "prefetch_next_line", "data_mlp")
             },
+            "ranges": {name: fig(self.figure(name)) for name in self.ranged()},
             "sources": dict(self.sources),
         }
 
@@ -134,14 +228,17 @@ def exact(value: float | int) -> Fraction:
 
 
 def latency_matrix_ns(
-    distances: Sequence[Sequence[int]], latency: MemoryLatency
+    distances: Sequence[Sequence[int]], latency: MemoryLatency,
+    local_ns: Fraction | None = None, remote_ns: Fraction | None = None,
 ) -> tuple[tuple[Fraction, ...], ...]:
-    """Node x node memory latency in ns for a SLIT (see the module docstring)."""
-    local = exact(latency.local_ns)
+    """Node x node memory latency in ns for a SLIT (see the module docstring);
+    a range is taken at its midpoint unless ``local_ns``/``remote_ns`` are given."""
+    local = local_ns if local_ns is not None else exact(figure_mid(latency.local_ns))
     if latency.remote_ns is None:
         return tuple(tuple(local * d / LOCAL_DISTANCE for d in row) for row in distances)
+    remote = remote_ns if remote_ns is not None else exact(figure_mid(latency.remote_ns))
     reference = latency.remote_distance or nearest_remote(tuple(map(tuple, distances)))
-    step = (exact(latency.remote_ns) - local) / (reference - LOCAL_DISTANCE)
+    step = (remote - local) / (reference - LOCAL_DISTANCE)
     return tuple(tuple(local + step * (d - LOCAL_DISTANCE) for d in row) for row in distances)
 
 
@@ -152,16 +249,23 @@ def resolve_parameters(topology: Topology) -> ModelParameters:
     cache = topology.cache or DEFAULT_CACHE
     latency = topology.latency or DEFAULT_LATENCY
     rule = "slit" if latency.remote_ns is None else "measured"
+
+    def rate(value: float | None) -> Fraction | None:
+        return None if value is None else exact(value)
+
     return ModelParameters(
         clock_ghz=exact(core.clock_ghz),
-        base_cpi=exact(core.base_cpi),
-        icache_hit_rate=exact(core.icache_hit_rate),
-        dcache_hit_rate=exact(core.dcache_hit_rate),
+        base_cpi=exact(figure_mid(core.base_cpi)),
+        icache_hit_rate=rate(core.icache_hit_rate),
+        dcache_hit_rate=rate(core.dcache_hit_rate),
         line_bytes=cache.line_bytes,
         latency_ns=latency_matrix_ns(topology.distances, latency),
         latency_rule=rule,
         cache=cache,
         sources={"cost": core.source, "cache": cache.source, "latency": latency.source},
+        core=core,
+        latency=latency,
+        distances=topology.distances,
     )
 
 
@@ -182,6 +286,8 @@ class CostReport:
     cycles: tuple[Fraction, ...]
     memory_lines: tuple[tuple[Fraction, ...], ...]
     detail: tuple[dict[str, Any], ...] = ()
+    # The cache model's counts of every simulated variant (band, sanity).
+    hierarchy: HierarchyResult | None = None
 
     @property
     def total_cycles(self) -> Fraction:
@@ -275,6 +381,11 @@ def fast_cost(
 ) -> CostReport:
     """The fast model over exact per-CPU counts (see the module docstring)."""
     params = parameters or resolve_parameters(topology)
+    if params.icache_hit_rate is None or params.dcache_hit_rate is None:
+        raise ConfigError(
+            "fast_cost: the machine has no fixed icache_hit_rate/dcache_hit_rate; "
+            "a run's cost comes from the cache model (emu/hw/cachemodel.py)"
+        )
     if len(counts) != topology.n_cpus:
         raise ConfigError(
             f"fast cost: {len(counts)} CPU counts for a machine with {topology.n_cpus} CPUs"
@@ -311,11 +422,10 @@ def _at(values: Sequence[int], index: int) -> int:
 
 
 def cost_of_run(system: System, cache_model: Any = None) -> CostReport:
-    """The cost of ``system``'s run so far.
-
-    Fast model by default; pass the CacheModel that attach_cache_model()
-    installed before ``system.run()`` for the detailed (``--detail cache``)
-    report of the same run.
+    """The cost of ``system``'s run so far: the report of the CacheModel that
+    attach_cache_model() installed before ``system.run()`` (``--detail fast``
+    or ``cache``).  Without one, the counts-only formula fast_cost(), which
+    needs the machine's fixed hit rates.
     """
     if cache_model is not None:
         return cache_model.cost_report()

@@ -40,6 +40,52 @@ MAX_NODE_RAM = 64 * 1024 * MIB
 Distances = tuple[tuple[int, ...], ...]
 
 
+# A figure is a number, or [low, high] where no source publishes it (the cost
+# model then reports its result over the range: emu/hw/band.py).
+Figure = float | tuple[float, float]
+# A structural option: a value, or [first, second] to simulate both.
+Choice = bool | tuple[bool, bool]
+
+
+def figure_points(value: Figure) -> tuple[float, ...]:
+    """The values a figure takes in the band: (v,) or (low, high)."""
+    return tuple(value) if isinstance(value, tuple) else (value,)
+
+
+def figure_mid(value: Figure) -> float:
+    """A figure's point value: itself, or the midpoint of its range."""
+    return (value[0] + value[1]) / 2 if isinstance(value, tuple) else value
+
+
+def choice_values(value: Choice) -> tuple[bool, ...]:
+    """The variants of a structural option: (v,) or (first, second)."""
+    return tuple(value) if isinstance(value, tuple) else (value,)
+
+
+def _figure(what: str, value: object, low: float, high: float, unit: str) -> Figure:
+    """A checked figure; a list [low, high] becomes a tuple."""
+    if isinstance(value, list | tuple):
+        if len(value) != 2:
+            raise ConfigError(f"{what}: a range must be [low, high], got {len(value)} values")
+        for v in value:
+            _check_number(what, v, low, high, unit)
+        if value[0] > value[1]:
+            raise ConfigError(f"{what}: range [{value[0]}, {value[1]}] has low > high")
+        return (value[0], value[1])
+    _check_number(what, value, low, high, unit)
+    return value
+
+
+def _choice(what: str, value: object) -> Choice:
+    if isinstance(value, list | tuple):
+        if len(value) != 2 or not all(isinstance(v, bool) for v in value) or value[0] == value[1]:
+            raise ConfigError(f"{what}: must be true, false or [false, true]")
+        return (value[0], value[1])
+    if not isinstance(value, bool):
+        raise ConfigError(f"{what}: must be true, false or [false, true], got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class MemoryLatency:
     """Published load-to-use DRAM latency of the real machine, for the cost model.
@@ -47,23 +93,23 @@ class MemoryLatency:
     ``remote_ns`` is the latency measured at SLIT distance ``remote_distance``
     (default: the machine's nearest remote distance).  Without it the cost
     model scales ``local_ns`` by distance / 10, the ACPI SLIT definition.
+    Either may be a range [low, high] (a Figure).
     """
 
-    local_ns: float
-    remote_ns: float | None
+    local_ns: Figure
+    remote_ns: Figure | None
     source: str
     remote_distance: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("local_ns", "remote_ns"):
-            value = getattr(self, name)
-            if value is None and name == "remote_ns":
-                continue
-            _check_number(f"latency {name}", value, 0, 1e6, "ns")
-        if self.remote_ns is not None and self.remote_ns < self.local_ns:
-            raise ConfigError(
-                f"latency remote_ns ({self.remote_ns}) is smaller than local_ns ({self.local_ns})"
-            )
+        object.__setattr__(self, "local_ns", _figure("latency local_ns", self.local_ns, 0, 1e6, "ns"))
+        if self.remote_ns is not None:
+            remote = _figure("latency remote_ns", self.remote_ns, 0, 1e6, "ns")
+            object.__setattr__(self, "remote_ns", remote)
+            if figure_points(remote)[0] < figure_points(self.local_ns)[-1]:
+                raise ConfigError(
+                    f"latency remote_ns ({self.remote_ns}) is smaller than local_ns ({self.local_ns})"
+                )
         if self.remote_distance is not None:
             _check_int("latency", "remote_distance", self.remote_distance, LOCAL_DISTANCE + 1,
                        MAX_DISTANCE)
@@ -72,27 +118,34 @@ class MemoryLatency:
         if not isinstance(self.source, str) or not self.source.strip():
             raise ConfigError("latency source: a citation for the figures is required")
 
+    def at(self, local_ns: float, remote_ns: float | None) -> MemoryLatency:
+        """This latency with scalar figures (one point of the band)."""
+        return replace(self, local_ns=local_ns, remote_ns=remote_ns)
+
 
 @dataclass(frozen=True)
 class CoreCost:
-    """The fast cost model's per-core figures (a preset's [cost] table).
+    """The per-core figures of the cost model (a preset's [cost] table).
 
-    ``base_cpi``: cycles per instruction when every access hits the caches;
-    ``icache_hit_rate``/``dcache_hit_rate``: the share of instruction fetches
-    and data accesses served on chip (the rest go to DRAM on the memory's node).
+    ``base_cpi``: cycles per instruction when every access hits the L1s (a
+    Figure).  ``icache_hit_rate``/``dcache_hit_rate``: optional fixed hit
+    rates, used only by the counts-only formula emu/hw/cost.py fast_cost();
+    a run's cost never uses them (its miss rates come from the run).
     """
 
     clock_ghz: float
-    base_cpi: float
-    icache_hit_rate: float
-    dcache_hit_rate: float
-    source: str
+    base_cpi: Figure
+    icache_hit_rate: float | None = None
+    dcache_hit_rate: float | None = None
+    source: str = ""
 
     def __post_init__(self) -> None:
         _check_number("cost clock_ghz", self.clock_ghz, 0, 100, "GHz")
-        _check_number("cost base_cpi", self.base_cpi, 0, 1000, "cycles")
+        object.__setattr__(self, "base_cpi", _figure("cost base_cpi", self.base_cpi, 0, 1000, "cycles"))
         for name in ("icache_hit_rate", "dcache_hit_rate"):
             value = getattr(self, name)
+            if value is None:
+                continue
             _check_number(f"cost {name}", value, -1, 2, "")
             if not 0 <= value <= 1:
                 raise ConfigError(f"cost {name}: must be between 0 and 1, got {value}")
@@ -100,10 +153,20 @@ class CoreCost:
             raise ConfigError("cost source: a citation for the figures is required")
 
 
+LLC_PLACEMENTS = ("home", "requester")
+
+
 @dataclass(frozen=True)
 class CacheGeometry:
-    """The detailed model's caches (a preset's [cache] table): per-CPU L1I and
-    L1D, one last-level cache per node; sizes in KiB, set-associative."""
+    """The cache hierarchy (a preset's [cache] table): per CPU an L1I, an L1D
+    and a unified L2; one last-level cache (SLC) per node; sizes in KiB,
+    set-associative.  Latencies: L1/L2 load-to-use in core cycles, the LLC in
+    ns; ``remote_llc_hit_ns`` is a hit in another node's LLC slice (None: the
+    local hit plus the remote-minus-local DRAM latency, the link's cost).
+    ``llc_placement``: "home" (the slice behind the memory's home node, as in
+    CMN-based parts) or "requester" (the requesting CPU's node).
+    ``data_mlp``: data misses overlap this many at a time (their latency is
+    divided by it); instruction misses stall the front end one at a time."""
 
     line_bytes: int
     l1i_kib: int
@@ -112,25 +175,48 @@ class CacheGeometry:
     l1d_ways: int
     llc_kib: int
     llc_ways: int
-    llc_hit_ns: float
+    llc_hit_ns: Figure
     source: str
+    l2_kib: int = 1024
+    l2_ways: int = 8
+    l1_hit_cycles: int = 4
+    l2_hit_cycles: Figure = 11
+    remote_llc_hit_ns: Figure | None = None
+    llc_placement: str = "home"
+    inclusive_l2: Choice = True
+    prefetch_next_line: Choice = (False, True)
+    data_mlp: Figure = (1.0, 4.0)
 
     def __post_init__(self) -> None:
         _check_int("cache", "line_bytes", self.line_bytes, 16, 4096)
         if self.line_bytes & (self.line_bytes - 1):
             raise ConfigError(f"cache line_bytes: must be a power of two, got {self.line_bytes}")
-        for level in ("l1i", "l1d", "llc"):
+        for level in ("l1i", "l1d", "l2", "llc"):
             _check_int("cache", f"{level}_kib", getattr(self, f"{level}_kib"), 1, 1 << 20)
             _check_int("cache", f"{level}_ways", getattr(self, f"{level}_ways"), 1, 64)
             self.sets(level)
-        _check_number("cache llc_hit_ns", self.llc_hit_ns, -1, 1e6, "ns")
-        if self.llc_hit_ns < 0:
-            raise ConfigError(f"cache llc_hit_ns: must be >= 0, got {self.llc_hit_ns}")
+        _check_int("cache", "l1_hit_cycles", self.l1_hit_cycles, 0, 1000)
+        fig = object.__setattr__
+        fig(self, "llc_hit_ns", _figure("cache llc_hit_ns", self.llc_hit_ns, -1, 1e6, "ns"))
+        fig(self, "l2_hit_cycles", _figure("cache l2_hit_cycles", self.l2_hit_cycles, -1, 1e6, "cycles"))
+        if self.remote_llc_hit_ns is not None:
+            fig(self, "remote_llc_hit_ns",
+                _figure("cache remote_llc_hit_ns", self.remote_llc_hit_ns, -1, 1e6, "ns"))
+        fig(self, "data_mlp", _figure("cache data_mlp", self.data_mlp, 0, 1000, ""))
+        if figure_points(self.data_mlp)[0] < 1:
+            raise ConfigError(f"cache data_mlp: must be >= 1, got {self.data_mlp}")
+        for name in ("llc_hit_ns", "l2_hit_cycles"):
+            if figure_points(getattr(self, name))[0] < 0:
+                raise ConfigError(f"cache {name}: must be >= 0, got {getattr(self, name)}")
+        if self.llc_placement not in LLC_PLACEMENTS:
+            raise ConfigError(f"cache llc_placement: must be home or requester, got {self.llc_placement!r}")
+        fig(self, "inclusive_l2", _choice("cache inclusive_l2", self.inclusive_l2))
+        fig(self, "prefetch_next_line", _choice("cache prefetch_next_line", self.prefetch_next_line))
         if not isinstance(self.source, str) or not self.source.strip():
             raise ConfigError("cache source: a citation for the figures is required")
 
     def sets(self, level: str) -> int:
-        """Number of sets of ``level`` ("l1i", "l1d" or "llc"): a power of two."""
+        """Number of sets of ``level`` ("l1i", "l1d", "l2" or "llc"): a power of two."""
         size, ways = getattr(self, f"{level}_kib") * 1024, getattr(self, f"{level}_ways")
         sets, rest = divmod(size, self.line_bytes * ways)
         if rest or sets < 1 or sets & (sets - 1):
