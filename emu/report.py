@@ -101,12 +101,14 @@ def format_band(runs: Sequence[dict], labels: Sequence[str]) -> list[str]:
     for run in runs:
         band = run["cost"].get("speedup_band")
         if band:
-            ranges = ", ".join(run["cost"]["parameters"].get("ranges", {})) or "none"
+            over = run["cost"].get("band_over", {})
+            ranges = ", ".join(over.get("ranges", ())) or "none"
             lines.append(
-                f"speed-up band over the ranged figures ({ranges}; structural variants "
-                f"simulated): low {band['low']:.4f}x, mid {band['mid']:.4f}x, "
+                f"speed-up band: low {band['low']:.4f}x, mid {band['mid']:.4f}x, "
                 f"high {band['high']:.4f}x"
             )
+            lines.append(f"  over the ranges of {ranges}; simulated: "
+                         f"{'; '.join(over.get('variants', ()))}")
         agree = run["cost"].get("fast_agreement")
         if agree:
             verdict = "agree" if agree["agree"] else "DISAGREE"
@@ -114,7 +116,7 @@ def format_band(runs: Sequence[dict], labels: Sequence[str]) -> list[str]:
                          f"{100 * agree['cache_gain']:+.2f}% ({verdict}, tolerance "
                          f"{100 * agree['tolerance']:.2f} points)")
             if agree["why"]:
-                lines.append(f"  why: {agree['why']}")
+                lines.append(f"  ({agree['why']})")
     for run, label in zip(runs, labels, strict=True):
         sanity = run["cost"].get("sanity")
         if sanity and sanity["cpi"] is not None:
