@@ -1,11 +1,12 @@
-"""The detailed cache model: hand-countable LRU, hierarchy and write-back
-sequences, the guest loop program, and the C hooks against the pure-Python
-reference on synthetic traces (hypothesis) and on a recorded trace of a real
-run of the shipped kernel."""
+"""The cache hierarchy: hand-countable LRU, L2, placement, prefetch,
+inclusion and write-back sequences, the guest loop program, set sampling,
+the record feed, and the C code against the pure-Python reference on
+synthetic traces (hypothesis) and on a recorded trace of a real run."""
 
 from __future__ import annotations
 
 import ctypes
+import random
 from fractions import Fraction
 
 import pytest
@@ -13,13 +14,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_cost_programs import loop_program, run_on
 
-from emu.hw.accounting import KIND_OTHER, Accounting, _load_accel
+from emu.errors import ConfigError
+from emu.hw.accounting import KIND_OTHER, Accounting, CpuCounts, _load_accel
 from emu.hw.cachemodel import (
+    KIND_FETCH,
+    KIND_READ,
+    KIND_WRITE,
+    SAMPLE_FACTOR,
     STAT_NAMES,
     CacheModel,
     CacheStats,
     ReferenceCache,
     ReferenceHierarchy,
+    ReferenceSim,
+    Variant,
     attach_cache_model,
     load_cachesim,
 )
@@ -31,10 +39,16 @@ BANK = 16 * MIB
 BACKENDS = ["c", "python"] if load_cachesim() is not None else ["python"]
 needs_c = pytest.mark.skipif(load_cachesim() is None, reason="emu.hw._cachesim is not built")
 UC_MEM_READ, UC_MEM_WRITE = 16, 17
+LEVELS = ("l1i", "l1d", "l2")
 
 
-def geometry(line=64, l1i=(64, 4), l1d=(64, 4), llc=(1024, 16), llc_hit_ns=10.0) -> CacheGeometry:
-    return CacheGeometry(line, l1i[0], l1i[1], l1d[0], l1d[1], llc[0], llc[1], llc_hit_ns, "test")
+def geometry(line=64, l1i=(64, 4), l1d=(64, 4), llc=(1024, 16), llc_hit_ns=10.0, l2=(256, 8),
+             placement="requester", inclusive=False, prefetch=False) -> CacheGeometry:  # fmt: skip
+    """Hand-countable figures: no L1 hit time subtracted, no data overlap."""
+    return CacheGeometry(line, l1i[0], l1i[1], l1d[0], l1d[1], llc[0], llc[1], llc_hit_ns, "test",
+                         l2_kib=l2[0], l2_ways=l2[1], l1_hit_cycles=0, l2_hit_cycles=12,
+                         llc_placement=placement, inclusive_l2=inclusive,
+                         prefetch_next_line=prefetch, data_mlp=1.0)  # fmt: skip
 
 
 def machine(nodes=2, cpus_per_node=1, cache=None) -> Topology:
@@ -43,9 +57,17 @@ def machine(nodes=2, cpus_per_node=1, cache=None) -> Topology:
                     cost=CoreCost(2.0, 1.0, 0.75, 0.5, "test"), cache=cache or geometry())  # fmt: skip
 
 
-def model(topology: Topology, backend: str) -> tuple[CacheModel, Accounting]:
+def model(topology: Topology, backend: str, **kwargs) -> tuple[CacheModel, Accounting]:
     accounting = Accounting(topology.n_cpus, topology.nodes, RAM_BASE, BANK)
-    return CacheModel(topology, accounting, RAM_BASE, BANK, backend=backend), accounting
+    return CacheModel(topology, accounting, RAM_BASE, BANK, backend=backend, **kwargs), accounting
+
+
+def no_instructions(n: int = 2) -> list[CpuCounts]:
+    return [CpuCounts((0,) * 2, (0,) * 2, (0,) * 2, (0,) * 2)] * n
+
+
+def line_of(node: int, offset: int = 0x10000) -> int:
+    return (RAM_BASE + node * BANK + offset) >> 6
 
 
 # -- hand-countable ----------------------------------------------------------------------
@@ -63,6 +85,7 @@ def test_reference_cache_lru_by_hand() -> None:
     assert [sets.lookup(line, False)[0] for line in (0, 4, 1, 0, 5, 1)] == [
         False, False, False, False, False, False
     ]  # 0/4 and 1/5 share sets  # fmt: skip
+    assert sets.remove(1) == 1 and sets.remove(1) == 0
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -70,7 +93,8 @@ def test_reference_cache_lru_by_hand() -> None:
 def test_guest_loop_program_by_hand(backend: str, cpu: int) -> None:
     """Code (12 instructions, one 64-byte line) on node 1; 10 loads from one
     line of node 0, 10 stores to one line of node 1.  Blocks: set-up + loop
-    body, the loop body 9 more times, the exit: 11 fetched lines, one miss."""
+    body, the loop body 9 more times, the exit: 11 fetched lines, one miss
+    at every level for the code line and for each data line."""
     topo = machine()
     models = []
 
@@ -83,13 +107,16 @@ def test_guest_loop_program_by_hand(backend: str, cpu: int) -> None:
     run_on(topo, lambda pm: loop_program(pm, 1, 0, 1, 10), cpu, before_run=attach)
     cache = models[0]
     stats = cache.stats(cpu)
+    zero = (0, 0)
     assert stats == CacheStats(
-        fetch_lines=11, l1i_misses=1, read_lines=10, write_lines=10, l1d_misses=2,
-        llc_fetch_hits=0, llc_fetch_misses=1, llc_data_hits=0, llc_data_misses=2,
-        l1d_writebacks=0, llc_writebacks=0, fetch_fills_by_node=(0, 1),
-        data_fills_by_node=(1, 1), writebacks_by_node=(0, 0),
+        fetch_lines=11, read_lines=10, write_lines=10, l1i_misses=1, l1d_misses=2,
+        l2_fetch_hits=0, l2_fetch_misses=1, l2_data_hits=0, l2_data_misses=2, prefetches=0,
+        prefetch_l1_hits=0, l2_prefetch_hits=0, l1d_writebacks=0, l2_writebacks=0,
+        back_invalidations=0, llc_writebacks=0, llc_fetch_hits_by_node=zero,
+        llc_data_hits_by_node=zero, llc_prefetch_hits_by_node=zero, fetch_fills_by_node=(0, 1),
+        data_fills_by_node=(1, 1), prefetch_fills_by_node=zero, writebacks_by_node=zero,
     )  # fmt: skip
-    assert cache.stats(1 - cpu) == CacheStats.from_row([0] * 20, 2)
+    assert cache.stats(1 - cpu) == CacheStats.from_row([0] * 100, 2)
     assert (cache.unknown_fetch_lines, cache.unknown_data_lines) == (0, 0)
     report = cache.cost_report()
     assert report.model == MODEL_CACHE
@@ -103,49 +130,88 @@ def test_guest_loop_program_by_hand(backend: str, cpu: int) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_llc_is_shared_by_the_cpus_of_a_node(backend: str) -> None:
-    topo = machine(nodes=2, cpus_per_node=2)
-    cache, accounting = model(topo, backend)
-    block, _ = cache.hook_functions()
-    accounting.record(0x1000, RAM_BASE + BANK + 0x5000, 1, KIND_OTHER)
-    for cpu in (0, 1, 2, 0):
-        cache.select_cpu(cpu)
-        block(None, 0x1000, 16)
+@pytest.mark.parametrize("placement", ["requester", "home"])
+def test_llc_placement_by_hand(backend: str, placement: str) -> None:
+    """One line of node 1 fetched by CPUs 0, 1 (node 0), 2 (node 1), then 0."""
+    topo = machine(nodes=2, cpus_per_node=2, cache=geometry(placement=placement))
+    cache, _ = model(topo, backend)
+    line = line_of(1)
+    cache.feed([0, 1, 2, 0], [line] * 4, [KIND_FETCH] * 4, [1] * 4)
     s0, s1, s2 = (cache.stats(c) for c in range(3))
-    assert (s0.fetch_lines, s0.l1i_misses, s0.llc_fetch_misses, s0.llc_fetch_hits) == (2, 1, 1, 0)
-    assert (s1.l1i_misses, s1.llc_fetch_hits, s1.llc_fetch_misses) == (1, 1, 0)  # node 0's LLC
-    assert (s2.l1i_misses, s2.llc_fetch_misses, s2.fetch_fills_by_node) == (1, 1, (0, 1))
-    report = cache.cost_report([_no_instructions()] * 4)
-    # CPU 0: one remote fill (300); CPU 1: one LLC hit (10 ns = 20 cycles); CPU 2: local fill
-    assert report.cycles[:3] == (300, 20, 200)
-
-
-def _no_instructions():
-    from emu.hw.accounting import CpuCounts
-
-    return CpuCounts((0, 0), (0, 0), (0, 0), (0, 0))
+    assert (s0.fetch_lines, s0.l1i_misses, s0.l2_fetch_misses, s0.fetch_fills_by_node) == (
+        2, 1, 1, (0, 1))  # fmt: skip
+    assert (s1.l2_fetch_misses, s1.llc_fetch_hits_by_node, s1.fetch_fills_by_node) == (
+        1, (0, 1), (0, 0))  # fmt: skip
+    report = cache.cost_report(no_instructions(4))
+    if placement == "requester":
+        # node 0's LLC holds it for CPU 1; CPU 2 misses its own node's LLC
+        assert s2.fetch_fills_by_node == (0, 1)
+        assert report.cycles[:3] == (300, 20, 200)  # remote fill, local LLC hit, local fill
+    else:
+        # one slice, node 1's, for everyone: CPU 1 crosses the link to hit it
+        assert s2.llc_fetch_hits_by_node == (0, 1) and s2.fetch_fills_by_node == (0, 0)
+        # remote slice hit: 20 + (300 - 200) cycles of link; CPU 2's slice is local
+        assert report.cycles[:3] == (300, 120, 20)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_write_backs_by_hand(backend: str) -> None:
-    """L1D: 1 KiB direct-mapped (16 sets); LLC: 2 KiB direct-mapped (32 sets).
-    Lines A, B = A + 16, C = A + 32 of node 1: B and C collide with A in L1D,
-    C collides with A in the LLC."""
-    topo = machine(cache=geometry(l1d=(1, 1), llc=(2, 1)))
+    """L1D 1 KiB direct-mapped (16 sets), L2 2 KiB (32 sets), LLC 4 KiB (64
+    sets), all direct-mapped.  Lines A, B = A + 16, C = A + 32, D = A + 64 of
+    node 1: write A, write B, read C, read D."""
+    topo = machine(cache=geometry(l1d=(1, 1), l2=(2, 1), llc=(4, 1)))
     cache, _ = model(topo, backend)
     _, mem = cache.hook_functions()
     a = RAM_BASE + BANK + 0x10000
-    mem(None, UC_MEM_WRITE, a, 8, 0)  # A: L1D miss, LLC miss -> fill; A dirty in L1D
-    mem(None, UC_MEM_WRITE, a + 16 * 64, 8, 0)  # B: evicts dirty A into the LLC (hit)
-    mem(None, UC_MEM_READ, a + 32 * 64, 8, 0)  # C: LLC evicts dirty A -> DRAM; B -> LLC
+    mem(None, UC_MEM_WRITE, a, 8, 0)  # A: misses everywhere, dirty in L1D
+    mem(None, UC_MEM_WRITE, a + 16 * 64, 8, 0)  # B: evicts dirty A from L1D into L2 (hit)
+    mem(None, UC_MEM_READ, a + 32 * 64, 8, 0)  # C: L2 evicts dirty A into the LLC; B into L2
+    mem(None, UC_MEM_READ, a + 64 * 64, 8, 0)  # D: the LLC evicts dirty A to DRAM
     stats = cache.stats(0)
-    assert (stats.write_lines, stats.read_lines, stats.l1d_misses) == (2, 1, 3)
-    assert (stats.llc_data_misses, stats.l1d_writebacks, stats.llc_writebacks) == (3, 2, 1)
-    assert (stats.data_fills_by_node, stats.writebacks_by_node) == ((0, 3), (0, 1))
+    assert (stats.write_lines, stats.read_lines, stats.l1d_misses, stats.l2_data_misses) == (
+        2, 2, 4, 4)  # fmt: skip
+    assert (stats.l1d_writebacks, stats.l2_writebacks, stats.llc_writebacks) == (2, 1, 1)
+    assert (stats.data_fills_by_node, stats.writebacks_by_node) == ((0, 4), (0, 1))
     line = a >> 6
-    assert cache.contents("l1d", 0) == {(line + 32, False)}
-    assert cache.contents("llc", 0) == {(line + 16, True), (line + 32, False)}
-    assert cache.cost_report([_no_instructions()] * 2).memory_lines[0] == (0, 4)
+    assert cache.contents("l1d", 0) == {(line + 64, False)}
+    assert cache.contents("l2", 0) == {(line + 16, True), (line + 64, False)}
+    assert cache.contents("llc", 0) == {(line + 16, False), (line + 32, False), (line + 64, False)}
+    assert cache.cost_report(no_instructions()).memory_lines[0] == (0, 5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_next_line_prefetch_by_hand(backend: str) -> None:
+    """A miss on line L also brings L + 1 (same 4 KiB page only), counted as
+    prefetch traffic, costing no cycles, and making the fetch of L + 1 a hit."""
+    topo = machine(cache=geometry(prefetch=True))
+    cache, _ = model(topo, backend)
+    first = line_of(1)  # the first line of a page
+    last = first + 63  # the last line of that page
+    cache.feed([0] * 3, [first, first + 1, last], [KIND_FETCH] * 3, [1] * 3)
+    stats = cache.stats(0)
+    assert (stats.fetch_lines, stats.l1i_misses, stats.prefetches) == (3, 2, 1)
+    assert (stats.fetch_fills_by_node, stats.prefetch_fills_by_node) == ((0, 2), (0, 1))
+    report = cache.cost_report(no_instructions())
+    assert report.cycles[0] == 600  # two remote demand fills; the prefetch is free
+    assert report.memory_lines[0] == (0, 3)  # ... but moves a line
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("inclusive", [False, True])
+def test_inclusive_l2_back_invalidates_the_l1d(backend: str, inclusive: bool) -> None:
+    """L1D 1 KiB 2-way (8 sets), L2 2 KiB direct-mapped (32 sets): A and
+    A + 32 fit the L1D together but not the L2."""
+    topo = machine(cache=geometry(l1d=(1, 2), l2=(2, 1), inclusive=inclusive))
+    cache, _ = model(topo, backend)
+    a = line_of(1)
+    cache.feed([0] * 3, [a, a + 32, a], [KIND_WRITE, KIND_READ, KIND_READ], [1] * 3)
+    stats = cache.stats(0)
+    if inclusive:
+        # A + 32 evicts A from the L2, which removes dirty A from the L1D (written
+        # back); reading A again evicts A + 32 from both in turn
+        assert (stats.l1d_misses, stats.back_invalidations, stats.l2_writebacks) == (3, 2, 1)
+    else:
+        assert (stats.l1d_misses, stats.back_invalidations, stats.l2_writebacks) == (2, 0, 0)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -160,14 +226,76 @@ def test_accesses_outside_ram_and_unfilled_pages_are_counted_apart(backend: str)
     assert cache.stats(0).fetch_lines == 1 and cache.stats(0).read_lines == 1
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_feed_records_are_config_errors_naming_the_record(backend: str) -> None:
+    cache, _ = model(machine(), backend)
+    line = line_of(0)
+    with pytest.raises(ConfigError, match="record 1: CPU 7 does not exist"):
+        cache.feed([0, 7], [line, line], [0, 0], [0, 0])
+    with pytest.raises(ConfigError, match="record 0: home node 2 does not exist"):
+        cache.feed([0], [line], [0], [2])
+    with pytest.raises(ConfigError, match="record 0: kind 3"):
+        cache.feed([1], [line], [3], [0])
+    with pytest.raises(ConfigError, match="differ in length"):
+        cache.feed([0], [line, line], [0], [0])
+    assert cache.stats(0).fetch_lines == 1  # the good record before the bad one
+
+
+def test_structural_variants_are_simulated_in_one_pass() -> None:
+    topo = machine(cache=geometry(prefetch=(False, True), inclusive=(True, False)))
+    cache, _ = model(topo, "auto")
+    assert [(v.prefetch, v.inclusive) for v in cache.variants] == [
+        (False, True), (False, False), (True, True), (True, False)]  # fmt: skip
+    fast, _ = model(topo, "auto", detail="fast")
+    assert fast.variants == (Variant(False, True, False),)
+
+
+# -- set sampling ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("placement", ["requester", "home"])
+def test_sampled_sets_are_exactly_the_full_caches_sets(backend: str, placement: str) -> None:
+    """On lines of sampled groups only, the sampled hierarchy's counts x 8 are
+    the full one's: every level has 64 sets, so the sampled sets are exactly
+    those the full caches use for these lines (Kessler, Hill and Wood 1994)."""
+    cache_geo = geometry(l1i=(4, 1), l1d=(4, 1), l2=(8, 2), llc=(16, 4), placement=placement,
+                         inclusive=True)  # fmt: skip
+    topo = machine(nodes=2, cpus_per_node=2, cache=cache_geo)
+    cache, _ = model(topo, backend, sampled=True)
+    rng = random.Random(3)
+    groups = [g for g in range(line_of(0) >> 3, (line_of(0) >> 3) + 4096) if g % SAMPLE_FACTOR == 0]
+    records = []
+    for _ in range(6000):
+        line = (rng.choice(groups[:200]) << 3) | rng.randrange(8)
+        records.append((rng.randrange(4), line + (BANK >> 6) * rng.randrange(2), rng.randrange(3)))
+    homes = [((line << 6) - RAM_BASE) // BANK for _, line, _ in records]
+    cache.feed([r[0] for r in records], [r[1] for r in records], [r[2] for r in records], homes)
+    full, sampled = cache.variants
+    assert sampled.sampled and not full.sampled
+    for cpu in range(4):
+        exact_stats = cache.stats(cpu, full)
+        scaled = CacheStats.from_row(
+            [*(getattr(exact_stats, n) for n in STAT_NAMES),
+             *(v for n in ("llc_fetch_hits_by_node", "llc_data_hits_by_node",
+                           "llc_prefetch_hits_by_node", "fetch_fills_by_node",
+                           "data_fills_by_node", "prefetch_fills_by_node", "writebacks_by_node")
+               for v in getattr(exact_stats, n))], 2, SAMPLE_FACTOR)  # fmt: skip
+        assert cache.stats(cpu, sampled) == scaled
+        assert exact_stats.l2_data_misses > 100
+
+
 # -- C against the reference on synthetic traces ------------------------------------------
 
 GEOMETRIES = st.builds(
-    lambda line, l1i_ways, l1d_ways, llc_kib, llc_ways: geometry(
-        line, (1, l1i_ways), (1, l1d_ways), (llc_kib, llc_ways)
+    lambda line, l1i_ways, l1d_ways, l2, llc_kib, llc_ways, placement, inclusive, prefetch: geometry(
+        line, (1, l1i_ways), (1, l1d_ways), (llc_kib, llc_ways), l2=l2, placement=placement,
+        inclusive=inclusive, prefetch=prefetch,
     ),
     st.sampled_from([16, 32, 64]), st.sampled_from([1, 2, 4]), st.sampled_from([1, 2]),
-    st.sampled_from([1, 2]), st.sampled_from([1, 2, 4]),
+    st.sampled_from([(1, 1), (2, 2), (4, 4)]), st.sampled_from([1, 2]),
+    st.sampled_from([1, 2, 4]), st.sampled_from(["home", "requester"]),
+    st.sampled_from([False, True, (True, False)]), st.sampled_from([False, True, (False, True)]),
 )  # fmt: skip
 PA_PAGES = [RAM_BASE + node * BANK + page * 0x1000 for node in range(3) for page in range(3)]
 EVENTS = st.lists(
@@ -211,11 +339,20 @@ def test_c_hooks_equal_the_reference_on_a_long_seeded_trace() -> None:
                            rng.choice([1, 4, 8, 16]), rng.random() < 0.4))  # fmt: skip
         else:
             events.append(("map", rng.randrange(8), rng.choice(PA_PAGES)))
-    c_model, _ = run_synthetic(geometry(32, (1, 2), (1, 2), (2, 4)), 3, 2, events,
+    geo = geometry(32, (1, 2), (1, 2), (4, 4), l2=(2, 2), placement="home", inclusive=True,
+                   prefetch=(False, True))  # fmt: skip
+    c_model, _ = run_synthetic(geo, 3, 2, events,
                                [rng.choice(PA_PAGES) for _ in range(6)])  # fmt: skip
-    totals = {name: sum(getattr(c_model.stats(c), name) for c in range(6)) for name in STAT_NAMES}
-    assert totals["l1d_writebacks"] > 1000 and totals["llc_writebacks"] > 1000
-    assert totals["llc_fetch_hits"] > 100 and totals["llc_data_hits"] > 100
+    prefetching = c_model.variants[1]
+    assert prefetching.prefetch
+    totals = {name: sum(getattr(c_model.stats(c, prefetching), name) for c in range(6))
+              for name in STAT_NAMES}  # fmt: skip
+    llc_hits = {name: sum(sum(getattr(c_model.stats(c, prefetching), name)) for c in range(6))
+                for name in ("llc_fetch_hits_by_node", "llc_data_hits_by_node")}  # fmt: skip
+    assert totals["l1d_writebacks"] > 500 and totals["llc_writebacks"] > 500
+    assert totals["l2_writebacks"] > 500 and totals["back_invalidations"] > 100
+    assert totals["prefetches"] > 100 and totals["l2_fetch_hits"] > 100
+    assert min(llc_hits.values()) > 100
     assert c_model.unknown_fetch_lines > 0 and c_model.unknown_data_lines > 0
 
 
@@ -274,12 +411,16 @@ def _acct_block(accounting: Accounting):
 
 
 def assert_same(c_model: CacheModel, reference: CacheModel, topo: Topology) -> None:
-    for cpu in range(topo.n_cpus):
-        assert c_model.stats(cpu) == reference.stats(cpu), f"CPU {cpu}"
-        for level in ("l1i", "l1d"):
-            assert c_model.contents(level, cpu) == reference.contents(level, cpu)
-    for node in range(topo.nodes):
-        assert c_model.contents("llc", node) == reference.contents("llc", node)
+    assert c_model.variants == reference.variants
+    for variant in c_model.variants:
+        for cpu in range(topo.n_cpus):
+            assert c_model.stats(cpu, variant) == reference.stats(cpu, variant), f"CPU {cpu}"
+            for level in LEVELS:
+                assert c_model.contents(level, cpu, variant) == reference.contents(
+                    level, cpu, variant)  # fmt: skip
+        for node in range(topo.nodes):
+            assert c_model.contents("llc", node, variant) == reference.contents(
+                "llc", node, variant)  # fmt: skip
     assert c_model.unknown_fetch_lines == reference.unknown_fetch_lines
     assert c_model.unknown_data_lines == reference.unknown_data_lines
 
@@ -315,12 +456,15 @@ class TraceRecorder:
         self.events.append(("mem", address, size, access == UC_MEM_WRITE))
 
 
-def replay(events, system, geometry_: CacheGeometry) -> ReferenceHierarchy:
+def replay(events, system, geometry_: CacheGeometry) -> ReferenceSim:
     topology = system.config.topology
     state = system.machine.accounting.state
     cpu_nodes = [topology.cpu_to_node(c) for c in range(topology.n_cpus)]
-    reference = ReferenceHierarchy(geometry_, topology.n_cpus, cpu_nodes, state.ram_base,
-                                   state.bank_size, topology.nodes)  # fmt: skip
+    llc_at_home = geometry_.llc_placement == "home"
+    hierarchies = [ReferenceHierarchy(geometry_, Variant(False, bool(geometry_.inclusive_l2), False),
+                                      topology.n_cpus, topology.nodes, llc_at_home)]  # fmt: skip
+    reference = ReferenceSim(hierarchies, cpu_nodes, state.ram_base, state.bank_size,
+                             topology.nodes, 6)  # fmt: skip
     for event in events:
         if event[0] == "cpu":
             reference.select_cpu(event[1])
@@ -334,7 +478,7 @@ def replay(events, system, geometry_: CacheGeometry) -> ReferenceHierarchy:
     return reference
 
 
-def _small_llc_system(ktext: bool, iterations: int):
+def _small_cache_system(ktext: bool, iterations: int, placement: str = "home"):
     from dataclasses import replace
 
     from emu.config import machine_config
@@ -342,34 +486,38 @@ def _small_llc_system(ktext: bool, iterations: int):
 
     config = machine_config()
     # Small caches, so a short run evicts and writes back at every level.
-    small = geometry(l1i=(1, 2), l1d=(1, 2), llc=(4, 2))
+    small = geometry(l1i=(1, 2), l1d=(1, 2), l2=(2, 2), llc=(4, 2), placement=placement,
+                     inclusive=True)  # fmt: skip
     config = replace(config, topology=replace(config.topology, cache=small))
-    return System(config, RunSpec(ktext=ktext, workload="syscall", iterations=iterations)), small
+    spec = RunSpec(ktext=ktext, workload="syscall", iterations=iterations, data_accesses=True)
+    return System(config, spec), small
 
 
 @needs_c
 @pytest.mark.parametrize("ktext", [False, True])
 def test_c_model_equals_the_reference_on_a_recorded_trace(ktext: bool) -> None:
-    system, small = _small_llc_system(ktext, iterations=30)
+    system, small = _small_cache_system(ktext, iterations=30)
     try:
-        cache = attach_cache_model(system, backend="c")
+        cache = attach_cache_model(system, backend="c", data_from_accounting=False)
         recorder = TraceRecorder(system, cache.line_shift)
         system.machine.uc.ctl_flush_tb()
         system.run()
         topo = system.config.topology
         reference = replay(recorder.events, system, small)
         assert sum(1 for e in recorder.events if e[0] == "fetch") > 10_000
+        hierarchy = reference.hierarchies[0]
         for cpu in range(topo.n_cpus):
-            assert cache.stats(cpu) == reference.stats(cpu), f"CPU {cpu}"
-            assert cache.contents("l1i", cpu) == reference.l1i[cpu].contents()
-            assert cache.contents("l1d", cpu) == reference.l1d[cpu].contents()
+            assert cache.stats(cpu) == hierarchy.stats(cpu), f"CPU {cpu}"
+            for level in LEVELS:
+                assert cache.contents(level, cpu) == getattr(hierarchy, level)[cpu].contents()
         for node in range(topo.nodes):
-            assert cache.contents("llc", node) == reference.llc[node].contents()
+            assert cache.contents("llc", node) == hierarchy.llc[node].contents()
         assert cache.unknown_fetch_lines == reference.unknown_fetch_lines == 0
         assert cache.unknown_data_lines == 0
         totals = [sum(getattr(cache.stats(c), n) for c in range(topo.n_cpus)) for n in STAT_NAMES]
         named = dict(zip(STAT_NAMES, totals, strict=True))
         assert named["llc_writebacks"] > 0 and named["l1d_writebacks"] > 0
+        assert named["l2_writebacks"] > 0
     finally:
         system.close()
 
@@ -378,9 +526,9 @@ def test_c_model_equals_the_reference_on_a_recorded_trace(ktext: bool) -> None:
 def test_python_backend_equals_the_c_backend_on_a_full_run() -> None:
     results = []
     for backend in ("c", "python"):
-        system, _ = _small_llc_system(True, iterations=10)
+        system, _ = _small_cache_system(True, iterations=10)
         try:
-            cache = attach_cache_model(system, backend=backend)
+            cache = attach_cache_model(system, backend=backend, data_from_accounting=False)
             system.run()
             results.append([cache.stats(c) for c in range(system.config.topology.n_cpus)])
             report = cache.cost_report()
@@ -390,6 +538,29 @@ def test_python_backend_equals_the_c_backend_on_a_full_run() -> None:
     assert results[0] == results[1]
 
 
+@needs_c
+def test_data_from_the_accounting_decoder_equals_the_memory_hook() -> None:
+    """The fast data path (the accounting's decoder calls the cache model, no
+    memory hook) sees the same data lines as Unicorn's memory hook."""
+    if _load_accel() is None:
+        pytest.skip("emu.hw._accel is not built")
+    totals = []
+    for from_accounting in (True, False):
+        system, _ = _small_cache_system(True, iterations=20)
+        try:
+            cache = attach_cache_model(system, backend="c", data_from_accounting=from_accounting)
+            assert (system.machine.accounting.state.data_sink is not None) == from_accounting
+            system.run()
+            n_cpus = system.config.topology.n_cpus
+            totals.append([(cache.stats(c).read_lines, cache.stats(c).write_lines,
+                            cache.stats(c).fetch_lines) for c in range(n_cpus)])  # fmt: skip
+            assert cache.unknown_data_lines == 0
+        finally:
+            system.close()
+    assert totals[0] == totals[1]
+    assert sum(r for r, _, _ in totals[0]) > 1000 and sum(w for _, w, _ in totals[0]) > 1000
+
+
 def test_detailed_report_of_a_run_with_the_preset_caches() -> None:
     from emu.config import machine_config
     from emu.hw.cost import cost_of_run, speedup
@@ -397,7 +568,8 @@ def test_detailed_report_of_a_run_with_the_preset_caches() -> None:
 
     reports = {}
     for ktext in (False, True):
-        system = System(machine_config(), RunSpec(ktext=ktext, workload="syscall", iterations=50))
+        spec = RunSpec(ktext=ktext, workload="syscall", iterations=50, data_accesses=True)
+        system = System(machine_config(), spec)
         try:
             cache = attach_cache_model(system)
             system.run()
