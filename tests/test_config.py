@@ -195,7 +195,7 @@ BAD_FILES = [
     (M + "[latency]\nlocal_ns = 90\nremote_ns = 120\n", "[latency] missing key 'source'", 4),
     (M + "[latency]\nlocal_ns = 90\nremote_ns = 20\nsource = 's'\n", "is smaller than local_ns", None),
     (M + "[latency]\nlocal_ns = 'fast'\nremote_ns = 20\nsource = 's'\n",
-     "[latency] local_ns: expected a number, got string", 5),
+     "[latency] local_ns: expected a number or a range [low, high], got string", 5),
     ("machine = 5\n", "'machine' must be a [machine] table", 1),
     (M + "[hardware]\ncpus_per_node = 0\n", "hardware_cpus_per_node must be between", None),
     (M + "ram_mib = 8\n", "ram_bytes must be between", None),

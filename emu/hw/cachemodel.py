@@ -390,7 +390,7 @@ class ReferenceHierarchy:
         if cls != CLASS_PREFETCH:
             row[ST_L2_FETCH_MISSES if cls == CLASS_FETCH else ST_L2_DATA_MISSES] += 1
         llc = self._llc(node, home)
-        llc_hit, llc_victim, llc_dirty = llc.lookup(line, False, home)
+        llc_hit, _, llc_dirty = llc.lookup(line, False, home)
         if llc_hit:
             row[self._node_slot(cls, home)] += 1
         else:
@@ -411,7 +411,7 @@ class ReferenceHierarchy:
         if dirty:
             row[ST_L2_WRITEBACKS] += 1
             llc = self._llc(node, home)
-            hit, victim, victim_dirty = llc.lookup(line, True, home)
+            hit, _, victim_dirty = llc.lookup(line, True, home)
             if not hit and victim_dirty:
                 row[ST_LLC_WRITEBACKS] += 1
                 row[self._node_slot(6, llc.evicted_home)] += 1

@@ -172,6 +172,8 @@ class ModelParameters:
         clock = self.clock_ghz
         if self.latency is not None and self.distances:
             local, remote = value("local_ns"), value("remote_ns")
+            if remote is not None and remote < local:
+                remote = local  # a corner of overlapping ranges: remote is never faster
             scalar = self.latency.at(float(local), None if remote is None else float(remote))
             dram_ns = latency_matrix_ns(self.distances, scalar, local, remote)
         else:

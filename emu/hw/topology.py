@@ -106,7 +106,8 @@ class MemoryLatency:
         if self.remote_ns is not None:
             remote = _figure("latency remote_ns", self.remote_ns, 0, 1e6, "ns")
             object.__setattr__(self, "remote_ns", remote)
-            if figure_points(remote)[0] < figure_points(self.local_ns)[-1]:
+            if (figure_points(remote)[0] < figure_points(self.local_ns)[0]
+                    or figure_points(remote)[-1] < figure_points(self.local_ns)[-1]):
                 raise ConfigError(
                     f"latency remote_ns ({self.remote_ns}) is smaller than local_ns ({self.local_ns})"
                 )

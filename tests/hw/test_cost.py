@@ -289,10 +289,10 @@ def test_bad_cost_tables_are_one_line_config_errors(text: str, message: str) -> 
 
 
 def test_cost_of_run_on_the_shipped_kernel() -> None:
+    from dataclasses import replace
+
     from emu.config import machine_config
     from emu.system import RunSpec, System
-
-    from dataclasses import replace
 
     # The counts-only formula needs fixed hit rates, which no preset has any more.
     config = machine_config()
