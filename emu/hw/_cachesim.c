@@ -94,7 +94,15 @@ typedef struct {
     uint64_t prefetch;      /* next-line instruction prefetch */
     uint64_t sample_mask;   /* 0: every line; else see the header */
     uint64_t n_nodes;
+    /* [cpu]: the key of the CPU's last L1I / L1D access while it is that
+     * cache's most recently used line (LAST_DIRTY: and dirty), else NO_KEY.
+     * Another access to it is a hit that changes no LRU order, so it is only
+     * counted: the common case of a loop's line, at a few instructions. */
+    uint64_t *last_fetch;
+    uint64_t *last_data;
 } hier_t;
+
+#define LAST_DIRTY (1ull << 63)
 
 typedef struct {
     acct_t *acct;       /* the accounting page table (VA page -> PA page) */
@@ -228,13 +236,19 @@ static void hier_access(const sim_t *s, hier_t *h, uint64_t line, uint64_t home,
     uint64_t *row = h->stats + s->cpu * h->row_len;
     uint64_t key = ((line + 1) << HOME_BITS) | home, victim;
     int victim_dirty;
+    uint64_t *last, invalidations;
     if (!sampled(h, line)) return;
     if (kind == K_FETCH) {
+        last = &h->last_fetch[s->cpu];
         row[ST_FETCH_LINES]++;
+        if (*last == key) return;
+        *last = key;
         if (cache_lookup(h, &h->l1i[s->cpu], key, 0, &victim, &victim_dirty)) return;
         row[ST_L1I_MISSES]++;
+        invalidations = row[ST_BACK_INVALIDATIONS];
         l2_read(s, h, row, key, C_FETCH);
         if (h->prefetch) {
+            *last = NO_KEY; /* the prefetch fill could share the line's set */
             uint64_t next = line + 1;
             uint64_t page_lines_mask = (4096u >> s->line_shift) - 1;
             if ((next & page_lines_mask) != 0 && (!h->sample_mask || (next & 7) != 0)) {
@@ -246,13 +260,21 @@ static void hier_access(const sim_t *s, hier_t *h, uint64_t line, uint64_t home,
                     l2_read(s, h, row, next_key, C_PREFETCH);
             }
         }
+        /* an inclusive L2's eviction may have taken the last data line out of the L1D */
+        if (row[ST_BACK_INVALIDATIONS] != invalidations) h->last_data[s->cpu] = NO_KEY;
         return;
     }
+    last = &h->last_data[s->cpu];
     row[kind == K_WRITE ? ST_WRITE_LINES : ST_READ_LINES]++;
+    if (*last == (key | LAST_DIRTY) || (kind != K_WRITE && *last == key)) return;
+    *last = kind == K_WRITE ? key | LAST_DIRTY : key;
     if (cache_lookup(h, &h->l1d[s->cpu], key, kind == K_WRITE, &victim, &victim_dirty)) return;
     row[ST_L1D_MISSES]++;
+    invalidations = row[ST_BACK_INVALIDATIONS];
     l2_read(s, h, row, key, C_DATA);
     if (victim_dirty) l1_victim_written_back(s, h, row, victim);
+    /* an inclusive L2's eviction may have taken the line out of the L1D */
+    if (row[ST_BACK_INVALIDATIONS] != invalidations) *last = NO_KEY;
 }
 
 static inline void sim_access(sim_t *s, uint64_t line, uint64_t home, int kind) {

@@ -44,7 +44,7 @@ import itertools
 import mmap
 from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -125,6 +125,8 @@ class _HierState(ctypes.Structure):
         ("prefetch", ctypes.c_uint64),
         ("sample_mask", ctypes.c_uint64),
         ("n_nodes", ctypes.c_uint64),
+        ("last_fetch", _u64p),
+        ("last_data", _u64p),
     ]
 
 
@@ -503,10 +505,13 @@ class _CLevel:
 
 @dataclass
 class _CHierarchy:
+    """One hier_t's arrays, kept alive as long as the model."""
+
     levels: dict[str, _CLevel]
     stats: ctypes.Array
     row_len: int
-    variant: Variant = field(default_factory=lambda: Variant(False, False, False))
+    variant: Variant
+    last: tuple[ctypes.Array, ctypes.Array]
 
 
 class CacheModel:
@@ -564,7 +569,8 @@ class CacheModel:
                 sets = max(geometry.sets(name) // variant.scale, 1)
                 levels[name] = _CLevel(count, sets, getattr(geometry, f"{name}_ways"))
             stats = (ctypes.c_uint64 * (n_cpus * self.row_len))()
-            self._hiers.append(_CHierarchy(levels, stats, self.row_len, variant))
+            last = ((ctypes.c_uint64 * n_cpus)(), (ctypes.c_uint64 * n_cpus)())
+            self._hiers.append(_CHierarchy(levels, stats, self.row_len, variant, last))
             state = self._hier_states[index]
             for name, level in levels.items():
                 setattr(state, name, ctypes.cast(level.states, ctypes.POINTER(_CacheState)))
@@ -575,6 +581,8 @@ class CacheModel:
             state.prefetch = int(variant.prefetch)
             state.sample_mask = SAMPLE_FACTOR - 1 if variant.sampled else 0
             state.n_nodes = nodes
+            state.last_fetch = ctypes.cast(last[0], _u64p)
+            state.last_data = ctypes.cast(last[1], _u64p)
         self.state = _SimState()
         state = self.state
         if accounting is not None:

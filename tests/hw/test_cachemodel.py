@@ -215,6 +215,19 @@ def test_inclusive_l2_back_invalidates_the_l1d(backend: str, inclusive: bool) ->
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_fetch_that_evicts_a_data_line_from_an_inclusive_l2(backend: str) -> None:
+    """Read A, then fetch A + 32 (same L2 set, direct-mapped): the L2 evicts A
+    and removes it from the L1D, so reading A again misses the L1D (the C
+    code's last-line shortcut must not call it a hit)."""
+    topo = machine(cache=geometry(l1d=(1, 2), l2=(2, 1), inclusive=True))
+    cache, _ = model(topo, backend)
+    a = line_of(1)
+    cache.feed([0] * 3, [a, a + 32, a], [KIND_READ, KIND_FETCH, KIND_READ], [1] * 3)
+    stats = cache.stats(0)
+    assert (stats.read_lines, stats.l1d_misses, stats.back_invalidations) == (2, 2, 1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_accesses_outside_ram_and_unfilled_pages_are_counted_apart(backend: str) -> None:
     cache, accounting = model(machine(), backend)
     block, mem = cache.hook_functions()
