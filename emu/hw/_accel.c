@@ -36,7 +36,6 @@ void acct_block(void *uc, uint64_t address, uint32_t size, void *user) {
     acct_t *a = (acct_t *)user;
     uint64_t key = (address >> 12) + 1;
     uint32_t slot;
-    (void)uc;
     if (key == a->cached_key) {
         slot = a->cached_slot;
     } else {
@@ -48,6 +47,7 @@ void acct_block(void *uc, uint64_t address, uint32_t size, void *user) {
             a->last_slot = UINT32_MAX - 1; /* "unknown", see settle() */
             a->recent[*a->recent_pos % ACCT_RECENT] = address;
             (*a->recent_pos)++;
+            if (a->fetch_sink != NULL) a->fetch_sink(uc, address, size, a->fetch_sink_user);
             return;
         }
         slot = a->slots[i];
@@ -61,6 +61,7 @@ void acct_block(void *uc, uint64_t address, uint32_t size, void *user) {
     a->last_slot = slot;
     a->recent[*a->recent_pos % ACCT_RECENT] = address;
     (*a->recent_pos)++;
+    if (a->fetch_sink != NULL) a->fetch_sink(uc, address, size, a->fetch_sink_user);
 }
 
 /* ------------------------------------------------------------------ data

@@ -79,6 +79,10 @@ typedef struct {
      * data access, with its PA and size, when set; NULL otherwise. */
     void (*data_sink)(void *user, uint64_t pa, uint32_t size, uint32_t write);
     void *data_sink_user;
+    /* The same model's block hook (cache_block), called from acct_block so
+     * that Unicorn dispatches one block hook, not two; NULL otherwise. */
+    void (*fetch_sink)(void *uc, uint64_t address, uint32_t size, void *user);
+    void *fetch_sink_user;
 } acct_t;
 
 #define ACCT_RECENT 16

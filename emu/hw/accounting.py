@@ -112,6 +112,8 @@ class _AcctState(ctypes.Structure):
         ("decoded_mask", ctypes.c_uint64),
         ("data_sink", ctypes.c_void_p),
         ("data_sink_user", ctypes.c_void_p),
+        ("fetch_sink", ctypes.c_void_p),
+        ("fetch_sink_user", ctypes.c_void_p),
     ]
 
 
@@ -248,6 +250,7 @@ class Accounting:
         # True once the instruction hook is in: it then also does Unicorn's
         # instruction count (see start()).
         self.counts_instructions = False
+        self.counts_fetches = False
 
     @property
     def compiled(self) -> bool:
@@ -283,6 +286,7 @@ class Accounting:
         state.emu_stop = ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p).value
         user = ctypes.cast(ctypes.pointer(state), ctypes.c_void_p)
         hooks = [(UC_HOOK_INTR, self._accel["acct_intr"])]
+        self.counts_fetches = fetches  # a cache model can then ride on acct_block
         if fetches:
             hooks.append((UC_HOOK_BLOCK, self._accel["acct_block"]))
         if data_accesses:

@@ -602,19 +602,26 @@ class CacheModel:
 
     # ---------------------------------------------------------------- hooks
     def install(self, uc: Uc, data_from_accounting: bool = True) -> str:
-        """Add the fetch hook to ``uc`` and connect the data path; returns
-        "accounting" when data accesses come from the accounting's C
-        instruction hook (no memory hook: Unicorn keeps its fast path for
-        loads and stores), "hook" when a memory hook was added.  Flush the
-        engine's translations after."""
+        """Connect the fetch and data paths; returns "accounting" when data
+        accesses come from the accounting's C instruction hook (no memory
+        hook: Unicorn keeps its fast path for loads and stores), "hook" when
+        a memory hook was added.  Fetches come from the accounting's block
+        hook when it has one (one block hook for Unicorn to call, not two),
+        else from a block hook of the model's own.  Flush the engine's
+        translations after."""
         accounting = self.accounting
         if self._addresses is None:
             uc.hook_add(UC_HOOK_BLOCK, self._python_block_hook)
             uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._python_mem_hook)
             return "hook"
-        hooks = [(UC_HOOK_BLOCK, "cache_block")]
-        sink = (data_from_accounting and accounting is not None and accounting.compiled
-                and accounting.counts_instructions)  # fmt: skip
+        hooks = []
+        compiled = data_from_accounting and accounting is not None and accounting.compiled
+        if compiled and accounting.counts_fetches:
+            accounting.state.fetch_sink = self._addresses["cache_block"]
+            accounting.state.fetch_sink_user = ctypes.addressof(self.state)
+        else:
+            hooks.append((UC_HOOK_BLOCK, "cache_block"))
+        sink = compiled and accounting.counts_instructions
         if sink:
             accounting.state.data_sink = self._addresses["cache_data_sink"]
             accounting.state.data_sink_user = ctypes.addressof(self.state)
@@ -884,6 +891,8 @@ class HierarchyResult:
 
 def attach_cache_model(system: System, backend: str = "auto", detail: str = MODEL_CACHE,
                        data_from_accounting: bool = True, sampled: bool = False) -> CacheModel:  # fmt: skip
+    # data_from_accounting False: the model's own block and memory hooks (what the
+    # tests compare the accounting-fed paths against).
     """Install the cache model on ``system``'s machine; call before
     ``system.run()``, then ``cost_of_run(system, model)`` (emu/hw/cost.py) or
     ``model.cost_report()`` for the CostReport."""
