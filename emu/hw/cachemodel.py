@@ -891,11 +891,11 @@ class HierarchyResult:
 
 def attach_cache_model(system: System, backend: str = "auto", detail: str = MODEL_CACHE,
                        data_from_accounting: bool = True, sampled: bool = False) -> CacheModel:  # fmt: skip
-    # data_from_accounting False: the model's own block and memory hooks (what the
-    # tests compare the accounting-fed paths against).
     """Install the cache model on ``system``'s machine; call before
     ``system.run()``, then ``cost_of_run(system, model)`` (emu/hw/cost.py) or
-    ``model.cost_report()`` for the CostReport."""
+    ``model.cost_report()`` for the CostReport.  ``data_from_accounting``
+    False: the model's own block and memory hooks (what the tests compare the
+    accounting-fed paths against)."""
     machine = system.machine
     state = machine.accounting.state
     model = CacheModel(system.config.topology, machine.accounting, state.ram_base,
