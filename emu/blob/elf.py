@@ -140,9 +140,12 @@ def _symbol_entries(
 
 def elf_bytes(image: LinkedImage) -> bytes:
     """The complete ELF file for ``image``."""
-    sections = sorted(image.sections, key=lambda s: s.vaddr)
+    # Section headers in script order (as GNU ld writes them: user sections,
+    # linked low, stay after the kernel's); PT_LOADs ascending by p_vaddr.
+    sections = list(image.sections)
+    by_address = sorted(sections, key=lambda s: s.vaddr)
     # Empty sections (kept by the script for their symbols) need no PT_LOAD.
-    runs = _segments([s for s in sections if s.size])
+    runs = _segments([s for s in by_address if s.size])
     phoff = _EHDR.size
     cursor = phoff + _PHDR.size * len(runs)
     body = bytearray(cursor)
@@ -296,6 +299,8 @@ class LoadableImage:
 
     def read(self, vaddr: int, size: int) -> bytes:
         """Bytes of the loaded image at [vaddr, vaddr+size) (zero past p_filesz)."""
+        if size == 0:
+            return b""  # an empty section may sit where no segment is (user sections)
         for seg in self.segments:
             if seg.vaddr <= vaddr and vaddr + size <= seg.end:
                 start = vaddr - seg.vaddr

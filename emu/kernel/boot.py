@@ -37,9 +37,9 @@ from emu.kernel.mmu import (
     map_kernel,
     map_mem,
 )
-from emu.kernel.pgtable_prot import PAGE_KERNEL, PAGE_USER, PAGE_USER_EXEC
+from emu.kernel.pgtable_prot import PAGE_KERNEL, PAGE_USER, PAGE_USER_EXEC, PAGE_USER_RO
 
-USER_BASE = 0x40_0000  # where the user image is mapped in every task's address space
+USER_BASE = 0x40_0000  # USER_BASE of linker_scripts/kernel.ld: where user sections are linked and run
 USER_STACK_BASE = 0x1000_0000
 USER_STACK_SIZE = 64 * 1024  # a multiple of every granule
 USER_STACK_STRIDE = 2 * USER_STACK_SIZE  # an unmapped guard between stacks
@@ -76,9 +76,8 @@ class Kernel:
 
     def symbolize(self, va: int) -> str:
         image = self.image
-        text_start = image.sym("__user_text_start") if image.has("__user_text_start") else None
-        if text_start is not None and USER_BASE <= va < USER_BASE + 0x1000_0000:
-            return image.symbolize(va - USER_BASE + text_start) + " (user)"
+        if image.is_user(va):  # user sections are linked at the VA they run at
+            return image.symbolize(va) + " (user)"
         if va < 1 << 48 and image.load_pa <= va < image.load_pa + image.image_size:
             return image.symbolize(va + image.kimage_voffset) + " (phys)"
         return image.symbolize(va)
@@ -112,22 +111,45 @@ def _check_fit(machine: Machine, image: KernelImage, layout: KernelLayout) -> No
         )
 
 
-def _map_user_image(machine: Machine, image: KernelImage, geometry: Geometry, pgd: int,
-                    alloc: TableAllocator) -> None:  # fmt: skip
-    if not image.has("__user_text_start"):
-        return
-    base = image.sym("__user_text_start")
-    for first, last, prot in (
-        ("__user_text_start", "__user_text_end", PAGE_USER_EXEC),
-        ("__user_data_start", "__user_data_end", PAGE_USER),
-    ):
+USER_SECTIONS = (  # (first, last) symbols of each user range and how tasks map it
+    ("__user_text_start", "__user_text_end", PAGE_USER_EXEC),
+    ("__user_rodata_start", "__user_rodata_end", PAGE_USER_RO),
+    ("__user_data_start", "__user_data_end", PAGE_USER),
+)
+
+
+def user_ranges(image: KernelImage, granule: int) -> list[tuple[int, int, int, Prot]]:
+    """``(va, pa, size, prot)`` of each user range the image has: linked at
+    the VA tasks run it at, loaded at the PA its segment gives (its LMA)."""
+    ranges = []
+    for first, last, prot in USER_SECTIONS:
         if not (image.has(first) and image.has(last)):
             continue
         start, end = image.sym(first), image.sym(last)
-        end = (end + geometry.granule - 1) & ~(geometry.granule - 1)
+        end = (end + granule - 1) & ~(granule - 1)
         if end > start:
-            create_pgd_mapping(machine.physmem, geometry, pgd, USER_BASE + start - base,
-                               image.pa_of(start), end - start, prot, alloc)
+            ranges.append((start, image.user_pa_of(start), end - start, prot))
+    return ranges
+
+
+def check_user_image(image: KernelImage) -> None:
+    """Refuse an image whose user sections are not linked at a user VA (a
+    script from before user sections had their own load addresses)."""
+    if not image.has("__user_text_start"):
+        return
+    start = image.sym("__user_text_start")
+    if start >= USER_STACK_BASE:
+        raise ConfigError(
+            f"{image.path}: .user.text is linked at {start:#x}, not at the user VA it runs "
+            f"at; link it at USER_BASE ({USER_BASE:#x}) with its load address after _end "
+            "(see .user.text in linker_scripts/kernel.ld)"
+        )
+
+
+def _map_user_image(machine: Machine, image: KernelImage, geometry: Geometry, pgd: int,
+                    alloc: TableAllocator) -> None:  # fmt: skip
+    for va, pa, size, prot in user_ranges(image, geometry.granule):
+        create_pgd_mapping(machine.physmem, geometry, pgd, va, pa, size, prot, alloc)
 
 
 def workload_entry(image: KernelImage, workload: str) -> int:
@@ -135,7 +157,7 @@ def workload_entry(image: KernelImage, workload: str) -> int:
     if not image.has(symbol) or not image.has("__user_text_start"):
         known = ", ".join(image.workloads()) or "none"
         raise ConfigError(f"unknown workload {workload!r} (this kernel has: {known})")
-    return USER_BASE + image.sym(symbol) - image.sym("__user_text_start")
+    return image.sym(symbol)
 
 
 def boot(machine: Machine, image: KernelImage, geometry: Geometry, params: BootParams) -> Kernel:
@@ -143,6 +165,7 @@ def boot(machine: Machine, image: KernelImage, geometry: Geometry, params: BootP
     physmem = machine.physmem
     layout = boot_layout(geometry)
     _check_fit(machine, image, layout)
+    check_user_image(image)
     user_pc = workload_entry(image, params.workload)
     for seg in image.elf.segments:
         physmem.write(seg.paddr, seg.data)

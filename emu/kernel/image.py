@@ -77,8 +77,28 @@ class KernelImage:
         return (self.kimage_vaddr - self.load_pa) & ((1 << 64) - 1)
 
     def pa_of(self, va: int) -> int:
-        """__pa_symbol(): the load address of an image VA."""
+        """__pa_symbol(): the load address of an image VA (user sections: their LMA)."""
+        if va < 1 << 48 and self.is_user(va):
+            return self.user_pa_of(va)
         return va - self.kimage_voffset & ((1 << 64) - 1)
+
+    def is_user(self, va: int) -> bool:
+        """Whether ``va`` lies in the user sections (linked at the user VA they run at)."""
+        if not (self.has("__user_text_start") and self.has("__user_data_end")):
+            return False
+        return self.sym("__user_text_start") <= va < self.sym("__user_data_end")
+
+    def user_pa_of(self, va: int) -> int:
+        """The load address of a user-section VA: its segment's p_paddr + offset."""
+        for seg in self.elf.segments:
+            if seg.vaddr <= va < seg.vaddr + max(seg.memsz, 1):
+                return seg.paddr + (va - seg.vaddr)
+        # A range the script kept empty (e.g. no .user.rodata): where it would load.
+        text = self.sym("__user_text_start")
+        for seg in self.elf.segments:
+            if seg.vaddr == text:
+                return seg.paddr + (va - text)
+        raise ElfError(f"{self.path}: no segment loads user address {va:#x}")
 
     @property
     def image_size(self) -> int:

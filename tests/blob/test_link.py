@@ -502,7 +502,12 @@ def test_kernel_script_defaults_and_defsym_override() -> None:
         assert v(name) % 0x10000 == 0, name
     assert v("__bss_start") <= v("__bss_stop") <= v("_end")
     for out in img.sections:
-        assert out.paddr - out.vaddr == 0x40000000 - 0xFFFF808000000000
+        if out.name.startswith(".user."):
+            # Linked at the user VA they run at, loaded right after _end.
+            assert out.paddr - out.vaddr == v("_end") - v("_text") + 0x40000000 - 0x400000
+        else:
+            assert out.paddr - out.vaddr == 0x40000000 - 0xFFFF808000000000
+    assert v("__user_text_start") == v("USER_BASE") == 0x400000
     moved = link(
         [head, main], kernel, {"KIMAGE_VADDR": 0xFFFF800008000000, "PHYS_OFFSET_LOAD": 0x80200000}
     )
