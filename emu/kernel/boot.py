@@ -157,7 +157,15 @@ def workload_entry(image: KernelImage, workload: str) -> int:
     if not image.has(symbol) or not image.has("__user_text_start"):
         known = ", ".join(image.workloads()) or "none"
         raise ConfigError(f"unknown workload {workload!r} (this kernel has: {known})")
-    return image.sym(symbol)
+    entry = image.sym(symbol)
+    if not image.sym("__user_text_start") <= entry < image.sym("__user_text_end"):
+        section = image.elf.symbols[symbol].section or "no section (an absolute symbol)"
+        raise ConfigError(
+            f"workload {workload!r}: {symbol} is in {section} at {entry:#x}, not in .user.text, "
+            "so no task can run it at EL0; put it in .user.text (.section .user.text, \"ax\") "
+            "or add its file with --add-user, which makes the file's .text user code"
+        )
+    return entry
 
 
 def boot(machine: Machine, image: KernelImage, geometry: Geometry, params: BootParams) -> Kernel:

@@ -62,3 +62,26 @@ def test_objdump_finds_the_user_workload_where_it_runs(make_system) -> None:
          str(system.image.path)], capture_output=True, text=True, check=True,
     ).stdout
     assert f"{entry:016x} <workload_user_pointers>:" in out
+
+
+def test_a_workload_outside_user_text_is_a_setup_error(make_system) -> None:
+    """Defect 2: a set-up error naming the symbol, its section and the fix,
+    not an instruction abort at EL0."""
+    from emu.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        make_system(nodes=1, cpus_per_node=1, workload="in_text",
+                    extra_sources=(ASM / "workload_in_text.S",))
+    message = str(caught.value)
+    assert "workload_in_text is in .text" in message
+    assert "not in .user.text" in message and "--add-user" in message
+
+
+def test_cli_reports_a_workload_outside_user_text_with_status_3(capsys) -> None:
+    from emu.cli import main
+
+    status = main(["run", "--nodes", "1", "--cpus-per-node", "1", "--ktext", "off", "--add",
+                   str(ASM / "workload_in_text.S"), "--workload", "in_text", "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 3
+    assert err.count("\n") == 1 and "workload_in_text is in .text" in err
