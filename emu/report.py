@@ -40,7 +40,8 @@ def local_kernel_share(run: dict, node: int) -> float | None:
     return None if total == 0 else local / total
 
 
-def _label(run: dict) -> str:
+def run_label(run: dict) -> str:
+    """'ktext off', 'ktext on' or 'ktext on, refused'."""
     if run["ktext"]:
         return "ktext on"
     return "ktext on, refused" if run.get("ktext_requested") else "ktext off"
@@ -141,7 +142,7 @@ def format_report(report: dict) -> str:
         f"{machine['granule'] // 1024}K pages, {machine['va_bits']}-bit VA "
         f"({machine['levels']} levels); workload {first['workload']}"
     ]
-    labels = [_label(run) for run in runs]
+    labels = [run_label(run) for run in runs]
     for run, label in zip(runs, labels, strict=True):
         note = f" ({run['ktext_message']})" if run.get("ktext_message") else ""
         lines.append(
@@ -166,3 +167,18 @@ def format_report(report: dict) -> str:
             f"TTBR1 matches node {_yes(checks['ttbr1_matches_node'])}"
         )
     return "\n".join(lines)
+
+
+def format_console(run: dict, label: str) -> list[str]:
+    """The run's console output (the ``puts`` syscall), each line prefixed
+    with the CPU that wrote it; nothing when the guest wrote nothing."""
+    texts = run.get("console") or []
+    if not texts:
+        return []
+    cpus = run.get("console_cpus") or [None] * len(texts)
+    lines = [f"console ({label}):"]
+    for cpu, text in zip(cpus, texts, strict=False):
+        prefix = f"[cpu {cpu}] " if cpu is not None and cpu >= 0 else "[cpu ?] "
+        for line in text.rstrip("\n").split("\n"):
+            lines.append(prefix + line)
+    return lines

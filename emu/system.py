@@ -293,6 +293,7 @@ class System:
             "alternatives_match_caps": not check_alternatives(self.physmem, image,
                                                               repl.text_copies),
             "console": list(self.machine.console),
+            "console_cpus": list(self.machine.console_cpus),  # the CPU of each console write
         }
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ from emu.api import Report, check_options, run_comparison
 from emu.errors import EmuError
 from emu.fileio import check_writable
 from emu.plot import require_matplotlib, write_plot
-from emu.report import format_report, write_json
+from emu.report import format_console, format_report, run_label, write_json
 from emu.run_options import RunOptions, add_run_arguments
 
 
@@ -50,6 +50,8 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         run_comparison(options, progress=progress, report=report)
     except (EmuError, KeyboardInterrupt):
+        if not args.quiet:
+            print_console(report.runs)  # what the guest wrote before it failed
         if args.json is not None:
             # What was measured before the error or Ctrl-C, marked incomplete.
             write_json(args.json, report.to_json())
@@ -60,6 +62,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.plot is not None:
         write_plot(args.plot, document)
     if not args.quiet:
+        print_console(report.runs)
         print(format_report(document))
         for timing in report.timings:
             state = "on" if timing["ktext"] else "off"
@@ -68,6 +71,14 @@ def run_command(args: argparse.Namespace) -> int:
                   f"{timing['instructions_per_second'] / 1e6:.1f} M instructions/s",
                   file=sys.stderr)
     return 0
+
+
+def print_console(runs: list[dict]) -> None:
+    """Each run's console output (the guest's ``puts``), prefixed with the CPU."""
+    for run in runs:
+        lines = format_console(run, run_label(run))
+        if lines:
+            print("\n".join(lines), flush=True)
 
 
 @contextlib.contextmanager

@@ -81,6 +81,7 @@ class Firmware:
         self.physmem = physmem
         self.forensics = forensics
         self.console: list[str] = []
+        self.console_cpus: list[int] = []  # the CPU of each console write, in order
         self.calls = 0  # every smc served (the watchdog counts them as progress)
 
     def call(self, cpu: VCpu) -> CallEnd | FaultReport:
@@ -106,7 +107,7 @@ class Firmware:
             return self.forensics.panic_report(cpu, esr=x1, far=x2, elr=x3,
                                                spsr=uc.reg_read(UC_ARM64_REG_X4))
         elif function == SIP_PUTS:
-            result = self._console_write(x1, x2)
+            result = self._console_write(cpu.index, x1, x2)
         else:
             result = SMCCC_RET_NOT_SUPPORTED
         uc.reg_write(UC_ARM64_REG_X0, to_u64(result))
@@ -121,7 +122,7 @@ class Firmware:
         self.power.power_on(target, {UC_ARM64_REG_PC: entry, UC_ARM64_REG_X0: context_id})
         return PSCI_RET_SUCCESS
 
-    def _console_write(self, va: int, length: int) -> int:
+    def _console_write(self, cpu: int, va: int, length: int) -> int:
         length = min(length, MAX_CONSOLE_WRITE)
         data = bytearray()
         for offset in range(length):
@@ -130,4 +131,5 @@ class Firmware:
                 return PSCI_RET_INVALID_PARAMS
             data += self.physmem.read(pa, 1)
         self.console.append(data.decode("utf-8", "replace"))
+        self.console_cpus.append(cpu)
         return length

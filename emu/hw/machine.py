@@ -151,6 +151,11 @@ class Machine:
         return self.firmware.console
 
     @property
+    def console_cpus(self) -> list[int]:
+        """The CPU of each ``console`` entry."""
+        return self.firmware.console_cpus
+
+    @property
     def symbolize(self) -> Callable[[int], str]:
         """Names a guest address in fault reports (set to the kernel's once booted)."""
         return self.forensics.symbolize

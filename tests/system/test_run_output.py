@@ -1,0 +1,32 @@
+"""What ``ktext-emu run`` prints on the terminal (issue 13): console output
+prefixed with its CPU, fault reports with the last blocks, the balance
+measure, the compiled-extension notice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from emu.cli import main
+
+ASM = Path(__file__).parent / "asm"
+SMALL = ["--nodes", "2", "--cpus-per-node", "1"]
+
+
+def test_console_output_is_printed_with_its_cpu(capsys, tmp_path: Path) -> None:
+    out_json = tmp_path / "r.json"
+    status = main(["run", *SMALL, "--ktext", "on", "--add", str(ASM / "hello.S"),
+                   "--workload", "hello", "--json", str(out_json)])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "[cpu 0] hello from a task" in out and "[cpu 1] hello from a task" in out
+    run = json.loads(out_json.read_text())["runs"][0]
+    assert run["console"] == ["hello from a task\n"] * 2
+    assert sorted(run["console_cpus"]) == [0, 1]
+
+
+def test_quiet_prints_no_console_output(capsys) -> None:
+    status = main(["run", *SMALL, "--ktext", "on", "--add", str(ASM / "hello.S"),
+                   "--workload", "hello", "--quiet"])
+    assert status == 0
+    assert capsys.readouterr().out == ""
