@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
+from emu.blob.disasm import disassemble_block
 from emu.config import MachineConfig, machine_config
 from emu.errors import GuestFault, UsageError
 from emu.hw.band import band_and_sanity
@@ -128,11 +129,25 @@ def fault_json(fault: GuestFault, system: System) -> dict:
         "symbol": report.symbol,
         "esr": None if report.esr is None else f"{report.esr:#x}",
         "far": None if report.far is None else f"{report.far:#x}",
-        "recent_blocks": [
-            {"va": f"{va:#x}", "symbol": system.kernel.symbolize(va)}
-            for va in report.recent_blocks
-        ],
+        "recent_blocks": recent_blocks_json(system, report.recent_blocks),
     }
+
+
+def recent_blocks_json(system: System, starts: list[int]) -> list[dict]:
+    """Each block's VA, symbol and instructions as the image has them.  A
+    block ends at its first branch or exception instruction, or where the next
+    block starts when that is just after it (Unicorn also ends blocks at
+    system-register writes and page ends)."""
+    blocks = []
+    for index, va in enumerate(starts):
+        limit = 8
+        if index + 1 < len(starts) and va < starts[index + 1] <= va + 4 * limit:
+            limit = (starts[index + 1] - va) // 4
+        insns = [{"va": f"{line.address:#x}", "text": line.text.replace("\t", " "),
+                  **({"target": line.target} if line.target else {})}
+                 for line in disassemble_block(system.image.elf, va, limit)]
+        blocks.append({"va": f"{va:#x}", "symbol": system.kernel.symbolize(va), "insns": insns})
+    return blocks
 
 
 @contextlib.contextmanager

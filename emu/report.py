@@ -182,3 +182,29 @@ def format_console(run: dict, label: str) -> list[str]:
         for line in text.rstrip("\n").split("\n"):
             lines.append(prefix + line)
     return lines
+
+
+def format_fault_blocks(fault: dict) -> list[str]:
+    """The last blocks the faulting CPU entered, oldest first, each with its
+    symbol and its instructions as the image has them."""
+    blocks = fault.get("recent_blocks") or []
+    if not blocks:
+        return []
+    lines = [f"last {len(blocks)} blocks run on CPU {fault.get('cpu')} (oldest first):"]
+    index = 0
+    while index < len(blocks):
+        block = blocks[index]
+        repeats = 1
+        while index + repeats < len(blocks) and blocks[index + repeats]["va"] == block["va"]:
+            repeats += 1
+        index += repeats
+        times = f" ({repeats} times in a row)" if repeats > 1 else ""
+        lines.append(f"  {block['va']} <{block['symbol']}>:{times}")
+        insns = block.get("insns") or []
+        if not insns:
+            lines.append("      (not in the image)")
+        for insn in insns:
+            target = f"  <{insn['target']}>" if insn.get("target") else ""
+            mark = "    <- fault PC" if insn["va"] == fault.get("pc") else ""
+            lines.append(f"      {insn['va']}:  {insn['text']}{target}{mark}")
+    return lines

@@ -15,7 +15,7 @@ import capstone
 from capstone import arm64_const
 
 from emu.blob.elf import ElfSymbol, LoadableImage
-from emu.errors import UsageError
+from emu.errors import ElfError, UsageError
 
 # Mnemonics whose immediate operand is an address (capstone already adds PC).
 _ADDRESS_FORMING = {"b", "bl", "cbz", "cbnz", "tbz", "tbnz", "adr", "adrp", "ldr", "ldrsw", "prfm"}
@@ -100,6 +100,28 @@ def disassemble(image: LoadableImage, start: int, end: int) -> list[DisasmLine]:
             text = f"{insn.mnemonic}\t{insn.op_str}".rstrip()
             lines.append(DisasmLine(address, chunk, text, _target(insn, index)))
         offset += 4
+    return lines
+
+
+# Instructions that end a translated block: branches, exception generation and return.
+_BLOCK_ENDS = {"b", "bl", "br", "blr", "ret", "cbz", "cbnz", "tbz", "tbnz", "eret", "svc",
+               "hvc", "smc", "brk", "udf", "retaa", "retab", "braa", "blraa"}
+
+
+def disassemble_block(image: LoadableImage, start: int, limit: int = 8) -> list[DisasmLine]:
+    """The instructions of the block starting at ``start``, up to its first
+    branch or exception-generating instruction (at most ``limit``); empty
+    when ``start`` is not in the image (a bad address, a linear-map alias)."""
+    lines: list[DisasmLine] = []
+    for offset in range(0, 4 * limit, 4):
+        try:
+            line = disassemble(image, start + offset, start + offset + 4)[0]
+        except (UsageError, ElfError):
+            break
+        lines.append(line)
+        mnemonic = line.text.split("\t")[0].split(".")[0]
+        if mnemonic in _BLOCK_ENDS or line.text.startswith((".word", ".inst", ".byte")):
+            break
     return lines
 
 

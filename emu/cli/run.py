@@ -14,10 +14,10 @@ from functools import partial
 from pathlib import Path
 
 from emu.api import Report, check_options, run_comparison
-from emu.errors import EmuError
+from emu.errors import EmuError, GuestFault
 from emu.fileio import check_writable
 from emu.plot import require_matplotlib, write_plot
-from emu.report import format_console, format_report, run_label, write_json
+from emu.report import format_console, format_fault_blocks, format_report, run_label, write_json
 from emu.run_options import RunOptions, add_run_arguments
 
 
@@ -49,9 +49,13 @@ def run_command(args: argparse.Namespace) -> int:
     progress = partial(progress_bar, args.quiet, options.max_instructions)
     try:
         run_comparison(options, progress=progress, report=report)
-    except (EmuError, KeyboardInterrupt):
+    except (EmuError, KeyboardInterrupt) as err:
         if not args.quiet:
             print_console(report.runs)  # what the guest wrote before it failed
+            if isinstance(err, GuestFault) and report.runs and "fault" in report.runs[-1]:
+                blocks = format_fault_blocks(report.runs[-1]["fault"])
+                if blocks:
+                    print("\n".join(blocks), file=sys.stderr, flush=True)
         if args.json is not None:
             # What was measured before the error or Ctrl-C, marked incomplete.
             write_json(args.json, report.to_json())

@@ -30,3 +30,18 @@ def test_quiet_prints_no_console_output(capsys) -> None:
                    "--workload", "hello", "--quiet"])
     assert status == 0
     assert capsys.readouterr().out == ""
+
+
+def test_a_fault_report_shows_the_last_blocks_disassembled(capsys) -> None:
+    status = main(["run", *SMALL, "--ktext", "on", "--add", str(ASM / "bad_unmapped.S"),
+                   "--workload", "bad_load"])
+    err = capsys.readouterr().err.splitlines()
+    assert status == 5
+    assert err[-1].startswith("ktext-emu: error: CPU 0 (node 0): ")
+    header = next(i for i, line in enumerate(err) if line.startswith("last "))
+    assert err[header].endswith("blocks run on CPU 0 (oldest first):")
+    listing = "\n".join(err[header:-1])
+    # The user block that faulted, symbolized, with the faulting load disassembled.
+    assert "<workload_bad_load+0x8 (user)>:" in listing
+    assert "ldr x3, [x2, #0x10]    <- fault PC" in listing
+    assert "<el1_sync>:" in listing
