@@ -1,8 +1,10 @@
 """``--plot PATH.png``: where kernel traffic goes, replication off vs on.
 
-Top row: one node x node heat map per run (rows: the node of the CPUs,
-columns: the node whose memory served them; cache-line traffic in bytes from
-the cost model).  Bottom: modelled cycles per CPU, one bar per run.
+One node x node heat map per run (rows: the node of the CPUs, columns: the
+node whose DRAM served them; the cost model's cache-line traffic of I- and
+D-cache misses, in bytes) and modelled cycles per CPU, one bar per run: below
+the maps for two runs, beside the map for one.  The title names the machine,
+the workload and the cost model.
 """
 
 from __future__ import annotations
@@ -27,7 +29,23 @@ def _label(run: dict) -> str:
     return "ktext on" if run["ktext"] else "ktext off"
 
 
-def write_plot(path: str | Path, report: dict) -> None:
+# What the cost model's memory lines are (emu/hw/cost.py): cache lines moved
+# to or from DRAM by instruction-fetch and data-access misses, both models.
+TRAFFIC_WHAT = "modelled DRAM traffic (I- and D-cache misses), bytes"
+
+
+def figure_title(report: dict) -> str:
+    """Machine, workload and cost model of the report's runs."""
+    run = report["runs"][0]
+    machine = run["machine"]
+    return (f"machine {machine['name']} ({machine['nodes']} nodes x {machine['cpus_per_node']} "
+            f"CPUs, {machine['granule'] // 1024}K pages, {machine['va_bits']}-bit VA), "
+            f"workload {run['workload']}, cost model {run['cost']['model']}")
+
+
+def make_figure(report: dict):  # -> matplotlib.figure.Figure
+    """The figure ``--plot`` writes.  Each run gets a node x node heat map;
+    the per-CPU cycle bars go beside a single run's map, below several."""
     require_matplotlib()
     import matplotlib
 
@@ -37,21 +55,30 @@ def write_plot(path: str | Path, report: dict) -> None:
     runs = [run for run in report["runs"] if "cost" in run]
     if not runs:
         raise UsageError("--plot: the report has no cost model results to plot")
-    fig = plt.figure(figsize=(4.5 * max(2, len(runs)), 8), dpi=100)
-    grid = fig.add_gridspec(2, len(runs), height_ratios=[1.1, 1])
+    if len(runs) == 1:
+        fig = plt.figure(figsize=(13, 5), dpi=100)
+        grid = fig.add_gridspec(1, 2, width_ratios=[1, 1.5])
+        maps = [grid[0, 0]]
+        bar_cell = grid[0, 1]
+    else:
+        fig = plt.figure(figsize=(5.5 * len(runs), 9), dpi=100)
+        grid = fig.add_gridspec(2, len(runs), height_ratios=[1.1, 1])
+        maps = [grid[0, column] for column in range(len(runs))]
+        bar_cell = grid[1, :]
+    fig.suptitle(figure_title({"runs": runs}), fontsize=11)
     vmax = max(max(max(row) for row in run["cost"]["traffic_matrix_bytes"]) for run in runs) or 1
-    for column, run in enumerate(runs):
-        axes = fig.add_subplot(grid[0, column])
+    for cell, run in zip(maps, runs, strict=True):
+        axes = fig.add_subplot(cell)
         matrix = run["cost"]["traffic_matrix_bytes"]
         image = axes.imshow(matrix, cmap="viridis", vmin=0, vmax=vmax)
         nodes = len(matrix)
         axes.set_xticks(range(nodes))
         axes.set_yticks(range(nodes))
-        axes.set_xlabel("memory node")
-        axes.set_ylabel("CPU node")
-        axes.set_title(f"{_label(run)}: DRAM traffic (bytes)")
+        axes.set_xlabel("memory node (DRAM)")
+        axes.set_ylabel("node of the CPUs")
+        axes.set_title(f"{_label(run)}: {TRAFFIC_WHAT}", fontsize=9)
         fig.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
-    bars = fig.add_subplot(grid[1, :])
+    bars = fig.add_subplot(bar_cell)
     width = 0.8 / len(runs)
     for index, run in enumerate(runs):
         cycles = run["cost"]["cpu_cycles"]
@@ -63,12 +90,19 @@ def write_plot(path: str | Path, report: dict) -> None:
     bars.set_xlabel("CPU (node)")
     bars.set_ylabel("modelled cycles")
     speed = runs[-1]["cost"].get("speedup")
-    title = f"modelled cycles per CPU ({runs[0]['workload']})"
+    title = f"modelled cycles per CPU ({runs[0]['cost']['model']} cost model)"
     if speed is not None and len(runs) > 1:
         title += f"; speed-up from replication {speed:.3f}x"
-    bars.set_title(title)
+    bars.set_title(title, fontsize=9)
     bars.legend()
     fig.tight_layout()
+    return fig
+
+
+def write_plot(path: str | Path, report: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = make_figure(report)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)

@@ -74,3 +74,31 @@ def test_compare_rejects_a_non_report(tmp_path, capsys):
     bad.write_text("{\"rows\": []}")
     assert main(["compare", str(bad), str(bad)]) == 3
     assert "not a ktext-emu report" in capsys.readouterr().err
+
+
+def test_a_single_run_plot_leaves_no_quarter_blank(tmp_path):
+    """Defect 5: `run --ktext on --plot` filled three quarters of the figure."""
+    png = tmp_path / "on.png"
+    assert main(["run", "--ktext", "on", "--iterations", "20", "--quiet",
+                 "--plot", str(png)]) == 0
+    image = matplotlib.image.imread(png)[..., :3]
+    height, width = image.shape[:2]
+    for rows in (slice(0, height // 2), slice(height // 2, height)):
+        for cols in (slice(0, width // 2), slice(width // 2, width)):
+            quarter = image[rows, cols]
+            inked = (quarter.min(axis=2) < 0.9).mean()
+            assert inked > 0.05, f"a quarter of the figure is blank ({inked:.3f} inked)"
+
+
+def test_every_plot_names_machine_workload_cost_model_and_quantity(reports):
+    from emu.plot import make_figure
+
+    report = json.loads(reports["json"].read_text())
+    for runs in (report["runs"], report["runs"][1:]):
+        figure = make_figure({**report, "runs": runs})
+        title = figure._suptitle.get_text()
+        assert "machine default (4 nodes x 2 CPUs" in title
+        assert "workload dbsim" in title and "cost model fast" in title
+        titles = [axes.get_title() for axes in figure.axes if axes.get_title()]
+        assert any("DRAM traffic (I- and D-cache misses)" in t for t in titles)
+        assert any("modelled cycles per CPU (fast cost model)" in t for t in titles)
