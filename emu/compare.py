@@ -73,7 +73,10 @@ def headline(run: dict) -> dict[str, object]:
     if cost:
         figures["modelled cycles"] = cost.get("total_cycles")
         figures["speed-up"] = cost.get("speedup")
-        figures["traffic balance"] = cost.get("balance")
+        if "balance_max_mean" in cost:
+            figures["traffic balance (max/mean)"] = cost["balance_max_mean"]
+        else:
+            figures["traffic balance (max/min)"] = cost.get("balance")
     return figures
 
 

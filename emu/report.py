@@ -82,11 +82,17 @@ def format_cost(runs: Sequence[dict], labels: Sequence[str]) -> list[str]:
         row = f"{node:>4}  " + "".join(f"{_per_query(run, node):>26}" for run in runs)
         row += "".join(f"{_mib(run['cost']['node_traffic_bytes'][node]):>22}" for run in runs)
         lines.append(row)
-    balances = ", ".join(
-        f"{lab} {run['cost']['balance']:.2f}" if run["cost"]["balance"] is not None
-        else f"{lab} inf" for run, lab in zip(runs, labels, strict=True)
-    )  # fmt: skip
-    lines.append(f"memory traffic balance (max/min across nodes): {balances}")
+    if all("balance_max_mean" in run["cost"] for run in runs):
+        balances = ", ".join(f"{lab} {run['cost']['balance_max_mean']:.2f}"
+                             for run, lab in zip(runs, labels, strict=True))
+        lines.append(f"memory traffic balance (busiest node / mean over nodes; 1.00 even, "
+                     f"{nodes}.00 all on one node): {balances}")
+    else:  # a report from before max/mean
+        balances = ", ".join(
+            f"{lab} {run['cost']['balance']:.2f}" if run["cost"]["balance"] is not None
+            else f"{lab} inf" for run, lab in zip(runs, labels, strict=True)
+        )  # fmt: skip
+        lines.append(f"memory traffic balance (max/min across nodes): {balances}")
     on = [run for run in runs if run["ktext"] and "speedup" in run["cost"]]
     if on and len(runs) > 1:
         speed = on[0]["cost"]["speedup"]

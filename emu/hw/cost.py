@@ -340,7 +340,9 @@ class CostReport:
             "total_cycles": float(self.total_cycles),
             "node_traffic_bytes": [float(b) for b in self.traffic_bytes],
             "traffic_matrix_bytes": [[float(b) for b in row] for row in self.traffic_matrix_bytes],
-            "balance": None if math.isinf(bal) else bal,
+            "balance": None if math.isinf(bal) else bal,  # max/min, kept for old readers
+            "balance_max_mean": balance_max_mean(self.traffic_bytes),
+            "balance_cv": balance_cv(self.traffic_bytes),
             "cpus": cpus,
         }
 
@@ -356,6 +358,27 @@ def balance(per_node: Sequence[Fraction | float | int]) -> float:
     if low == 0:
         return math.inf
     return float(Fraction(high) / Fraction(low))
+
+
+def balance_max_mean(per_node: Sequence[Fraction | float | int]) -> float:
+    """max / mean of per-node traffic: 1.0 is perfectly even (and so is no
+    traffic at all), ``len(per_node)`` is all of it on one node.  Bounded, so
+    a node that carries almost nothing does not blow it up as max/min does."""
+    if not per_node or max(per_node) == 0:
+        return 1.0
+    total = sum((Fraction(v) for v in per_node), Fraction(0))
+    return float(Fraction(max(per_node)) * len(per_node) / total)
+
+
+def balance_cv(per_node: Sequence[Fraction | float | int]) -> float:
+    """Coefficient of variation (population standard deviation / mean) of
+    per-node traffic: 0.0 is even, sqrt(n - 1) is all of it on one node."""
+    if not per_node or max(per_node) == 0:
+        return 0.0
+    values = [Fraction(v) for v in per_node]
+    mean = sum(values, Fraction(0)) / len(values)
+    variance = sum(((v - mean) ** 2 for v in values), Fraction(0)) / len(values)
+    return math.sqrt(float(variance)) / float(mean)
 
 
 def speedup(off: CostReport, on: CostReport) -> float:
@@ -446,6 +469,8 @@ __all__ = [
     "CostReport",
     "ModelParameters",
     "balance",
+    "balance_cv",
+    "balance_max_mean",
     "cost_of_run",
     "cycles_saved",
     "exact_speedup",

@@ -181,7 +181,8 @@ def test_to_json_shape_and_values() -> None:
     report = fast_cost([counts((0, 0), (0, 48), (10, 0), (0, 10)), counts()], topo)
     doc = json.loads(json.dumps(report.to_json()))
     assert set(doc) == {"model", "parameters", "cpu_cycles", "total_cycles", "node_traffic_bytes",
-                        "traffic_matrix_bytes", "balance", "cpus"}  # fmt: skip
+                        "traffic_matrix_bytes", "balance", "balance_max_mean", "balance_cv",
+                        "cpus"}  # fmt: skip
     assert doc["model"] == "fast"
     assert doc["cpu_cycles"] == [6148.0, 0.0]
     assert doc["node_traffic_bytes"] == [320.0, 1088.0]
@@ -195,6 +196,23 @@ def test_to_json_shape_and_values() -> None:
     assert params["sources"]["cost"] == "hand-countable test figures"
     one_sided = fast_cost([counts((4, 0)), counts()], topo).to_json()
     assert one_sided["balance"] is None  # infinite: node 1 carries nothing
+    assert one_sided["balance_max_mean"] == 2.0  # bounded: all traffic on one of two nodes
+    assert one_sided["balance_cv"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("traffic", "max_mean", "cv"),
+    [((100, 50, 25), 300 / 175, math.sqrt(8750 / 9) / (175 / 3)), ((7, 7), 1.0, 0.0), ((0, 0, 0), 1.0, 0.0),
+     ((), 1.0, 0.0), ((3, 0), 2.0, 1.0), ((1, 0, 0, 0), 4.0, math.sqrt(3)),
+     ((13228, 1), 2 * 13228 / 13229, 13227 / 13229)],
+)
+def test_balance_stays_meaningful_when_a_node_carries_almost_nothing(traffic, max_mean, cv):
+    """Defect 6: max/min exploded (13228.53); max/mean is at most the node count."""
+    from emu.hw.cost import balance_cv, balance_max_mean
+
+    assert balance_max_mean(traffic) == pytest.approx(max_mean)
+    assert balance_cv(traffic) == pytest.approx(cv)
+    assert balance_max_mean(traffic) <= max(len(traffic), 1)
 
 
 # -- presets and machine files ---------------------------------------------------------

@@ -45,3 +45,11 @@ def test_a_fault_report_shows_the_last_blocks_disassembled(capsys) -> None:
     assert "<workload_bad_load+0x8 (user)>:" in listing
     assert "ldr x3, [x2, #0x10]    <- fault PC" in listing
     assert "<el1_sync>:" in listing
+
+
+def test_the_table_says_which_balance_measure_it_prints(capsys) -> None:
+    assert main(["run", *SMALL, "--workload", "syscall", "--iterations", "20"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("memory traffic balance"))
+    assert "(busiest node / mean over nodes; 1.00 even, 2.00 all on one node)" in line
+    assert "max/min" not in out
