@@ -10,10 +10,14 @@ from emu import compare
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("compare", help="print the differences between two JSON reports",
-                            description=(compare.__doc__ or "").split("\n\n")[0])
-    parser.add_argument("first", type=Path, metavar="A.json")
-    parser.add_argument("second", type=Path, metavar="B.json")
+    parser = sub.add_parser(
+        "compare", help="print the differences between two JSON reports",
+        description="Print what differs between two `ktext-emu run --json` reports: runs are "
+        "paired in order; for each pair the headline figures side by side (local kernel-fetch "
+        "share per node, instructions, modelled cycles, speed-up, traffic balance), then every "
+        "other field that differs.  Host timings and console output are ignored.")
+    parser.add_argument("first", type=Path, metavar="A.json", help="a report (run --json)")
+    parser.add_argument("second", type=Path, metavar="B.json", help="the report to compare with")
     parser.set_defaults(run=run_compare)
 
 
