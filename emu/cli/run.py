@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
-from functools import partial
 from pathlib import Path
 
 from emu.api import Report, check_options, run_comparison
@@ -46,7 +45,7 @@ def run_command(args: argparse.Namespace) -> int:
         if output is not None:
             check_writable(output)
     report = Report()
-    progress = partial(progress_bar, args.quiet, options.max_instructions)
+    progress = ProgressBars(args.quiet, options)
     try:
         run_comparison(options, progress=progress, report=report)
     except (EmuError, KeyboardInterrupt) as err:
@@ -85,26 +84,55 @@ def print_console(runs: list[dict]) -> None:
             print("\n".join(lines), flush=True)
 
 
-@contextlib.contextmanager
-def progress_bar(quiet: bool, total: int, label: str) -> Iterator[Callable[[int], None] | None]:
-    """A bar on a terminal for runs longer than a second; nothing otherwise."""
-    if quiet or not sys.stderr.isatty():
-        yield None
-        return
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        yield None
-        return
-    bar = tqdm(total=total, desc=label, unit="instr", unit_scale=True,
-               delay=1.0, leave=False, file=sys.stderr)
-    shown = [0]
+class ProgressBars:
+    """One bar per run on a terminal, for runs longer than a second.
 
-    def update(instructions: int) -> None:
-        bar.update(instructions - shown[0])
-        shown[0] = instructions
+    Its total is the work the run will do, not --max-instructions: with
+    --iterations 0 the run does run to the limit; otherwise the previous run
+    of the comparison (same workload, same iterations) did the same work, so
+    its instruction count is the total; the first run's total is unknown and
+    its bar counts instructions and their rate without a percentage.
+    """
 
-    try:
-        yield update
-    finally:
-        bar.close()
+    def __init__(self, quiet: bool, options: RunOptions) -> None:
+        self.quiet = quiet
+        self.max_instructions = options.max_instructions
+        self.until_limit = options.iterations == 0
+        self.previous: int | None = None  # instructions of the last finished run
+
+    def total(self) -> int | None:
+        if self.until_limit:
+            return self.max_instructions
+        if self.previous:
+            return min(self.previous, self.max_instructions)
+        return None
+
+    @contextlib.contextmanager
+    def __call__(self, label: str) -> Iterator[Callable[[int], None] | None]:
+        bar = self._bar(label)
+        if bar is None:
+            yield None  # no callback at all: nothing runs per scheduling round
+            return
+        shown = [0]
+
+        def update(instructions: int) -> None:
+            if bar.total is not None and instructions > bar.total:
+                bar.total = instructions
+            bar.update(instructions - shown[0])
+            shown[0] = instructions
+
+        try:
+            yield update
+        finally:
+            bar.close()
+            self.previous = shown[0] or self.previous
+
+    def _bar(self, label: str):  # -> tqdm | None
+        if self.quiet or not sys.stderr.isatty():
+            return None
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return None
+        return tqdm(total=self.total(), desc=label, unit="instr", unit_scale=True,
+                    delay=1.0, leave=False, file=sys.stderr)

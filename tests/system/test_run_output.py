@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from emu.cli import main
 
 ASM = Path(__file__).parent / "asm"
@@ -53,3 +55,55 @@ def test_the_table_says_which_balance_measure_it_prints(capsys) -> None:
     line = next(line for line in out.splitlines() if line.startswith("memory traffic balance"))
     assert "(busiest node / mean over nodes; 1.00 even, 2.00 all on one node)" in line
     assert "max/min" not in out
+
+
+class FakeBar:
+    """Records what tqdm is asked to show."""
+
+    made: list[FakeBar] = []
+
+    def __init__(self, total=None, desc="", **_kwargs) -> None:
+        self.total, self.desc, self.n = total, desc, 0
+        FakeBar.made.append(self)
+
+    def update(self, step: int) -> None:
+        self.n += step
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def bars(monkeypatch):
+    import sys
+
+    import tqdm
+
+    FakeBar.made = []
+    monkeypatch.setattr(tqdm, "tqdm", FakeBar)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    return FakeBar.made
+
+
+def test_progress_total_is_the_work_of_the_run_not_the_limit(bars, tmp_path: Path) -> None:
+    """Defect 8: the total was --max-instructions, so a normal run ended at a few percent."""
+    out_json = tmp_path / "r.json"
+    assert main(["run", *SMALL, "--workload", "syscall", "--iterations", "30", "--quiet",
+                 "--json", str(out_json)]) == 0
+    assert bars == []  # --quiet: no bar
+    assert main(["run", *SMALL, "--workload", "syscall", "--iterations", "30",
+                 "--json", str(out_json)]) == 0
+    off, on = json.loads(out_json.read_text())["runs"]
+    first, second = bars
+    assert (first.desc, second.desc) == ("ktext off", "ktext on")
+    assert first.total is None  # unknown before anything ran: a count and a rate, no percentage
+    assert first.n == off["instructions"]
+    assert second.total == off["instructions"]  # the same work as the run before it
+    assert second.n == on["instructions"]
+
+
+def test_progress_total_is_the_limit_when_the_run_goes_to_the_limit(bars) -> None:
+    assert main(["run", *SMALL, "--workload", "syscall", "--iterations", "0", "--ktext", "on",
+                 "--max-instructions", "300000"]) == 0
+    (bar,) = bars
+    assert bar.total == 300000 and bar.n >= 300000
