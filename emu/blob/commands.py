@@ -163,14 +163,36 @@ def add_symbols_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "symbols",
         help="list the symbols of a kernel ELF",
-        description="List every symbol of an ELF sorted by address.",
+        description="List the symbols of an ELF sorted by address.  By default: functions, "
+        "objects and labels, each once; absolute constants (the asm-offsets values every "
+        "source includes) and local copies of a symbol already listed are left out.",
     )
     parser.add_argument("elf", metavar="ELF")
+    parser.add_argument("--name", dest="pattern", metavar="PATTERN",
+                        help="only names matching this shell pattern, e.g. 'sys_*'")
+    parser.add_argument("--kind", action="append", choices=[*disasm.SYMBOL_KINDS, "all"],
+                        help="func, object, label (an address with no type), abs (a constant), "
+                        "or all; repeatable (default: func, object and label)")
+    parser.add_argument("--all", action="store_true",
+                        help="every symbol, local duplicates and constants included")
     parser.set_defaults(run=run_symbols)
 
 
 def run_symbols(args: argparse.Namespace) -> int:
     from emu.blob.elf import read_elf
 
-    sys.stdout.write(disasm.format_symbols(read_elf(args.elf)))
+    kinds = args.kind or (disasm.SYMBOL_KINDS if args.all else disasm.DEFAULT_SYMBOL_KINDS)
+    if "all" in kinds:
+        kinds = disasm.SYMBOL_KINDS
+    image = read_elf(args.elf)
+    selection = disasm.select_symbols(image, kinds, args.pattern, duplicates=args.all)
+    sys.stdout.write(disasm.format_symbols(image, kinds, args.pattern, duplicates=args.all))
+    hidden = []
+    if selection.hidden_kinds:
+        hidden.append(f"{selection.hidden_kinds} of other kinds (--kind)")
+    if selection.hidden_duplicates:
+        hidden.append(f"{selection.hidden_duplicates} local duplicates (--all)")
+    if hidden:
+        print(f"{len(selection.rows)} of {selection.total} symbols listed; not listed: "
+              + ", ".join(hidden), file=sys.stderr)
     return 0

@@ -9,6 +9,8 @@ a symbol.  The table of ``ktext-emu symbols`` is formatted here too.
 from __future__ import annotations
 
 import bisect
+import fnmatch
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import capstone
@@ -198,14 +200,59 @@ def executable_ranges(image: LoadableImage) -> list[tuple[str, int, int]]:
     ]
 
 
-def format_symbols(image: LoadableImage) -> str:
-    """Every symbol (except mapping symbols) sorted by address."""
-    rows = sorted(
+SYMBOL_KINDS = ("func", "object", "label", "abs")
+DEFAULT_SYMBOL_KINDS = ("func", "object", "label")  # places in the image, no constants
+
+
+def symbol_kind(sym: ElfSymbol) -> str:
+    """func, object, label (a NOTYPE address in a section) or abs (no section)."""
+    if sym.section is None:
+        return "abs"
+    return {"FUNC": "func", "OBJECT": "object"}.get(sym.type, "label")
+
+
+@dataclass(frozen=True)
+class SymbolSelection:
+    rows: list[ElfSymbol]
+    total: int  # symbols there were to list
+    hidden_kinds: int  # left out by kind (the asm-offsets constants are abs)
+    hidden_duplicates: int  # local copies of a symbol listed already
+
+
+def select_symbols(image: LoadableImage, kinds: Sequence[str] = DEFAULT_SYMBOL_KINDS,
+                   pattern: str | None = None, duplicates: bool = False) -> SymbolSelection:
+    """The symbols of ``kinds`` whose name matches the shell ``pattern``,
+    sorted by address.  Unless ``duplicates``, a local symbol is left out
+    when a symbol of the same name and value is listed already (every file
+    that includes asm-offsets.inc has its own local copy of each constant)."""
+    candidates = sorted(
         (s for s in image.all_symbols if s.name and not _is_mapping(s.name) and s.type != "FILE"),
         key=lambda s: (s.value, s.binding == "LOCAL", s.name),
     )
+    if pattern is not None:
+        candidates = [s for s in candidates if fnmatch.fnmatchcase(s.name, pattern)]
+    rows: list[ElfSymbol] = []
+    seen: set[tuple[str, int]] = set()
+    hidden_kinds = hidden_duplicates = 0
+    for sym in candidates:
+        if symbol_kind(sym) not in kinds:
+            hidden_kinds += 1
+            continue
+        key = (sym.name, sym.value)
+        if not duplicates and sym.binding == "LOCAL" and key in seen:
+            hidden_duplicates += 1
+            continue
+        seen.add(key)
+        rows.append(sym)
+    return SymbolSelection(rows, len(candidates), hidden_kinds, hidden_duplicates)
+
+
+def format_symbols(image: LoadableImage, kinds: Sequence[str] = SYMBOL_KINDS,
+                   pattern: str | None = None, duplicates: bool = True) -> str:
+    """The symbol table sorted by address (by default: every symbol but mapping symbols)."""
+    selection = select_symbols(image, kinds, pattern, duplicates)
     lines = [f"{'VALUE':<18} {'SIZE':>8} {'TYPE':<8} {'BIND':<7} {'SECTION':<22} NAME"]
-    for s in rows:
+    for s in selection.rows:
         lines.append(
             f"{s.value:#018x} {s.size:>8} {s.type:<8} {s.binding:<7} "
             f"{s.section or '*ABS*':<22} {s.name}"

@@ -59,7 +59,7 @@ def elf_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_symbols_table_is_sorted_by_address(elf_file: Path, capsys) -> None:
-    assert main(["symbols", str(elf_file)]) == 0
+    assert main(["symbols", str(elf_file), "--all"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["VALUE", "SIZE", "TYPE", "BIND", "SECTION", "NAME"]
     rows = [line.split() for line in lines[1:]]
@@ -174,3 +174,31 @@ def test_build_default_output_and_missing_sources(tmp_path: Path, monkeypatch, c
     assert main(["build"]) == 4
     assert "no kernel sources" in capsys.readouterr().err
     assert not (tmp_path / "kernel.elf").exists()
+
+
+def test_symbols_default_hides_constants_and_local_duplicates(tmp_path, capsys) -> None:
+    """Issue 13 defect 9: 552 asm-offsets constants among 680 rows, with local duplicates."""
+    elf = tmp_path / "k.elf"
+    assert main(["build", "-o", str(elf)]) == 0
+    capsys.readouterr()
+    assert main(["symbols", str(elf)]) == 0
+    captured = capsys.readouterr()
+    rows = captured.out.splitlines()[1:]
+    assert not any("*ABS*" in row for row in rows)
+    assert any(row.endswith(" start_kernel") for row in rows)
+    names = [row.split()[-1] for row in rows]
+    assert len(names) == len(set(zip(names, [row.split()[0] for row in rows], strict=True)))
+    assert "of other kinds (--kind)" in captured.err
+
+    assert main(["symbols", str(elf), "--kind", "abs", "--name", "__NR_*"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert rows and all("*ABS*" in row and row.split()[-1].startswith("__NR_") for row in rows)
+    assert len({row.split()[-1] for row in rows}) == len(rows)  # each constant once
+
+    assert main(["symbols", str(elf), "--kind", "func", "--name", "sys_*"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert rows and all(" FUNC " in row and row.split()[-1].startswith("sys_") for row in rows)
+
+    assert main(["symbols", str(elf), "--all"]) == 0
+    everything = capsys.readouterr().out.splitlines()[1:]
+    assert sum("*ABS*" in row for row in everything) > 400  # the constants, per file
