@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from emu.blob.disasm import disassemble_block
 from emu.config import MachineConfig, machine_config
 from emu.errors import GuestFault, UsageError
+from emu.hw.accounting import compiled_extension_status
 from emu.hw.band import band_and_sanity
 from emu.hw.cachemodel import attach_cache_model
 from emu.hw.cost import CostReport, cost_of_run, gain, speedup
@@ -48,10 +49,11 @@ class Report:
     timings: list[dict] = field(default_factory=list)
     costs: list[CostReport] = field(default_factory=list)
     complete: bool = False
+    host: dict = field(default_factory=compiled_extension_status)
 
     def to_json(self) -> dict:
-        """The ``{"runs": [...], "timings": [...]}`` document of ``--json``."""
-        return make_report(self.runs, self.timings, complete=self.complete)
+        """The ``{"runs": [...], "timings": [...], "host": {...}}`` document of ``--json``."""
+        return make_report(self.runs, self.timings, complete=self.complete, host=self.host)
 
 
 def ktext_modes(options: RunOptions) -> list[bool]:

@@ -17,13 +17,19 @@ from emu.fileio import atomic_write_text
 REPORT_VERSION = 1
 
 
-def make_report(runs: Sequence[dict], timings: Sequence[dict], complete: bool = True) -> dict:
-    return {
+def make_report(runs: Sequence[dict], timings: Sequence[dict], complete: bool = True,
+                host: dict | None = None) -> dict:
+    """The document; ``host`` (kept apart from ``runs``, like the timings) says
+    how this host ran them, e.g. whether the compiled extension was in use."""
+    document = {
         "ktext_emu_report": REPORT_VERSION,
         "complete": complete,
         "runs": list(runs),
         "timings": list(timings),
     }
+    if host is not None:
+        document["host"] = dict(host)
+    return document
 
 
 def write_json(path: str | Path, report: dict) -> None:

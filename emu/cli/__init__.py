@@ -19,6 +19,7 @@ from typing import Protocol
 from emu import __version__
 from emu.cli import build, compare, disasm, run, scenarios, storm, sweep, symbols, verify
 from emu.errors import EXIT_STATUS_DOC, EmuError
+from emu.hw.accounting import compiled_extension_status
 from emu.run_options import OptionParser
 
 Runner = Callable[[argparse.Namespace], int]
@@ -33,6 +34,17 @@ class Command(Protocol):
 COMMANDS: tuple[Command, ...] = (
     run, compare, sweep, verify, storm, scenarios, build, disasm, symbols
 )
+
+
+# Commands that boot and run machines: the ones the compiled extension speeds up.
+MACHINE_COMMANDS = frozenset({"run", "sweep", "verify", "storm", "scenarios"})
+
+
+def warn_if_slow() -> None:
+    """One line on stderr when the compiled extension is not in use."""
+    status = compiled_extension_status()
+    if not status["compiled_extension"]:
+        print(f"ktext-emu: note: {status['reason']}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             args = parser.parse_args([*args_list, "run"])  # run is the default command
         runner: Runner = args.run
+        if args.command in MACHINE_COMMANDS:
+            warn_if_slow()
         return runner(args)
     except EmuError as err:
         if show_traceback:

@@ -149,6 +149,26 @@ REGIDS = (
 NO_ACCEL_ENV = "KTEXT_EMU_NO_ACCEL"  # set to 1 to use the Python hooks (tests, debugging)
 
 
+def compiled_extension_status() -> dict[str, object]:
+    """Whether the compiled hooks (emu/hw/_accel, emu/hw/_cachesim) are in use,
+    and if not, why: the JSON report's ``host`` object and the CLI's notice."""
+    if os.environ.get(NO_ACCEL_ENV) == "1":
+        return {"compiled_extension": False,
+                "reason": f"{NO_ACCEL_ENV}=1 is set: the Python hooks are in use"}
+    missing = []
+    for name in ("_accel", "_cachesim"):
+        try:
+            __import__(f"emu.hw.{name}")
+        except ImportError:
+            missing.append(f"emu.hw.{name}")
+    if not missing:
+        return {"compiled_extension": True, "reason": None}
+    return {"compiled_extension": False,
+            "reason": f"{' and '.join(missing)} not built (no C compiler at install, or a "
+            "checkout without `python3 setup.py build_ext --inplace`): the Python hooks "
+            "are in use, about 20x slower"}
+
+
 def _load_accel() -> dict[str, int] | None:
     if os.environ.get(NO_ACCEL_ENV) == "1":
         return None

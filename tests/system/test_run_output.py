@@ -107,3 +107,37 @@ def test_progress_total_is_the_limit_when_the_run_goes_to_the_limit(bars) -> Non
                  "--max-instructions", "300000"]) == 0
     (bar,) = bars
     assert bar.total == 300000 and bar.n >= 300000
+
+
+def test_without_the_compiled_extension_it_says_so_once_and_records_it(
+        monkeypatch, capsys, tmp_path: Path) -> None:
+    """Defect 10: the 20x slower Python path was silent."""
+    import sys
+
+    from emu.hw.accounting import NO_ACCEL_ENV
+
+    monkeypatch.delenv(NO_ACCEL_ENV, raising=False)
+    monkeypatch.setitem(sys.modules, "emu.hw._accel", None)  # import fails: not built
+    out_json = tmp_path / "r.json"
+    assert main(["run", *SMALL, "--workload", "syscall", "--iterations", "5",
+                 "--json", str(out_json)]) == 0
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if line.startswith("ktext-emu: note:")]
+    assert len(notes) == 1 and "emu.hw._accel not built" in notes[0]
+    assert "about 20x slower" in notes[0]
+    host = json.loads(out_json.read_text())["host"]
+    assert host["compiled_extension"] is False and "emu.hw._accel" in host["reason"]
+
+
+def test_with_the_compiled_extension_there_is_no_note(monkeypatch, capsys, tmp_path) -> None:
+    from emu.hw.accounting import NO_ACCEL_ENV, compiled_extension_status
+
+    monkeypatch.delenv(NO_ACCEL_ENV, raising=False)
+    if not compiled_extension_status()["compiled_extension"]:
+        pytest.skip("the compiled extension is not built here")
+    out_json = tmp_path / "r.json"
+    assert main(["run", *SMALL, "--workload", "syscall", "--iterations", "5", "--quiet",
+                 "--json", str(out_json)]) == 0
+    assert "note:" not in capsys.readouterr().err
+    assert json.loads(out_json.read_text())["host"] == {"compiled_extension": True,
+                                                       "reason": None}
