@@ -208,7 +208,7 @@ def test_traceback_only_on_request(paths, capsys):
 def test_internal_error_is_one_line(paths, capsys, monkeypatch):
     from emu.blob import disasm
 
-    def broken(image: object) -> str:
+    def broken(*args: object, **kwargs: object) -> str:
         raise RuntimeError("symbol table upside down")
 
     monkeypatch.setattr(disasm, "format_symbols", broken)
