@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import emu
+from emu.blob.cc import CFLAGS, compile_c, compiler_version, is_c_source
 from emu.blob.elf import read_elf, write_elf
 from emu.blob.ldscript import load_script
 from emu.blob.link import LinkedImage, link
 from emu.blob.objfile import ObjectFile
+from emu.blob.usercode import as_user_object
 from emu.errors import BlobError, ElfError, OutputError
 
 CACHE_ENV = "KTEXT_EMU_CACHE"
@@ -61,27 +64,35 @@ def build_kernel(
     script: Path | None = None,
     extra: Sequence[Path] = (),
     defsyms: Mapping[str, int] | None = None,
+    user: Sequence[Path] = (),
 ) -> LinkedImage:
     """Assemble and link a kernel.
 
     ``sources`` default to the shipped kernel_blob/*.S; ``extra`` files are
-    appended (``build --add``).  kernel_blob/ is always an include directory,
-    after each file's own directory.
+    appended (``build --add``), then the ``user`` files, whose .text, .rodata,
+    .data and .bss become user sections (``--add-user``, emu/blob/usercode.py).
+    A ``.c`` file among ``extra`` or ``user`` is compiled first (emu/blob/cc.py).
+    kernel_blob/ is always an include directory, after each file's own directory.
     """
     if sources is None:
         sources = kernel_sources()
         if not sources:
             raise BlobError(f"no kernel sources (*.S) in {kernel_blob_dir()}")
-    files = [Path(p) for p in (*sources, *extra)]
+    files = [(Path(p), False) for p in (*sources, *extra)] + [(Path(p), True) for p in user]
     if not files:
         raise BlobError("nothing to build: no source files")
-    for path in files:
+    for path, _ in files:
         if not path.is_file():
             raise BlobError(f"source file {path} does not exist")
     script_path = Path(script) if script is not None else default_script()
     parsed = load_script(script_path)
     assemble = _assembler()
-    objects = [assemble(path, (path.parent, kernel_blob_dir())) for path in files]
+    objects = []
+    with tempfile.TemporaryDirectory(prefix="ktext-emu-cc-") as scratch:
+        for path, is_user in files:
+            source = compile_c(path, Path(scratch)) if is_c_source(path) else path
+            obj = assemble(source, (path.parent, kernel_blob_dir()))
+            objects.append(as_user_object(obj) if is_user else obj)
     return link(objects, parsed, defsyms or {})
 
 
@@ -131,10 +142,20 @@ def build_key(
     script: Path,
     defsyms: Mapping[str, int] | None = None,
     extra: Sequence[Path] = (),
+    user: Sequence[Path] = (),
 ) -> str:
-    """The hash naming a cached build of ``blob_dir`` (+ ``extra``) with ``script`` and ``defsyms``."""
+    """The hash naming a cached build of ``blob_dir`` (+ ``extra`` and ``user``
+    files) with ``script`` and ``defsyms``; with a C file, the compiler too."""
     digest = hashlib.sha256()
     digest.update(toolchain_version().encode())
+    if any(is_c_source(Path(p)) for p in (*extra, *user)):
+        digest.update(b"\0cc\0" + compiler_version().encode() + " ".join(CFLAGS).encode())
+    for path in user:
+        digest.update(b"\0user\0" + str(Path(path).resolve()).encode() + b"\0")
+        try:
+            digest.update(Path(path).read_bytes())
+        except OSError as err:
+            raise BlobError(f"cannot read {path}: {err.strerror or err}") from err
     for path in sorted(p for p in blob_dir.rglob("*") if p.is_file()):
         digest.update(b"\0file\0" + str(path.relative_to(blob_dir)).encode() + b"\0")
         digest.update(path.read_bytes())
@@ -151,10 +172,11 @@ def build_key(
 
 
 def shipped_kernel_elf(
-    defsyms: Mapping[str, int] | None = None, extra: Sequence[Path] = ()
+    defsyms: Mapping[str, int] | None = None, extra: Sequence[Path] = (),
+    user: Sequence[Path] = (),
 ) -> Path:
-    """The shipped kernel (plus ``extra`` user sources) as an ELF file, built on
-    first use and cached.
+    """The shipped kernel (plus ``extra`` sources and ``user`` sources made
+    user code) as an ELF file, built on first use and cached.
 
     A cached file is reused only if it still reads as a valid image; a
     corrupt one is rebuilt.
@@ -162,7 +184,7 @@ def shipped_kernel_elf(
     blob_dir, script = kernel_blob_dir(), default_script()
     if not kernel_sources(blob_dir):
         raise BlobError(f"no kernel sources (*.S) in {blob_dir}")
-    key = build_key(blob_dir, script, defsyms, extra)
+    key = build_key(blob_dir, script, defsyms, extra, user)
     directory = cache_dir()
     path = directory / f"kernel-{key[:24]}.elf"
     if path.is_file():
@@ -171,7 +193,7 @@ def shipped_kernel_elf(
             return path
         except ElfError:
             pass  # rebuilt below
-    image = build_kernel(None, script, extra, defsyms)
+    image = build_kernel(None, script, extra, defsyms, user)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -86,8 +86,14 @@ def add_build_parser(sub: argparse._SubParsersAction) -> None:
         help=f"output ELF (default ./{DEFAULT_OUTPUT})",
     )  # fmt: skip
     parser.add_argument(
-        "--add", action="append", default=[], metavar="FILE.S",
-        help="an extra source linked after the others (repeatable)",
+        "--add", action="append", default=[], metavar="FILE.S|FILE.c",
+        help="an extra source linked after the others; a .c file is compiled first "
+        "(repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--add-user", action="append", default=[], metavar="FILE.s|FILE.c",
+        help="a source linked as user code: .text/.rodata/.data/.bss become the user "
+        "sections (repeatable)",
     )  # fmt: skip
     parser.add_argument(
         "--defsym", action="append", default=[], metavar="SYM=VAL",
@@ -107,6 +113,7 @@ def run_build(args: argparse.Namespace) -> int:
         Path(args.script) if args.script else None,
         [Path(p) for p in args.add],
         defsyms,
+        [Path(p) for p in args.add_user],
     )
     write_elf(image, args.output)
     out = sys.stdout
