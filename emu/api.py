@@ -27,7 +27,7 @@ from emu.hw.cost import CostReport, cost_of_run, gain, speedup
 from emu.hw.machine import StopReason
 from emu.kernel.cmdline import ktext_enabled, parse_cmdline
 from emu.report import make_report
-from emu.run_options import DEFAULT_WORKLOAD, RunOptions
+from emu.run_options import DEFAULT_WORKLOAD, RunOptions, parse_syscall_hooks
 from emu.system import RunSpec, System
 from emu.workloads import workload_defaults
 
@@ -97,6 +97,9 @@ def run_spec(options: RunOptions, ktext: bool) -> RunSpec:
         kernel=options.kernel,
         cpu_features=features,
         extra_sources=options.add,
+        user_sources=options.add_user,
+        syscalls=parse_syscall_hooks(options.syscall),
+        user_memory=options.user_memory,
         data_accesses=True,  # the cost model charges data accesses too
         is_domain=options.is_domain,
         ro_replicas=options.ro_replicas,
@@ -105,8 +108,9 @@ def run_spec(options: RunOptions, ktext: bool) -> RunSpec:
 
 def check_options(options: RunOptions) -> None:
     """Refuse combinations no run can have, before anything boots."""
-    if options.kernel is not None and options.add:
-        raise UsageError("--kernel and --add cannot be combined: --add links into the shipped kernel")
+    if options.kernel is not None and (options.add or options.add_user):
+        raise UsageError("--kernel and --add/--add-user cannot be combined: they link into the "
+                         "shipped kernel")
 
 
 def run_report(system: System) -> dict:

@@ -154,6 +154,13 @@ def format_report(report: dict) -> str:
         f"{machine['granule'] // 1024}K pages, {machine['va_bits']}-bit VA "
         f"({machine['levels']} levels); workload {first['workload']}"
     ]
+    if "user_memory" in first:
+        where = ("each node's own RAM" if first["user_memory"] == "local"
+                 else "node 0's RAM")
+        lines.append(f"  user text and rodata in {where} (--user-memory {first['user_memory']})")
+    if first.get("syscalls"):
+        lines.append("  syscalls added: " + ", ".join(
+            f"{nr} {name}" for nr, name in first["syscalls"].items()))
     labels = [run_label(run) for run in runs]
     for run, label in zip(runs, labels, strict=True):
         note = f" ({run['ktext_message']})" if run.get("ktext_message") else ""

@@ -20,6 +20,7 @@ from emu.config import DEFAULT_PRESET, preset_names
 from emu.errors import UsageError
 from emu.hw.machine import DEFAULT_QUANTUM, DEFAULT_WATCHDOG
 from emu.hw.tlb import IS_DOMAIN_CHOICES
+from emu.kernel.boot import USER_MEMORY_CHOICES
 from emu.system import DEFAULT_MAX_INSTRUCTIONS
 
 DEFAULT_WORKLOAD = "dbsim"
@@ -46,6 +47,9 @@ class RunOptions:
     ktext: str | None = None  # "on", "off", "both" or None
     kernel: Path | None = None
     add: tuple[Path, ...] = ()
+    add_user: tuple[Path, ...] = ()
+    syscall: tuple[str, ...] = ()  # NR=SYMBOL
+    user_memory: str = "node0"
     cpu_features: str = ""  # comma-separated
     workload: str = DEFAULT_WORKLOAD
     iterations: int | None = None
@@ -63,6 +67,8 @@ class RunOptions:
         values = {field.name: getattr(args, field.name) for field in fields(cls)}
         values["granule"] = GRANULES[values["granule"]]
         values["add"] = tuple(values["add"])
+        values["add_user"] = tuple(values["add_user"])
+        values["syscall"] = tuple(values["syscall"])
         return cls(**values)
 
 
@@ -78,6 +84,19 @@ def _integer(text: str) -> int:
         return int(text, 0)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def syscall_hook(text: str) -> str:
+    """``NR=SYMBOL``, checked here, kept as written (a sweep grid's value too)."""
+    number, sep, symbol = text.partition("=")
+    if not sep or not symbol.strip() or not number.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected NR=SYMBOL, e.g. 15=my_handler: {text!r}")
+    return f"{int(number)}={symbol.strip()}"
+
+
+def parse_syscall_hooks(values: Sequence[str]) -> tuple[tuple[int, str], ...]:
+    """``("15=f", ...)`` as ``((15, "f"), ...)``."""
+    return tuple((int(nr), symbol) for nr, _, symbol in (v.partition("=") for v in values))
 
 
 def non_negative_int(text: str) -> int:
@@ -143,9 +162,25 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> dict[str, argparse.Act
                             help="replication for the run(s); default: ktext= from --cmdline, "
                             "else both (run twice and compare)"),
         layout.add_argument("--kernel", type=Path, metavar="ELF", help="boot this kernel ELF"),
-        layout.add_argument("--add", type=Path, action="append", default=[], metavar="FILE.S",
-                            help="link a user source (e.g. defining workload_<name>) into the "
-                            "shipped kernel (repeatable)"),
+        layout.add_argument("--add", type=Path, action="append", default=[],
+                            metavar="FILE.S|FILE.c",
+                            help="link a source into the shipped kernel as it is (its sections "
+                            "as named; a .c file is compiled first with aarch64-linux-gnu-gcc "
+                            "-S, see README) (repeatable)"),
+        layout.add_argument("--add-user", type=Path, action="append", default=[],
+                            metavar="FILE.s|FILE.c",
+                            help="link a source as user code: its .text, .rodata, .data and "
+                            ".bss become .user.text, .user.rodata, .user.data and .user.bss, "
+                            "so gcc -S output runs at EL0 unedited (repeatable)"),
+        layout.add_argument("--syscall", type=syscall_hook, action="append", default=[],
+                            metavar="NR=SYMBOL",
+                            help="make kernel function SYMBOL (from an --add file) system call "
+                            "NR, in a free slot of sys_call_table (repeatable; in assembly: "
+                            "SYSCALL_DEFINE NR, SYMBOL from syscall.inc)"),
+        layout.add_argument("--user-memory", choices=USER_MEMORY_CHOICES, default="node0",
+                            help="where user text and rodata live: node0 (one copy in node 0's "
+                            "RAM, default) or local (a copy in each node's RAM, mapped for the "
+                            "tasks of that node); user data stays shared in node 0"),
         layout.add_argument("--cpu-features", default="", metavar="LIST",
                             help="comma-separated emulated CPU capabilities"),
         work.add_argument("--workload", default=DEFAULT_WORKLOAD, metavar="NAME",

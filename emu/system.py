@@ -51,7 +51,10 @@ class RunSpec:
     kernel: Path | None = None  # a custom kernel ELF; None: the shipped one
     data_accesses: bool = False
     cpu_features: tuple[str, ...] = ()
-    extra_sources: tuple[Path, ...] = ()  # user .S files linked into the shipped kernel
+    extra_sources: tuple[Path, ...] = ()  # .S/.s/.c files linked into the shipped kernel
+    user_sources: tuple[Path, ...] = ()  # files linked as user code (--add-user)
+    syscalls: tuple[tuple[int, str], ...] = ()  # (NR, handler symbol) hooked at boot (--syscall)
+    user_memory: str = "node0"  # user text/rodata in node 0's RAM, or each node's ("local")
     count_fetches: bool = True  # False: no accounting at all (the benchmark's baseline)
     is_domain: str = "machine"  # Inner Shareable domains: "machine" (Linux) or "node" (emu/hw/tlb.py)
     ro_replicas: bool = False  # rodata copies PAGE_KERNEL_RO, not the series' PAGE_KERNEL
@@ -77,7 +80,7 @@ class System:
         if spec.kernel is None:
             defsyms = {"KIMAGE_VADDR": layout.kimage_vaddr,
                        "PHYS_OFFSET_LOAD": self.physmem.banks[0].base}  # fmt: skip
-            elf = shipped_kernel_elf(defsyms, spec.extra_sources)
+            elf = shipped_kernel_elf(defsyms, spec.extra_sources, spec.user_sources)
         else:
             elf = spec.kernel
         self.image = load_kernel_image(elf)
@@ -87,6 +90,8 @@ class System:
             iterations=spec.iterations,
             cpu_features=frozenset(spec.cpu_features),
             rodata_prot=PAGE_KERNEL_RO if spec.ro_replicas else PAGE_KERNEL,
+            syscalls=spec.syscalls,
+            user_memory=spec.user_memory,
         )
         self.kernel: Kernel = boot(self.machine, self.image, self.geometry, params)
         self.scheduler = Scheduler(self.machine, spec.migrate_every)
@@ -189,6 +194,18 @@ class System:
             machine.accounting.set_exclusive_monitor(cpu, saved_monitor)
             machine.flush_tlb()
 
+    def syscall(self, cpu: int, nr: int, *args: int, max_instructions: int = 1_000_000
+                ) -> dict[str, int]:  # fmt: skip
+        """Run system call ``nr``'s handler on ``cpu`` as the kernel would
+        dispatch it: the function ``sys_call_table[nr]`` points at (read from
+        the image; every node's copy holds the same), at EL1, with ``args``."""
+        image = self.image
+        limit = image.sym("__NR_syscalls") if image.has("__NR_syscalls") else 0
+        if not 0 <= nr < limit:
+            raise UsageError(f"no system call {nr}: the table has numbers 0 to {limit - 1}")
+        handler = self.physmem.read_u64(image.pa_of(image.sym("sys_call_table")) + 8 * nr)
+        return self.call(cpu, handler, *args, max_instructions=max_instructions)
+
     # ---------------------------------------------------------------- checks
     def cpu_ttbr1(self, cpu: int) -> int | None:
         vcpu = self.machine.cpus[cpu]
@@ -277,6 +294,8 @@ class System:
             "ktext_requested": self.spec.ktext,
             "ktext_message": repl.message,
             "workload": self.spec.workload,
+            "syscalls": {str(nr): name for nr, name in sorted(self.kernel.syscalls.items())},
+            "user_memory": self.spec.user_memory,
             "is_domain": self.spec.is_domain,
             "stop_reason": result.reason.value if result else None,
             "instructions": result.instructions if result else 0,

@@ -49,6 +49,14 @@ task_user_sp:
 	.zero	8 * NR_CPUS
 	.size	task_user_sp, . - task_user_sp
 
+// TTBR0 of each CPU's task, filled at boot: the one shared user root, or
+// with --user-memory local the root of the CPU's node.
+	.globl	task_user_ttbr0
+	.type	task_user_ttbr0, %object
+task_user_ttbr0:
+	.zero	8 * NR_CPUS
+	.size	task_user_ttbr0, . - task_user_ttbr0
+
 	.globl	syscall_count
 	.type	syscall_count, %object
 syscall_count:

@@ -205,7 +205,9 @@ cpu_startup_common:
 
 	adrp	x5, boot_regs
 	add	x5, x5, :lo12:boot_regs
-	ldr	x6, [x5, #BOOT_USER_TTBR0]
+	adrp	x6, task_user_ttbr0		// this CPU's user root (its node's
+	add	x6, x6, :lo12:task_user_ttbr0	// with --user-memory local)
+	ldr	x6, [x6, x0, lsl #3]
 	msr	ttbr0_el1, x6
 	isb
 	ldr	x7, [x5, #BOOT_USER_PC]

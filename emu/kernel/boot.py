@@ -55,6 +55,8 @@ class BootParams:
     iterations: int = 1000  # per task; 0 runs until the instruction limit
     rodata_prot: Prot = PAGE_KERNEL  # what the series maps the rodata copies with
     cpu_features: frozenset[str] = frozenset()  # emulated CPU capabilities (--cpu-features)
+    syscalls: tuple[tuple[int, str], ...] = ()  # --syscall NR=SYMBOL, after the image's own
+    user_memory: str = "node0"  # where user text and rodata live: "node0" or "local"
 
 
 @dataclass
@@ -70,6 +72,7 @@ class Kernel:
     user_pgd_pa: int
     tcr: int
     params: BootParams
+    syscalls: dict[int, str]  # syscall hooks installed at boot: NR -> handler symbol
 
     def ttbr1_of_node(self, node: int) -> int:
         return make_ttbr(swapper_pg_dir_node_phys(self.replication, node))
@@ -146,10 +149,97 @@ def check_user_image(image: KernelImage) -> None:
         )
 
 
+USER_MEMORY_CHOICES = ("node0", "local")
+
+
 def _map_user_image(machine: Machine, image: KernelImage, geometry: Geometry, pgd: int,
-                    alloc: TableAllocator) -> None:  # fmt: skip
+                    alloc: TableAllocator, node: int = 0) -> None:  # fmt: skip
+    """Map the user sections into ``pgd``.  For ``node`` other than 0, text
+    and rodata are that node's own copy (--user-memory local), made here from
+    the image; data and bss stay the one shared copy in node 0."""
+    physmem = machine.physmem
     for va, pa, size, prot in user_ranges(image, geometry.granule):
-        create_pgd_mapping(machine.physmem, geometry, pgd, va, pa, size, prot, alloc)
+        if node != 0 and prot is not PAGE_USER:
+            copy = physmem.memblock_alloc_node(size, geometry.granule, node)
+            physmem.write(copy, physmem.read(pa, size))
+            pa = copy
+        create_pgd_mapping(physmem, geometry, pgd, va, pa, size, prot, alloc)
+
+
+def user_address_spaces(machine: Machine, image: KernelImage, geometry: Geometry,
+                        alloc: TableAllocator, user_memory: str) -> list[int]:  # fmt: skip
+    """The user root of each node: one shared root (node0), or one per node
+    mapping that node's copy of user text and rodata (local)."""
+    if user_memory not in USER_MEMORY_CHOICES:
+        raise ConfigError(f"user memory {user_memory!r}: use "
+                          f"{' or '.join(USER_MEMORY_CHOICES)}")
+    nodes = machine.topology.nodes
+    if user_memory == "node0":
+        pgd = alloc.top_table()
+        _map_user_image(machine, image, geometry, pgd, alloc)
+        return [pgd] * nodes
+    if not image.has("task_user_ttbr0"):
+        raise ConfigError(f"{image.path}: --user-memory local needs task_user_ttbr0 (per-CPU "
+                          "user roots) in the kernel; this kernel has one shared root")
+    roots = []
+    for node in range(nodes):
+        pgd = alloc.top_table()
+        _map_user_image(machine, image, geometry, pgd, alloc, node)
+        roots.append(pgd)
+    return roots
+
+
+SYSCALL_HOOK_PREFIX = "__ktext_syscall_"  # __ktext_syscall_<NR> = the handler (SYSCALL_DEFINE)
+
+
+def syscall_hooks(image: KernelImage,
+                  extra: tuple[tuple[int, str], ...] = ()) -> dict[int, tuple[str, int]]:  # fmt: skip
+    """NR -> (handler name, address): the image's ``__ktext_syscall_<NR>``
+    symbols (SYSCALL_DEFINE in kernel_blob/syscall.inc), then ``extra``
+    (--syscall NR=SYMBOL), which wins for the same number."""
+    hooks: dict[int, tuple[str, int]] = {}
+    for name, sym in image.elf.symbols.items():
+        number = name[len(SYSCALL_HOOK_PREFIX):]
+        if name.startswith(SYSCALL_HOOK_PREFIX) and number.isdigit():
+            hooks[int(number)] = (image.symbolize(sym.value), sym.value)
+    for nr, symbol in extra:
+        if not image.has(symbol):
+            raise ConfigError(f"--syscall {nr}={symbol}: no symbol {symbol!r} in the kernel "
+                              "(add the file defining it with --add)")
+        hooks[nr] = (symbol, image.sym(symbol))
+    return hooks
+
+
+def install_syscalls(machine: Machine, image: KernelImage,
+                     hooks: dict[int, tuple[str, int]]) -> dict[int, str]:  # fmt: skip
+    """Point ``sys_call_table[NR]`` at each hook's handler, in node 0's image
+    before any copy is made (the table is rodata, replicated with it).  Only
+    a free slot (``sys_ni_syscall``) may be taken, and only by kernel text."""
+    if not hooks:
+        return {}
+    nr_syscalls = image.sym("__NR_syscalls") if image.has("__NR_syscalls") else 0
+    table = image.pa_of(image.sym("sys_call_table"))
+    free = image.sym("sys_ni_syscall") if image.has("sys_ni_syscall") else None
+    text = (image.sym("_stext"), image.sym("_etext"))
+    installed = {}
+    for nr, (symbol, handler) in sorted(hooks.items()):
+        if not 0 <= nr < nr_syscalls:
+            raise ConfigError(f"syscall {nr} ({symbol}): the table has numbers 0 to "
+                              f"{nr_syscalls - 1} (__NR_syscalls)")
+        if not text[0] <= handler < text[1]:
+            where = "user code" if image.is_user(handler) else f"not kernel text ({handler:#x})"
+            raise ConfigError(f"syscall {nr}: {symbol} is {where}; a syscall handler must be "
+                              "in the kernel's .text (add its file with --add, not --add-user)")
+        current = machine.physmem.read_u64(table + 8 * nr)
+        if current not in (free, handler):
+            spare = [n for n in range(nr_syscalls)
+                     if machine.physmem.read_u64(table + 8 * n) == free]
+            raise ConfigError(f"syscall {nr} ({symbol}): syscall {nr} is "
+                              f"{image.symbolize(current)} already; free numbers: "
+                              f"{', '.join(map(str, spare)) or 'none'}")
+        machine.physmem.write_u64(table + 8 * nr, handler)
+        installed[nr] = symbol
+    return installed
 
 
 def workload_entry(image: KernelImage, workload: str) -> int:
@@ -179,6 +269,10 @@ def boot(machine: Machine, image: KernelImage, geometry: Geometry, params: BootP
         physmem.write(seg.paddr, seg.data)
         physmem.reserve(seg.paddr, seg.memsz)
 
+    # The syscall table as the kernel was built with it: SYSCALL_DEFINE entries
+    # and --syscall, written before replication copies rodata.
+    syscalls = install_syscalls(machine, image, syscall_hooks(image, params.syscalls))
+
     # paging_init(): the image and the linear map in swapper_pg_dir; the
     # idmap for secondaries.  Tables come from memblock on node 0.
     early = TableAllocator(physmem, geometry, node=0)
@@ -194,18 +288,23 @@ def boot(machine: Machine, image: KernelImage, geometry: Geometry, params: BootP
     )
     apply_boot_alternatives(machine, image, layout, replication, params.cpu_features)
 
-    # The user address space every task shares (one process, one thread per CPU).
-    user_pgd = early.top_table()
-    _map_user_image(machine, image, geometry, user_pgd, early)
+    # The user address space every task shares (one process, one thread per
+    # CPU); with --user-memory local, one root per node, alike but for where
+    # user text and rodata are.  Every root maps every task's stack.
+    user_pgds = user_address_spaces(machine, image, geometry, early, params.user_memory)
+    user_pgd = user_pgds[0]
     phys_offset = physmem.banks[0].base
     topology = machine.topology
     for cpu in range(topology.n_cpus):
         node = topology.cpu_to_node(cpu)
         stack = physmem.memblock_alloc_node(USER_STACK_SIZE, geometry.granule, node)
         stack_va = USER_STACK_BASE + cpu * USER_STACK_STRIDE
-        create_pgd_mapping(physmem, geometry, user_pgd, stack_va, stack, USER_STACK_SIZE,
-                           PAGE_USER, early)
+        for pgd in dict.fromkeys(user_pgds):
+            create_pgd_mapping(physmem, geometry, pgd, stack_va, stack, USER_STACK_SIZE,
+                               PAGE_USER, early)
         _write_u64(machine, image, "task_user_sp", cpu, stack_va + USER_STACK_SIZE)
+        if image.has("task_user_ttbr0"):
+            _write_u64(machine, image, "task_user_ttbr0", cpu, make_ttbr(user_pgds[node]))
         kstack = physmem.memblock_alloc_node(KERNEL_STACK_SIZE, 16, node)
         top = layout.linear_va(kstack, phys_offset) + KERNEL_STACK_SIZE
         _write_u64(machine, image, "cpu_stack_tops", cpu, top)
@@ -229,7 +328,7 @@ def boot(machine: Machine, image: KernelImage, geometry: Geometry, params: BootP
         physmem.write_u64(boot_regs + image.sym(field_name), value)
 
     kernel = Kernel(image, geometry, layout, replication, swapper_pa, idmap_pa, user_pgd, tcr,
-                    params)
+                    params, syscalls)
     machine.symbolize = kernel.symbolize
     machine.mmu.set_kernel_text(image.sym("_stext"), image.sym("_etext"))
     reserved_pa = image.pa_of(image.sym("reserved_pg_dir"))
