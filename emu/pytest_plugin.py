@@ -30,7 +30,9 @@ Instruction encoders are in ``emu.kernel.insn`` (``aarch64_insn_gen_nop``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import argparse
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,14 +40,37 @@ import pytest
 from emu.checks.icache import IcacheChecker, JumpSiteObserver
 from emu.checks.verify import VerifyResult, verify
 from emu.config import machine_config
-from emu.errors import GuestFault
+from emu.errors import GuestFault, UsageError
 from emu.hw.cpu import PowerState
 from emu.hw.machine import RunResult
 from emu.kernel import jump_label, patching
+from emu.run_options import GRANULES, parse_syscall_hooks
+from emu.run_options import syscall_hook as _checked_hook
 from emu.system import RunSpec, System
+
+
+def syscall_hook(text: str) -> str:
+    """``NR=SYMBOL`` checked as --syscall checks it (UsageError if malformed)."""
+    try:
+        return _checked_hook(text)
+    except argparse.ArgumentTypeError as err:
+        raise UsageError(f"syscalls: {err}") from None
 
 BOOT_STEP = 50_000
 BOOT_LIMIT = 5_000_000
+BRK_BAD = 0xD4200000 | (0xBAD << 5)  # brk #0xbad: what corrupt() writes by default
+
+
+def granule_bytes(granule: int | str) -> int:
+    """4096/16384/65536, or "4k"/"16k"/"64k" as on the command line."""
+    if isinstance(granule, str):
+        size = GRANULES.get(granule.strip().lower())
+        if size is None:
+            raise UsageError(f"granule {granule!r}: use {', '.join(GRANULES)}")
+        return size
+    if granule not in GRANULES.values():
+        raise UsageError(f"granule {granule}: use 4096, 16384 or 65536 (or 4k, 16k, 64k)")
+    return granule
 
 
 class PatchLab:
@@ -110,6 +135,10 @@ class PatchLab:
         """Run a kernel function at EL1 on ``cpu`` until it returns: its registers."""
         return self.system.call(cpu, function, *args, **kwargs)
 
+    def syscall(self, cpu: int, nr: int, *args: int) -> dict[str, int]:
+        """Run system call ``nr``'s handler (sys_call_table[nr]) on ``cpu``: its registers."""
+        return self.system.syscall(cpu, nr, *args)
+
     def call_everywhere(self, function: str | int, *args: int) -> dict[int, dict[str, int]]:
         """``call`` on every CPU of every node: cpu -> registers."""
         return {cpu: self.call(cpu, function, *args) for cpu in self.cpus()}
@@ -130,6 +159,44 @@ class PatchLab:
     def read_text(self, va: int) -> dict[int, int]:
         """node -> the word at ``va`` in that node's text (node 0: the image)."""
         return dict(patching.read_text(self.system, va))
+
+    # ------------------------------------------------------ negative tests
+    def copy_pa(self, node: int, va: int) -> int:
+        """The PA of ``va`` in ``node``'s copy of [_stext, __end_rodata)
+        (node 0, or a node without a copy: the image itself)."""
+        image = self.system.image
+        copies = self.system.kernel.replication.text_copies
+        start, end = image.sym("_stext"), image.sym("__end_rodata")
+        if not 0 <= node < self.nodes:
+            raise UsageError(f"no node {node}: the machine has {self.nodes}")
+        if not start <= va < end:
+            raise UsageError(f"{va:#x} ({self.symbolize(va)}) is not in [_stext, __end_rodata), "
+                             "the part of the image each node has a copy of")
+        copy = copies[node] if node < len(copies) else None
+        if node == 0:
+            return image.pa_of(va)
+        if copy is None:
+            message = self.system.kernel.replication.message or "replication is off"
+            raise UsageError(f"node {node} has no copy of its own ({message})")
+        return copy + (va - start)
+
+    def corrupt(self, node: int, where: str | int, word: int = BRK_BAD, offset: int = 0) -> int:
+        """Write ``word`` (default ``brk #0xbad``) over the 32-bit word at
+        ``where`` (+ ``offset``) in ``node``'s copy only, as a stray write
+        would, bypassing patch_text; translated code is dropped so the CPUs
+        see it.  Returns the word it replaced.  ``assert_replicated`` and
+        ``verify`` then report the node."""
+        va = (self.sym(where) if isinstance(where, str) else where) + offset
+        pa = self.copy_pa(node, va)
+        physmem = self.system.physmem
+        old = physmem.read_u32(pa)
+        physmem.write_u32(pa, word & 0xFFFF_FFFF)
+        patching.invalidate_text(self.system.machine)
+        return old
+
+    def static_keys(self) -> dict[str, dict]:
+        """Every static key with jump sites: name -> {address, enabled, sites}."""
+        return jump_label.static_keys(self.system)
 
     # --------------------------------------------------------- static keys
     def key_enabled(self, key: str | int) -> bool:
@@ -168,7 +235,7 @@ class PatchLab:
 def make_lab(
     nodes: int = 4,
     cpus_per_node: int = 2,
-    granule: int = 4096,
+    granule: int | str = 4096,
     va_bits: int = 48,
     *,
     ktext: bool = True,
@@ -176,10 +243,24 @@ def make_lab(
     workload: str = "syscall",
     iterations: int = 0,
     boot: bool = True,
+    add: Sequence[str | Path] = (),
+    add_user: Sequence[str | Path] = (),
+    syscalls: Mapping[int, str] | Sequence[str] = (),
     **spec: Any,
 ) -> PatchLab:
-    """A PatchLab outside pytest (the fixtures use this)."""
-    config = machine_config(preset, nodes, cpus_per_node, granule=granule, va_bits=va_bits)
+    """A PatchLab outside pytest (the fixtures use this).  ``add``,
+    ``add_user`` and ``syscalls`` are ``run``'s --add, --add-user and
+    --syscall (``{15: "sys_mine"}`` or ``["15=sys_mine"]``)."""
+    config = machine_config(preset, nodes, cpus_per_node, granule=granule_bytes(granule),
+                            va_bits=va_bits)
+    if add:
+        spec["extra_sources"] = (*spec.get("extra_sources", ()), *map(Path, add))
+    if add_user:
+        spec["user_sources"] = (*spec.get("user_sources", ()), *map(Path, add_user))
+    if syscalls:
+        hooks = (tuple(syscalls.items()) if isinstance(syscalls, Mapping)
+                 else parse_syscall_hooks([syscall_hook(text) for text in syscalls]))
+        spec["syscalls"] = (*spec.get("syscalls", ()), *hooks)
     run_spec = RunSpec(ktext=ktext, workload=workload, iterations=iterations, **spec)
     lab = PatchLab(System(config, run_spec))
     if boot:
