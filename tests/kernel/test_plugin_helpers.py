@@ -8,9 +8,23 @@ from pathlib import Path
 import pytest
 
 from emu.errors import UsageError
-from emu.pytest_plugin import BRK_BAD, granule_bytes, ktext_lab_factory  # noqa: F401
+from emu.pytest_plugin import BRK_BAD, granule_bytes, make_lab
 
 ASM = Path(__file__).resolve().parents[1] / "system" / "asm"
+
+
+@pytest.fixture
+def labs():
+    """What the plugin's ktext_lab_factory does: make_lab, closed at teardown."""
+    made = []
+
+    def factory(**kwargs):
+        made.append(make_lab(**kwargs))
+        return made[-1]
+
+    yield factory
+    for lab in made:
+        lab.system.close()
 
 
 @pytest.mark.parametrize(("granule", "size"), [("4k", 4096), ("16K", 16384), ("64k", 65536),
@@ -25,14 +39,14 @@ def test_bad_granules_are_refused(granule) -> None:
         granule_bytes(granule)
 
 
-def test_factory_takes_the_granule_as_on_the_cli(ktext_lab_factory) -> None:
-    lab = ktext_lab_factory(nodes=2, cpus_per_node=1, granule="64k", boot=False)
+def test_factory_takes_the_granule_as_on_the_cli(labs):
+    lab = labs(nodes=2, cpus_per_node=1, granule="64k", boot=False)
     assert lab.system.geometry.granule == 65536
 
 
 @pytest.mark.parametrize("syscalls", [{14: "sys_plus_seven"}, ["14=sys_plus_seven"]])
-def test_factory_adds_code_and_syscalls(ktext_lab_factory, syscalls) -> None:
-    lab = ktext_lab_factory(nodes=2, cpus_per_node=1, add=[ASM / "syscall_define.S"],
+def test_factory_adds_code_and_syscalls(labs, syscalls):
+    lab = labs(nodes=2, cpus_per_node=1, add=[ASM / "syscall_define.S"],
                             syscalls=syscalls)
     assert lab.system.kernel.syscalls == {13: "sys_triple", 14: "sys_plus_seven"}
     for cpu in lab.cpus():
@@ -40,8 +54,8 @@ def test_factory_adds_code_and_syscalls(ktext_lab_factory, syscalls) -> None:
         assert lab.syscall(cpu, 13, 2)["x0"] == 7
 
 
-def test_corrupt_changes_one_node_and_the_verifier_names_it(ktext_lab_factory) -> None:
-    lab = ktext_lab_factory(nodes=3, cpus_per_node=1)
+def test_corrupt_changes_one_node_and_the_verifier_names_it(labs):
+    lab = labs(nodes=3, cpus_per_node=1)
     site = lab.sym("sys_ni_syscall")
     before = lab.read_text(site)
     old = lab.corrupt(2, "sys_ni_syscall")
@@ -58,16 +72,16 @@ def test_corrupt_changes_one_node_and_the_verifier_names_it(ktext_lab_factory) -
         lab.assert_replicated()
 
 
-def test_corrupt_refuses_what_has_no_per_node_copy(ktext_lab_factory) -> None:
-    lab = ktext_lab_factory(nodes=2, cpus_per_node=1, ktext=False)
+def test_corrupt_refuses_what_has_no_per_node_copy(labs):
+    lab = labs(nodes=2, cpus_per_node=1, ktext=False)
     with pytest.raises(UsageError, match="node 1 has no copy of its own"):
         lab.corrupt(1, "sys_ni_syscall")
     with pytest.raises(UsageError, match=r"not in \[_stext, __end_rodata\)"):
         lab.corrupt(0, "boot_regs")
 
 
-def test_static_keys_lists_every_key_with_its_sites(ktext_lab_factory) -> None:
-    lab = ktext_lab_factory(nodes=2, cpus_per_node=1)
+def test_static_keys_lists_every_key_with_its_sites(labs):
+    lab = labs(nodes=2, cpus_per_node=1)
     keys = lab.static_keys()
     assert keys, "the shipped kernel has static keys"
     for name, key in keys.items():
