@@ -5,11 +5,16 @@ ktext-emu gives every test session these fixtures:
 
 ``ktext_lab_factory``
     ``ktext_lab_factory(nodes=4, cpus_per_node=2, granule=4096, va_bits=48,
-    ktext=True, cpu_features=(), workload="syscall", iterations=0,
-    boot=True, **RunSpec fields)`` boots a machine of that topology and
-    returns a ``PatchLab``; with ``boot`` every CPU is brought online (the
-    default workload then runs null syscalls until stopped, so the kernel
-    text stays quiet).  Machines are closed at teardown.
+    *, ktext=True, preset="default", workload="syscall", iterations=0,
+    boot=True, add=(), add_user=(), syscalls=(), **RunSpec fields)`` boots
+    a machine and returns a ``PatchLab``.  ``granule`` is 4096/16384/65536
+    or "4k"/"16k"/"64k"; ``add``/``add_user``/``syscalls`` are ``run``'s
+    --add, --add-user and --syscall (``{15: "sys_mine"}`` or
+    ``["15=sys_mine"]``); other RunSpec fields (``cpu_features``,
+    ``user_memory``, ``ro_replicas``, ``is_domain``...) pass through.  With
+    ``boot`` every CPU is brought online and parked at EL0 (the default
+    workload runs null syscalls until stopped, so kernel text stays quiet).
+    Machines are closed at teardown.
 ``ktext_lab``
     one default machine (4 nodes x 2 CPUs, 4K pages, 48-bit VA, ktext on).
 
@@ -23,9 +28,10 @@ A ``PatchLab`` holds the ``System`` and the calls a patching test needs::
             assert ktext_lab.call(cpu, "my_function", 1, 2)["x0"] == 3
         ktext_lab.assert_replicated()                    # the verifier
 
-Instruction encoders are in ``emu.kernel.insn`` (``aarch64_insn_gen_nop``,
-``aarch64_insn_gen_branch_imm``...).  Add your own kernel code with
-``extra_sources=(path_to_S,)``: it is linked into the shipped kernel.
+For negative tests: ``corrupt(node, symbol)`` writes one node's copy only
+(a stray write, as the verifier must catch), ``static_keys()`` lists the
+keys with their sites.  ``syscall(cpu, nr, *args)`` runs a system call's
+handler.  Instruction encoders are in ``emu.kernel.insn``.
 """
 
 from __future__ import annotations
