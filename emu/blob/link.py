@@ -693,9 +693,23 @@ def _object_symbol(
     )
 
 
+USER_SECTION_PREFIX = ".user."  # EL0 code and data (linker_scripts/kernel.ld)
+
+
+def _kernel_section_at(address: int, by_name: Mapping[str, OutputSection]) -> str | None:
+    """The allocated non-user output section holding ``address``, if any."""
+    for name, out in by_name.items():
+        if not name.startswith(USER_SECTION_PREFIX) and out.vaddr <= address < out.vaddr + out.size:
+            return name
+    return None
+
+
 def _apply_relocations(
     linker: _Linker, result: _PassResult, by_name: Mapping[str, OutputSection]
 ) -> None:
+    """Apply every relocation.  One rule beyond GNU ld's: user code or data
+    (a ``.user.*`` output section, run at EL0) may not hold the address of
+    kernel memory, which no task can reach; it is refused with file:line."""
     for index, obj in enumerate(linker.objects):
         for sec in obj.sections.values():
             key = (index, sec.name)
@@ -723,6 +737,15 @@ def _apply_relocations(
                         at = base - out.vaddr + rel.offset
                         out.data[at : at + 4] = NOP_BYTES
                         continue
+                if out.name.startswith(USER_SECTION_PREFIX):
+                    kernel = _kernel_section_at((s + rel.addend) & MASK64, by_name)
+                    if kernel is not None:
+                        raise LinkError(
+                            f"{prefix}user code at {site} refers to {rel.symbol}, which is in "
+                            f"kernel section {kernel}: a task at EL0 cannot reach kernel "
+                            "memory; put the data in a user section or reach the kernel "
+                            "through a syscall"
+                        )
                 try:
                     apply_relocation(
                         rel.kind, out.data, base - out.vaddr + rel.offset, s, rel.addend, p

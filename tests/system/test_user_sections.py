@@ -85,3 +85,12 @@ def test_cli_reports_a_workload_outside_user_text_with_status_3(capsys) -> None:
     err = capsys.readouterr().err
     assert status == 3
     assert err.count("\n") == 1 and "workload_in_text is in .text" in err
+
+
+def test_user_code_holding_a_kernel_address_is_refused_at_link_time(make_system) -> None:
+    """Defect 1's other half: what cannot work is refused with file:line."""
+    from emu.errors import LinkError
+
+    with pytest.raises(LinkError, match=r"user_to_kernel\.S:5: user code at .* refers to "
+                                        r"syscall_count, which is in kernel section \.data"):
+        make_system(nodes=1, cpus_per_node=1, extra_sources=(ASM / "user_to_kernel.S",))
