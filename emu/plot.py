@@ -31,7 +31,7 @@ def _label(run: dict) -> str:
 
 # What the cost model's memory lines are (emu/hw/cost.py): cache lines moved
 # to or from DRAM by instruction-fetch and data-access misses, both models.
-TRAFFIC_WHAT = "modelled DRAM traffic (I- and D-cache misses), bytes"
+TRAFFIC_WHAT = "modelled DRAM traffic (fetch and data lines missing the caches), bytes"
 
 
 def figure_title(report: dict) -> str:

@@ -101,5 +101,5 @@ def test_every_plot_names_machine_workload_cost_model_and_quantity(reports):
         assert "machine default (4 nodes x 2 CPUs" in title
         assert "workload dbsim" in title and "cost model fast" in title
         titles = [axes.get_title() for axes in figure.axes if axes.get_title()]
-        assert any("DRAM traffic (I- and D-cache misses)" in t for t in titles)
+        assert any("DRAM traffic (fetch and data lines missing the caches)" in t for t in titles)
         assert any("modelled cycles per CPU (fast cost model)" in t for t in titles)
