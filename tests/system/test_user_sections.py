@@ -94,3 +94,12 @@ def test_user_code_holding_a_kernel_address_is_refused_at_link_time(make_system)
     with pytest.raises(LinkError, match=r"user_to_kernel\.S:5: user code at .* refers to "
                                         r"syscall_count, which is in kernel section \.data"):
         make_system(nodes=1, cpus_per_node=1, extra_sources=(ASM / "user_to_kernel.S",))
+
+
+def test_a_pointer_table_in_user_data_reaches_user_strings(make_system) -> None:
+    """Defect 1 as reported: `.xword .LC3` held a kernel VA, and the load
+    through it faulted (FAR in the kernel range)."""
+    system = make_system(nodes=2, cpus_per_node=1, workload="user_pointer_table",
+                         extra_sources=(ASM / "user_pointer_table.S",))
+    system.run()
+    assert [cpu.exit_status for cpu in system.machine.cpus] == [0, 0]
