@@ -14,7 +14,8 @@ state makes it (``jump_label.check_jump_labels``).
 Part of the copied range is deliberately not used: every node maps
 [PAGE_ALIGN_DOWN(__start_ro_after_init), __end_rodata) to node 0's pages
 (patch 14), so a difference there is reported with its region but cannot
-change what any CPU runs.
+change what any CPU runs.  The page directories sit after __end_rodata, as
+in vmlinux.lds.S, so a top-level write is never a copy difference.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def _region(ctx: KernelContext, va: int) -> str:
         return "text"
     if va < ro_cut:
         return "rodata"
-    return "ro_after_init and page tables (copied, but every node maps node 0's)"
+    return "rodata tail and ro_after_init (copied, but every node maps node 0's)"
 
 
 def _first_difference(a: bytes, b: bytes) -> tuple[int, int]:

@@ -51,8 +51,12 @@ def _outcome(setup: Setup, remedy: bool, role: Role, label: str) -> Outcome:
             system.machine.uc.ctl_flush_tb()  # a host write to text: no stale translation
 
         # 1. a store to replicated rodata through its kernel-image address, on each CPU
+        # sys_null_weights lies past patch 14's cut (in the page holding
+        # __start_ro_after_init), so every node maps node 0's original there
+        ro_cut = image.sym("__start_ro_after_init") & ~(granule - 1)
         for vcpu in system.machine.cpus:
-            pa = repl.node_text_pa(vcpu.node, image) + rodata_va - stext
+            pa = (repl.node_text_pa(vcpu.node, image) + rodata_va - stext if rodata_va < ro_cut
+                  else image.pa_of(rodata_va))
             original = physmem.read_u64(pa)
             if _store(system, vcpu.index, rodata_va):
                 changed = physmem.read_u64(pa) == MARKER

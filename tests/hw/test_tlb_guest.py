@@ -150,7 +150,7 @@ MARKER = 0x5EED_0000_CAFE_0001
 def cnp_system(make_system, mode: str):
     system = booted(make_system, mode)
     repl = system.kernel.replication
-    variable = system.image.sym("sys_null_weights")  # replicated rodata
+    variable = system.image.sym("alt_selftest_page_a")  # replicated rodata (its first page)
     original = system.physmem.read_u64(system.image.pa_of(variable))
     # node 1's copy differs, so who filled an entry shows in the value read
     system.physmem.write_u64(repl.text_copies[1] + variable - system.image.sym("_stext"), MARKER)

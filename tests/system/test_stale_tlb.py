@@ -15,7 +15,7 @@ def test_ttbr1_switch_without_tlbi_uses_old_mapping(make_system):
     system = make_system(nodes=2, cpus_per_node=1, ktext=True,
                          extra_sources=(ASM_DIR / "ttbr1_switch.S",))
     image, repl = system.image, system.kernel.replication
-    variable = image.sym("sys_null_weights")  # replicated rodata
+    variable = image.sym("alt_selftest_page_a")  # replicated rodata (its first page)
     original = system.physmem.read_u64(image.pa_of(variable))
     # Make node 1's copy of the variable differ, so the two roots disagree.
     offset = variable - image.sym("_stext")
