@@ -21,37 +21,36 @@ secondary_entry:
 	add	x20, x20, :lo12:secondary_data
 	mov	x1, #SECONDARY_DATA_SIZE
 	madd	x20, x19, x1, x20
-	ldr	x21, [x20, #CPU_BOOT_TTBR1]
-
+	ldr	x1, [x20, #CPU_BOOT_TTBR1]	// patch 11: was adrp x1, swapper_pg_dir
 	bl	__enable_mmu
-	mov	x0, x21
-	bl	idmap_cpu_replace_ttbr1
 	ldr	x8, =secondary_start_kernel
 	mov	x0, x19
 	br	x8
 	.size	secondary_entry, . - secondary_entry
 
-// __enable_mmu: __cpu_setup's register values from boot_regs, the idmap in
-// TTBR0 and the empty reserved_pg_dir in TTBR1, a local TLB flush, then the
-// MMU on.  Called with the MMU off from the identity-mapped head text (by
-// secondary_entry and by cpu_resume); clobbers x1-x3.
+// __enable_mmu(x1 = TTBR1 root, physical): __cpu_setup's register values
+// from boot_regs, the idmap in TTBR0, the given root in TTBR1 (load_ttbr1),
+// a local TLB flush, then the MMU on.  As in head.S the caller passes the
+// root: swapper_pg_dir, or with the series the CPU's node root from
+// secondary_data.ttbr1 (patch 11), so the MMU comes on directly on it.
+// Called with the MMU off from the identity-mapped head text (by
+// secondary_entry and by cpu_resume); clobbers x1-x4.
 	.globl	__enable_mmu
 	.type	__enable_mmu, %function
 __enable_mmu:
-	adrp	x1, boot_regs
-	add	x1, x1, :lo12:boot_regs
-	adrp	x2, reserved_pg_dir
-	msr	ttbr1_el1, x2
-	ldr	x3, [x1, #BOOT_IDMAP_TTBR0]
+	adrp	x4, boot_regs
+	add	x4, x4, :lo12:boot_regs
+	ldr	x3, [x4, #BOOT_IDMAP_TTBR0]
 	msr	ttbr0_el1, x3
-	ldr	x3, [x1, #BOOT_TCR]
+	msr	ttbr1_el1, x1
+	ldr	x3, [x4, #BOOT_TCR]
 	msr	tcr_el1, x3
-	ldr	x3, [x1, #BOOT_MAIR]
+	ldr	x3, [x4, #BOOT_MAIR]
 	msr	mair_el1, x3
 	isb
 	tlbi	vmalle1
 	dsb	nsh
-	ldr	x3, [x1, #BOOT_SCTLR]
+	ldr	x3, [x4, #BOOT_SCTLR]
 	msr	sctlr_el1, x3
 	isb
 	ic	iallu

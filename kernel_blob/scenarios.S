@@ -115,9 +115,8 @@ cpu_resume_node_root:
 // _cpu_resume at its kernel VA.
 	.type	__cpu_resume_mmu, %function
 __cpu_resume_mmu:
+	mov	x1, x21
 	bl	__enable_mmu
-	mov	x0, x21
-	bl	idmap_cpu_replace_ttbr1
 	ldr	x8, =_cpu_resume
 	mov	x0, x19
 	br	x8
