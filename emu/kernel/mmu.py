@@ -281,10 +281,13 @@ def _map(
 
 
 def kernel_segments(image: KernelImage) -> list[tuple[str, int, int, Prot]]:
-    """map_kernel()'s segments: (name, start VA, end VA, prot) after mark_rodata_ro()."""
+    """map_kernel()'s segments: (name, start VA, end VA, prot) after mark_rodata_ro().
+
+    As v6.7's map_kernel(), text starts at _stext: the head text [_text,
+    _stext) is mapped by no root (only the idmap has it, at its PA)."""
     sym = image.sym
     segments = [
-        ("text", sym("_text"), sym("_etext"), PAGE_KERNEL_ROX),
+        ("text", sym("_stext"), sym("_etext"), PAGE_KERNEL_ROX),
         ("rodata", sym("__start_rodata"), sym("__inittext_begin"), PAGE_KERNEL_RO),
     ]
     init_end = sym("__inittext_end") if image.has("__inittext_end") else sym("__inittext_begin")
@@ -342,8 +345,7 @@ def create_kernel_nid_map(
     ro_cut = _page_down(sym("__start_ro_after_init"), geometry)
     inittext = sym("__inittext_begin")
     segments = [
-        # head text sits before _stext and is not copied: it stays shared
-        (sym("_text"), stext, image.pa_of(sym("_text")), PAGE_KERNEL_ROX, True),
+        # the head text [_text, _stext) is not mapped, as in map_kernel()
         (stext, sym("_etext"), copy_of(stext), PAGE_KERNEL_ROX, True),
         (sym("__start_rodata"), ro_cut, copy_of(sym("__start_rodata")), rodata_prot, False),
         (ro_cut, inittext, image.pa_of(ro_cut), rodata_prot, False),

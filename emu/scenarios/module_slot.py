@@ -8,8 +8,8 @@ maps nor registers as a vm area.  A mapping there lands in node 0's private
 kernel-slot tables only; every other node faults on it (the "abnormal
 startup" of patch 19).  Patch 19 ends both windows at MODULES_END.
 
-The scenario makes the tables v6.7-shaped (head text unmapped on every
-root), lets earlier modules fill the direct window below the image, places
+Every root already leaves the head text unmapped, as v6.7's map_kernel()
+does.  The scenario lets earlier modules fill the direct window below the image, places
 one page of module text where module_alloc() would, maps it through init_mm
 (vmap, with set_swapper_pgd for a new top-level entry) and calls it on every
 CPU.
@@ -24,11 +24,9 @@ from emu.scenarios.base import Outcome, Role, Scenario, Setup, hexa
 from emu.scenarios.kmodel import (
     Area,
     find_vm_hole,
-    flush_tlb_kernel_range,
     image_vm_areas,
     module_windows,
     vmap,
-    vunmap,
 )
 
 MODULE_MAGIC = 0x4D4F  # what the module's function returns
@@ -49,9 +47,7 @@ def _outcome(setup: Setup, bounded: bool, role: Role, label: str) -> Outcome:
         repl = system.kernel.replication
         nodes = list(range(len(repl.pgd_phys)))
         granule = geometry.granule
-        text, stext = image.sym("_text"), image.sym("_stext")
-        vunmap(system, text, stext - text, nodes)
-        flush_tlb_kernel_range(system, 0, text, stext)
+        text = image.sym("_text")
         windows = module_windows(system, layout, bounded)
         earlier = Area(windows[0][0], text, "earlier modules")
         va = find_vm_hole(windows, [*image_vm_areas(system), earlier], granule, granule, granule)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from ktext_testlib import REPLICATED_LAYOUTS
 
-from emu.hw.pagetable import Geometry, decode_ttbr
+from emu.hw.pagetable import Access, Geometry, decode_ttbr, make_ttbr, walk
 
 NODE_COUNTS = [1, 2, 4, 8]
 
@@ -102,3 +102,24 @@ def test_accounting_is_exact(make_system):
         assert system.machine.accounting.unknown_instructions == 0
         totals.append([system.machine.accounting.instructions(c) for c in range(4)])
     assert totals[0] == totals[1]
+
+
+@pytest.mark.parametrize("granule,va_bits", REPLICATED_LAYOUTS,
+                         ids=[Geometry(g, v).name for g, v in REPLICATED_LAYOUTS])
+def test_head_text_is_mapped_by_no_root(make_system, granule, va_bits):
+    """v6.7's map_kernel() maps from _stext on (and create_kernel_nid_map
+    mirrors it): [_text, _stext) has no translation on any node's root; the
+    idmap alone has the head text, at its physical address."""
+    system = make_system(nodes=2, cpus_per_node=1, granule=granule, va_bits=va_bits,
+                         ktext=True)
+    image, kernel = system.image, system.kernel
+    read = system.physmem.read_u64
+    text, stext = image.sym("_text"), image.sym("_stext")
+    for root in kernel.replication.pgd_phys:
+        for va in range(text, stext, granule):
+            found = walk(read, kernel.tcr, 0, make_ttbr(root), va, Access.READ, 1)
+            assert found.pa is None, f"{va:#x} mapped on root {root:#x}"
+        assert walk(read, kernel.tcr, 0, make_ttbr(root), stext, Access.FETCH, 1).pa is not None
+    head_pa = image.pa_of(text)
+    found = walk(read, kernel.tcr, make_ttbr(kernel.idmap_pa), 0, head_pa, Access.FETCH, 1)
+    assert found.pa == head_pa
