@@ -79,7 +79,8 @@ class System:
         self.machine.tlbs.set_domains(is_domains(self.machine.tlbs.cpu_nodes, spec.is_domain))
         if spec.kernel is None:
             defsyms = {"KIMAGE_VADDR": layout.kimage_vaddr,
-                       "PHYS_OFFSET_LOAD": self.physmem.banks[0].base}  # fmt: skip
+                       "PHYS_OFFSET_LOAD": self.physmem.banks[0].base,
+                       "PAGE_SIZE": self.geometry.granule}  # fmt: skip
             elf = shipped_kernel_elf(defsyms, spec.extra_sources, spec.user_sources)
         else:
             elf = spec.kernel

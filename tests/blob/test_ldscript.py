@@ -78,7 +78,7 @@ def test_shipped_kernel_script_parses() -> None:
     assert names[:3] == [".head.text", ".text", ".rodata"]
     assert names[-1] == "/DISCARD/"
     provides = {c.target for c in script.commands if isinstance(c, Assignment) and c.provide}
-    assert provides == {"KIMAGE_VADDR", "PHYS_OFFSET_LOAD", "USER_BASE"}
+    assert provides == {"KIMAGE_VADDR", "PHYS_OFFSET_LOAD", "USER_BASE", "PAGE_SIZE"}
     asserts = [c for c in script.commands if isinstance(c, Assert)]
     assert len(asserts) >= 8
     for osec in script.output_sections():

@@ -233,7 +233,8 @@ def test_objects(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 @pytest.mark.parametrize(
     "defsyms",
-    [{}, {"KIMAGE_VADDR": 0xFFFF800008000000, "PHYS_OFFSET_LOAD": 0x80000000}],
+    [{}, {"KIMAGE_VADDR": 0xFFFF800008000000, "PHYS_OFFSET_LOAD": 0x80000000,
+          "PAGE_SIZE": 4096}],
     ids=["defaults", "defsym"],
 )
 def test_kernel_script_layout_matches_gnu_ld(

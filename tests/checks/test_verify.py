@@ -137,6 +137,10 @@ def test_set_swapper_pgd_is_not_a_copy_difference(ktext_lab_factory, granule, va
     system, image = lab.system, lab.system.image
     for symbol in ("reserved_pg_dir", "swapper_pg_dir"):
         assert image.sym("__end_rodata") <= image.sym(symbol) < image.sym("__inittext_begin")
+    # RO_DATA(PAGE_SIZE): __end_rodata page-aligned; RESERVED_SWAPPER_OFFSET = PAGE_SIZE
+    assert image.sym("__end_rodata") % granule == 0
+    assert image.sym("__end_rodata") - image.sym("__end_ro_after_init") < granule
+    assert image.sym("swapper_pg_dir") - image.sym("reserved_pg_dir") == granule
     repl, physmem = system.kernel.replication, system.physmem
     free = next(i for i in range(system.geometry.top_entries)
                 if all(physmem.read_u64(pgd + 8 * i) == 0 for pgd in repl.pgd_phys))
