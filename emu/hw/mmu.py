@@ -214,7 +214,8 @@ class Mmu:
             kind=self._kind(va),
             asid=result.asid if result.ng else GLOBAL,
             level=result.level,
-            size=result.size,
+            size=result.tlb_span,
+            contiguous=result.contiguous,
         )
         return self.tlbs.insert(cpu.index, va, hit, cnp)
 

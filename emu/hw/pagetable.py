@@ -597,10 +597,20 @@ class WalkResult:
     region: int
     fault: Fault | None
     table_attrs: int = 0
+    # The leaf has the contiguous hint (PTE_CONT): it is one of ``cont_entries``
+    # adjacent entries the TLB may cache as one, covering ``tlb_span`` bytes.
+    contiguous: bool = False
+    cont_entries: int = 1
 
     @property
     def ok(self) -> bool:
         return self.fault is None
+
+    @property
+    def tlb_span(self) -> int:
+        """Bytes one TLB entry for this leaf may cover: the leaf, or with the
+        contiguous hint its whole aligned group (ARM DDI 0487, D8.6.1)."""
+        return self.size * self.cont_entries if self.contiguous else self.size
 
     @property
     def attrs(self) -> Prot | None:
@@ -620,14 +630,17 @@ _NO_LEAF = (None, 0, (False, False, False), 0)
 def _walk_result(va: int, asid: int, region: int, kind: FaultKind | None, level: int = 0,
                  chain: list[tuple[int, int, int, int, int]] | None = None, descriptor: int = 0,
                  ng: bool = False,
-                 leaf: tuple[int, int, tuple[bool, bool, bool], int] = _NO_LEAF) -> WalkResult:
+                 leaf: tuple[int, int, tuple[bool, bool, bool], int] = _NO_LEAF,
+                 cont_group: int = 0) -> WalkResult:
     """The one place a walk builds its WalkResult: a fault of ``kind`` at ``level``
     (None: no fault) and, when a leaf was reached, ``leaf`` = (pa, size,
-    (readable, writable, executable), table attributes)."""
+    (readable, writable, executable), table attributes); ``cont_group`` is the
+    entries of the leaf's contiguous-hint group (0: no hint honoured)."""
     pa, size, (readable, writable, executable), table_attrs = leaf
     return WalkResult(va, pa, level, size, [] if chain is None else chain, descriptor,
                       readable, writable, executable, asid, ng, region,
-                      None if kind is None else _FAULTS[(kind, level)], table_attrs)
+                      None if kind is None else _FAULTS[(kind, level)], table_attrs,
+                      cont_group > 0, cont_group or 1)
 
 
 # Region states
@@ -672,7 +685,8 @@ class Walker:
             # kind: 0 = table or reserved block, 1 = table or block, 2 = page level
             kind = 2 if level == 3 else (1 if g.block_allowed(level) else 0)
             leaf_mask = ADDR_MASK & ~((1 << shift) - 1)
-            steps.append((level, shift, index_mask, kind, leaf_mask, 1 << shift))
+            steps.append((level, shift, index_mask, kind, leaf_mask, 1 << shift,
+                          g.cont_entries(level)))
         return (_REGION_OK, va_bits, top_mask, expected_top, baddr_mask, oa_excess,
                 table_mask, tuple(steps))
 
@@ -700,7 +714,7 @@ class Walker:
         append = chain.append
         table_attrs = 0
         # The leaf code after the loop uses the last step's leaf_mask and size.
-        for level, shift, index_mask, kind, leaf_mask, size in steps:  # noqa: B007
+        for level, shift, index_mask, kind, leaf_mask, size, cont in steps:  # noqa: B007
             index = (va >> shift) & index_mask
             dpa = table + index * 8
             try:
@@ -753,9 +767,12 @@ class Walker:
             fault_kind = FaultKind.PERMISSION
         else:
             fault_kind = None
+        # The hint is honoured only where the granule defines a group size for
+        # the level (0: none, e.g. a 1 GiB block); a hint elsewhere is ignored.
+        group = cont if desc & DESC_CONT else 0
         return _walk_result(va, asid, upper, fault_kind, level, chain, desc, ng,
                             (oa | (va & (size - 1)), size, (r, w, x),
-                             table_attrs & TABLE_ATTR_MASK))
+                             table_attrs & TABLE_ATTR_MASK), group)
 
 
 @lru_cache(maxsize=16)

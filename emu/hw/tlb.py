@@ -25,7 +25,11 @@ Architectural choices (ARM DDI 0487, D8.13-D8.16) made here:
   entries as ``vae1``/``vaae1``.  Invalid descriptors are never cached.
 - A leaf larger than 4 KiB (a block, or a 16K/64K page) is cached per 4 KiB
   page it was used for; a ``tlbi`` by VA anywhere in the leaf removes every
-  such page, as one entry for the whole leaf would be removed.
+  such page, as one entry for the whole leaf would be removed.  A leaf with
+  the contiguous hint counts as its whole aligned group (16 4K pages, 128
+  16K pages, 32 64K pages, ...: the walk's ``tlb_span``), as a TLB that
+  uses the hint caches one entry for the group; ``Tlb.translations`` counts
+  entries that way, which is how the TLB reach of a mapping shows.
 - CnP: a CPU whose TTBR for the VA has CnP set fills into its Inner
   Shareable domain's shared TLB and may hit entries other CnP CPUs of the
   domain filled there (same regime and ASID: the CnP promise is that their
@@ -81,9 +85,10 @@ class TlbEntry(NamedTuple):
     kind: int  # accounting kind (kernel text or other)
     asid: int
     level: int
-    size: int  # the leaf's size: a TLBI by VA anywhere in it removes it
+    size: int  # the span one entry covers (leaf, or contiguous group): a TLBI by VA anywhere in it removes it
     filled_by: int = -1  # the CPU whose walk made the entry
     filler_node: int = -1  # that CPU's node
+    contiguous: bool = False  # from a leaf with the contiguous hint (size is the group's)
 
 
 TlbKey = tuple[int, int, int]  # (regime, ASID or GLOBAL, canonical VA page)
@@ -260,6 +265,16 @@ class Tlb:
     def clear(self) -> None:
         self.entries.clear()
         self._leaves.clear()
+
+    def translations(self, kind: int | None = None) -> int:
+        """How many TLB entries a TLB that caches each leaf, or each
+        contiguous-hint group, as one entry would hold for what is cached
+        here (of accounting ``kind`` only, if given): the TLB reach a
+        mapping costs.  Entries are stored per 4 KiB page; this counts the
+        distinct (regime, ASID, span base) they belong to."""
+        return len({(key[0], key[1], key[2] & ~(entry.size - 1))
+                    for key, entry in self.entries.items()
+                    if kind is None or entry.kind == kind})  # fmt: skip
 
     def items(self) -> list[tuple[TlbKey, TlbEntry]]:
         return list(self.entries.items())

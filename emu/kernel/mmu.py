@@ -135,6 +135,16 @@ def _map_level(mem, g, table_pa, level, va, end, pa, attrs, alloc_table, blocks,
     group_size = group * size
     range_start = va
     cont_ok_group = None  # (group_start, verdict) cache of the current group
+    if level == 3 and not group and hasattr(mem, "read") and hasattr(mem, "write"):
+        # A run of pages into entries that are all still invalid (the linear
+        # map's pages, NO_BLOCK_MAPPINGS): written at once, same result.
+        first = table_pa + ((va >> shift) & index_mask) * 8
+        count = (end - va) >> shift
+        if not any(mem.read(first, 8 * count)):
+            mem.write(first, b"".join(
+                (pa + (i << shift) | attrs | leaf_type).to_bytes(8, "little")
+                for i in range(count)))
+            return
     while va < end:
         nxt = min(((va >> shift) + 1) << shift, end)
         dpa = table_pa + ((va >> shift) & index_mask) * 8
@@ -274,26 +284,36 @@ def _page_down(value: int, geometry: Geometry) -> int:
 def _map(
     physmem: PhysMem, geometry: Geometry, pgd: int, image: KernelImage,
     start: int, end: int, pa: int, prot: Prot, alloc: Callable[[], int], blocks: bool = True,
+    cont: bool = True,
 ) -> None:  # fmt: skip
     if end > start:
         create_pgd_mapping(physmem, geometry, pgd, start, pa, end - start, prot, alloc,
-                           block_mappings=blocks)
+                           block_mappings=blocks, cont_mappings=cont)
 
 
-def kernel_segments(image: KernelImage) -> list[tuple[str, int, int, Prot]]:
-    """map_kernel()'s segments: (name, start VA, end VA, prot) after mark_rodata_ro().
+def kernel_segments(image: KernelImage) -> list[tuple[str, int, int, Prot, bool]]:
+    """map_kernel()'s segments: (name, start VA, end VA, prot, contiguous hint
+    allowed) after mark_rodata_ro().
 
     As v6.7's map_kernel(), text starts at _stext: the head text [_text,
-    _stext) is mapped by no root (only the idmap has it, at its PA)."""
+    _stext) is mapped by no root (only the idmap has it, at its PA).  Only
+    rodata is mapped NO_CONT_MAPPINGS ("Only rodata will be remapped with
+    different permissions later on, all other segments are allowed to use
+    contiguous mappings")."""
     sym = image.sym
     segments = [
-        ("text", sym("_stext"), sym("_etext"), PAGE_KERNEL_ROX),
-        ("rodata", sym("__start_rodata"), sym("__inittext_begin"), PAGE_KERNEL_RO),
+        ("text", sym("_stext"), sym("_etext"), PAGE_KERNEL_ROX, True),
+        ("rodata", sym("__start_rodata"), sym("__inittext_begin"), PAGE_KERNEL_RO, False),
     ]
     init_end = sym("__inittext_end") if image.has("__inittext_end") else sym("__inittext_begin")
-    segments.append(("inittext", sym("__inittext_begin"), init_end, PAGE_KERNEL_ROX))
-    data_start = init_end
-    segments.append(("data", data_start, sym("_end"), PAGE_KERNEL))
+    segments.append(("inittext", sym("__inittext_begin"), init_end, PAGE_KERNEL_ROX, True))
+    if image.has("__initdata_begin") and image.has("__initdata_end"):
+        segments.append(("initdata", sym("__initdata_begin"), sym("__initdata_end"),
+                         PAGE_KERNEL, True))
+        data_start = sym("_data")
+    else:
+        data_start = init_end
+    segments.append(("data", data_start, sym("_end"), PAGE_KERNEL, True))
     return [seg for seg in segments if seg[2] > seg[1]]
 
 
@@ -301,19 +321,27 @@ def map_kernel(
     physmem: PhysMem, geometry: Geometry, pgd: int, image: KernelImage, alloc: Callable[[], int]
 ) -> None:
     """Map the image at KIMAGE_VADDR into ``pgd`` (map_kernel in mmu.c)."""
-    for _name, start, end, prot in kernel_segments(image):
-        _map(physmem, geometry, pgd, image, start, end, image.pa_of(start), prot, alloc)
+    for _name, start, end, prot, cont in kernel_segments(image):
+        _map(physmem, geometry, pgd, image, start, end, image.pa_of(start), prot, alloc,
+             cont=cont)
 
 
 def map_mem(
     physmem: PhysMem, geometry: Geometry, pgd: int, layout: KernelLayout,
     alloc: Callable[[], int],
 ) -> None:  # fmt: skip
-    """The linear map of every node's RAM (map_mem in mmu.c), PAGE_KERNEL."""
+    """The linear map of every node's RAM (map_mem in mmu.c), PAGE_KERNEL.
+
+    As with rodata=full (CONFIG_RODATA_FULL_DEFAULT_ENABLED, the arm64
+    default), where can_set_direct_map() makes map_mem() add
+    NO_BLOCK_MAPPINGS | NO_CONT_MAPPINGS: pages only, no contiguous hint.
+    map_mem() starts from NO_EXEC_MAPPINGS, so every table descriptor it
+    creates carries PXNTable (and UXNTable, as every kernel table)."""
     phys_offset = physmem.banks[0].base
     for bank in physmem.banks:
         va = layout.linear_va(bank.base, phys_offset)
-        create_pgd_mapping(physmem, geometry, pgd, va, bank.base, bank.size, PAGE_KERNEL, alloc)
+        create_pgd_mapping(physmem, geometry, pgd, va, bank.base, bank.size, PAGE_KERNEL, alloc,
+                           block_mappings=False, cont_mappings=False, no_exec_tables=True)
 
 
 def create_idmap(
@@ -344,14 +372,20 @@ def create_kernel_nid_map(
 
     ro_cut = _page_down(sym("__start_ro_after_init"), geometry)
     inittext = sym("__inittext_begin")
+    # (start, end, PA, prot, blocks, contiguous hint allowed)
     segments = [
-        # the head text [_text, _stext) is not mapped, as in map_kernel()
-        (stext, sym("_etext"), copy_of(stext), PAGE_KERNEL_ROX, True),
-        (sym("__start_rodata"), ro_cut, copy_of(sym("__start_rodata")), rodata_prot, False),
-        (ro_cut, inittext, image.pa_of(ro_cut), rodata_prot, False),
+        # the head text [_text, _stext) is not mapped, as in map_kernel().
+        # Text may use the contiguous hint (flags 0), but the copy is only
+        # page-aligned (memblock_alloc_node(size, PAGE_SIZE, nid)), so a
+        # group gets it only where VA and PA agree modulo the group size.
+        (stext, sym("_etext"), copy_of(stext), PAGE_KERNEL_ROX, True, True),
+        # both parts of rodata NO_CONT_MAPPINGS (patch 14)
+        (sym("__start_rodata"), ro_cut, copy_of(sym("__start_rodata")), rodata_prot, False,
+         False),
+        (ro_cut, inittext, image.pa_of(ro_cut), rodata_prot, False, False),
     ]
-    for name, start, end, prot in kernel_segments(image):
-        if name in ("inittext", "data"):
-            segments.append((start, end, image.pa_of(start), prot, True))
-    for start, end, pa, prot, blocks in segments:
-        _map(physmem, geometry, pgd, image, start, end, pa, prot, alloc, blocks)
+    for name, start, end, prot, cont in kernel_segments(image):
+        if name in ("inittext", "initdata", "data"):
+            segments.append((start, end, image.pa_of(start), prot, True, cont))
+    for start, end, pa, prot, blocks, cont in segments:
+        _map(physmem, geometry, pgd, image, start, end, pa, prot, alloc, blocks, cont)
