@@ -4,20 +4,23 @@ with the ktext series' hook (patch 07, ``ktext_replication_patch``).
 Owns the host-side patch API and its rules:
 
 * ``patch_text_nosync(ctx, va, insn)``: one 32-bit instruction at a
-  4-byte aligned address in [_stext, _etext), written into node 0's image
+  4-byte aligned address of text, written into node 0's image
   (``aarch64_insn_write``) and, through ktext.py's
   ``ktext_replication_patch``, into every node's copy, after which the
   translated code of every copy is invalidated, so no CPU on any node runs
-  the old instruction once the call returns;
+  the old instruction once the call returns.  Text is kernel text [_stext,
+  _etext), replicated; init text and module text go through the same path,
+  which the hook leaves alone (``text_kind``, ``patch_phys``: patch_map()'s
+  __pa_symbol or vmalloc_to_page);
 * ``patch_text(ctx, sites)``: several sites under ``stop_machine``: every
   online CPU is first brought to a rendezvous outside the kernel (EL0, as a
   stopper thread would find it between two kernel entries), parked there
   while all sites are written and the translated code invalidated, then
   released; the returned ``Rendezvous`` says where each CPU was parked and
   proves that none ran while parked;
-* ``PatchError`` for a misaligned address, an address outside kernel text
-  (rodata, data, modules, user space...) or a value that is not a 32-bit
-  word, naming the address, its symbol and the rule;
+* ``PatchError`` for a misaligned address, an address that is no text
+  (head text, rodata, data, unmapped modules area, user space...) or a value
+  that is not a 32-bit word, naming the address, its symbol and the rule;
 * ``guest_patch_text_nosync(ctx, cpu, va, insn)``: the same patch done by
   the guest's own ``aarch64_insn_patch_text_nosync`` (kernel_blob/patching.S)
   on a chosen CPU, which writes every copy through the linear map and does
@@ -50,10 +53,11 @@ from unicorn.arm64_const import UC_ARM64_REG_PC, UC_ARM64_REG_PSTATE
 from emu.errors import PatchError, UsageError
 from emu.hw.cpu import PowerState, VCpu
 from emu.hw.machine import Machine
+from emu.hw.pagetable import Access, make_ttbr, walk
 from emu.kernel.context import KernelContext
 from emu.kernel.image import KernelImage
 from emu.kernel.insn import MASK64, decode_insn
-from emu.kernel.ktext import ktext_replication_patch, node_text_pas
+from emu.kernel.ktext import ktext_replication_patch, node_text_pas, swapper_pg_dir_node_phys
 from emu.kernel.layout import KernelLayout
 
 LM_STEXT = "ktext_lm_stext"
@@ -157,13 +161,61 @@ def check_patch(ctx: KernelContext, va: object, insn: object, what: str = "patch
             f"{what}: {where} is not 4-byte aligned (instructions are patched as aligned "
             "32-bit words)"
         )
-    stext, etext = image.sym("_stext"), image.sym("_etext")
-    if not stext <= va < etext:
+    if text_kind(ctx, va) is None:
+        stext, etext = image.sym("_stext"), image.sym("_etext")
         raise PatchError(
             f"{what}: {where} is in {describe_address(ctx, va)}, outside kernel text "
-            f"[_stext {stext:#x}, _etext {etext:#x}): only kernel text is patched (and "
-            "replicated)"
+            f"[_stext {stext:#x}, _etext {etext:#x}), init text and executable module "
+            "text: only text is patched (and only kernel text replicated)"
         )
+
+
+KERNEL_TEXT = "kernel text"
+INIT_TEXT = "init text"
+MODULE_TEXT = "module text"
+
+
+def _init_text(image: KernelImage) -> tuple[int, int]:
+    end = "__inittext_end" if image.has("__inittext_end") else "_einittext"
+    return image.sym("__inittext_begin"), image.sym(end)
+
+
+def text_kind(ctx: KernelContext, va: int) -> str | None:
+    """Which text ``va`` is in, as patch_map() tells them apart, or None.
+
+    Kernel text [_stext, _etext) and init text (core_kernel_text(): both
+    is_image_text(), reached through __pa_symbol; only the first is
+    replicated), or module text: an address of the modules area or vmalloc
+    space that init_mm (node 0's root) maps executable at EL1, reached
+    through vmalloc_to_page().  The head text is no vm area and unmapped."""
+    image = ctx.image
+    if image.sym("_stext") <= va < image.sym("_etext"):
+        return KERNEL_TEXT
+    start, end = _init_text(image)
+    if start <= va < end:
+        return INIT_TEXT
+    layout = ctx.kernel.layout
+    in_area = (layout.modules_vaddr <= va < layout.modules_end
+               or layout.vmalloc_start <= va < layout.vmalloc_end)  # fmt: skip
+    if in_area and not image.sym("_text") <= va < image.sym("_end"):
+        found = _walk_init_mm(ctx, va)
+        if found.pa is not None and found.fault is None:
+            return MODULE_TEXT
+    return None
+
+
+def _walk_init_mm(ctx: KernelContext, va: int):
+    kernel = ctx.kernel
+    root = swapper_pg_dir_node_phys(kernel.replication, 0)
+    return walk(ctx.physmem.read_u64, kernel.tcr, 0, make_ttbr(root), va, Access.FETCH, 1)
+
+
+def patch_phys(ctx: KernelContext, va: int) -> int:
+    """The physical address patch_map() maps for ``va``: __pa_symbol() for
+    image text, vmalloc_to_page() (a walk of init_mm) for module text."""
+    if text_kind(ctx, va) == MODULE_TEXT:
+        return _walk_init_mm(ctx, va).pa
+    return ctx.image.pa_of(va)
 
 
 # ---------------------------------------------------------------- host API
@@ -188,9 +240,10 @@ class PatchedWord:
 
 
 def aarch64_insn_write(ctx: KernelContext, va: int, insn: int) -> tuple[int, int]:
-    """Write ``insn`` at ``va`` in node 0's image, the physical page Linux's
-    patch_map() reaches through the fixmap; (PA, the word it replaced)."""
-    pa = ctx.image.pa_of(va)
+    """Write ``insn`` at ``va`` in node 0's image (or the module's page), the
+    physical page Linux's patch_map() reaches through the fixmap; (PA, the
+    word it replaced)."""
+    pa = patch_phys(ctx, va)
     old = ctx.physmem.read_u32(pa)
     ctx.physmem.write_u32(pa, insn)
     return pa, old
@@ -365,7 +418,10 @@ def patch_text(
 
 
 def read_text(ctx: KernelContext, va: int) -> list[tuple[int, int]]:
-    """(node, word) of the instruction at ``va`` in node 0's image and every copy."""
+    """(node, word) of the instruction at ``va`` in node 0's image and every
+    copy (node 0 only, for text that is not replicated)."""
+    if text_kind(ctx, va) == MODULE_TEXT:
+        return [(0, ctx.physmem.read_u32(patch_phys(ctx, va)))]
     pas = node_text_pas(ctx.image, ctx.kernel.replication.text_copies, va)
     return [(node, ctx.physmem.read_u32(pa)) for node, pa in pas]
 

@@ -91,9 +91,9 @@ def _bad_cases(lab):
         "data": (sym("syscall_count"), AARCH64_INSN_NOP, "kernel data"),
         "bss": (sym("per_cpu_area"), AARCH64_INSN_NOP, "kernel data"),
         "head text": (sym("secondary_entry"), AARCH64_INSN_NOP, "head text"),
-        "init text": (sym("__inittext_begin"), AARCH64_INSN_NOP, "init text"),
         "etext": (sym("_etext"), AARCH64_INSN_NOP, "outside kernel text"),
         "modules": (layout.modules_vaddr + 0x1000, AARCH64_INSN_NOP, "modules area"),
+        "init data": (sym("__initdata_begin"), AARCH64_INSN_NOP, "init text/data"),
         "linear map": (layout.page_offset, AARCH64_INSN_NOP, "linear map"),
         "user space": (0x40_0000, AARCH64_INSN_NOP, "user space"),
         "vmalloc": (layout.vmalloc_start, AARCH64_INSN_NOP, "vmalloc"),
@@ -107,7 +107,7 @@ def _bad_cases(lab):
     }
 
 
-BAD_CASES = ["misaligned", "rodata", "ro_after_init", "data", "bss", "head text", "init text",
+BAD_CASES = ["misaligned", "rodata", "ro_after_init", "data", "bss", "head text", "init data",
              "etext", "modules", "linear map", "user space", "vmalloc", "too wide", "negative",
              "bool", "text insn", "float", "va not int", "va too big"]  # fmt: skip
 
@@ -153,7 +153,9 @@ def test_text_boundaries_are_patchable(quiet_lab):
 @given(va=st.integers(min_value=0, max_value=(1 << 64) - 1))
 def test_only_aligned_kernel_text_passes_the_rules(quiet_lab, va):
     lab = quiet_lab
-    ok = lab.sym("_stext") <= va < lab.sym("_etext") and va % 4 == 0
+    text = lab.sym("_stext") <= va < lab.sym("_etext")
+    init_text = lab.sym("__inittext_begin") <= va < lab.sym("__inittext_end")
+    ok = (text or init_text) and va % 4 == 0  # no module is mapped here
     try:
         patching.check_patch(lab.system, va, AARCH64_INSN_NOP)
     except PatchError:
@@ -334,3 +336,37 @@ def test_stop_machine_gives_up_on_a_cpu_stuck_in_the_kernel(ktext_lab_factory):
     with pytest.raises(PatchError, match=r"CPU 1 at static_key_update.* did not leave the kernel"):
         patching.patch_text(system, [(lab.sym(SITE), AARCH64_INSN_NOP)], drain_limit=20_000)
     assert lab.read_text(lab.sym(SITE))[0] != AARCH64_INSN_NOP
+
+
+# ------------------------------------------- text that is not replicated
+
+
+def test_init_text_is_patched_on_node0_only(ktext_lab_factory):
+    """Init text goes through aarch64_insn_patch_text_nosync() like kernel
+    text (core_kernel_text(), __pa_symbol); the ktext hook leaves it alone:
+    every node maps node 0's init text."""
+    lab = ktext_lab_factory(nodes=3, cpus_per_node=1)
+    va = lab.sym("__inittext_begin")
+    patched = patching.patch_text_nosync(lab.system, va, AARCH64_INSN_NOP)
+    assert patched.pas == ((0, lab.system.image.pa_of(va)),)
+    assert patching.read_text(lab.system, va) == [(0, AARCH64_INSN_NOP)]
+    assert lab.system.physmem.read_u32(lab.system.image.pa_of(va)) == AARCH64_INSN_NOP
+
+
+def test_module_text_is_patched_through_vmalloc_to_page(ktext_lab_factory):
+    from emu.kernel.pgtable_prot import PAGE_KERNEL_ROX, PAGE_KERNEL_RO
+    from emu.scenarios.kmodel import vmap
+
+    lab = ktext_lab_factory(nodes=2, cpus_per_node=1)
+    system = lab.system
+    granule, layout = system.geometry.granule, system.kernel.layout
+    pa = system.physmem.memblock_alloc_node(2 * granule, granule, 0)
+    text_va = layout.modules_vaddr + 16 * granule
+    vmap(system, text_va, pa, granule, PAGE_KERNEL_ROX)
+    vmap(system, text_va + granule, pa + granule, granule, PAGE_KERNEL_RO)  # module rodata
+    patched = patching.patch_text_nosync(system, text_va + 8, AARCH64_INSN_NOP)
+    assert patched.pas == ((0, pa + 8),)
+    assert system.physmem.read_u32(pa + 8) == AARCH64_INSN_NOP
+    assert patching.read_text(system, text_va + 8) == [(0, AARCH64_INSN_NOP)]
+    with pytest.raises(PatchError, match="modules area"):
+        patching.patch_text_nosync(system, text_va + granule, AARCH64_INSN_NOP)
