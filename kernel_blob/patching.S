@@ -21,8 +21,9 @@
 
 	.data
 	.balign	8
-// lm_alias(_stext): node 0's text through the linear map, where the patching
-// code writes it (the host sets it at boot).
+// lm_alias(_stext): node 0's text through the linear map (read-only once
+// mark_linear_text_alias_ro has run), which the patching code cleans to the
+// PoU from a CPU off node 0 (the host sets it at boot).
 	.globl	ktext_lm_stext
 	.type	ktext_lm_stext, %object
 ktext_lm_stext:
@@ -73,28 +74,74 @@ patch_text_count:
 
 	.text
 
-// x9 = the linear-map address of node \node's copy of the patched word, or 0
-// when that node has no copy.  x4 = offset from _stext, x7 = kernel_texts,
-// x8 = lm_alias(_stext).
-	.macro	node_text_alias node
-	cbnz	\node, .Lalias_copy\@
-	add	x9, x8, x4
-	b	.Lalias_done\@
-.Lalias_copy\@:
-	ldr	x9, [x7, \node, lsl #3]
-	cbz	x9, .Lalias_done\@
-	add	x9, x9, x4
-.Lalias_done\@:
+// The FIX_TEXT_POKE0 fixmap slot (arch/arm64/include/asm/fixmap.h), which
+// patch_map() points at the page being patched: its VA, the VA of its PTE
+// (the fixmap's tables are shared by every node's root), the attributes of
+// FIXMAP_PAGE_NORMAL (PAGE_KERNEL) with the page type, and PAGE_SIZE.
+// The host fills it in at boot (patching.patching_init), as the constants
+// and early_fixmap_init() give them in Linux.
+	.data
+	.balign	8
+	.globl	text_poke_fixmap
+	.type	text_poke_fixmap, %object
+text_poke_fixmap:
+	.quad	0				// __fix_to_virt(FIX_TEXT_POKE0)
+	.quad	0				// its PTE, through the linear map
+	.quad	0				// pgprot_val(FIXMAP_PAGE_NORMAL) | PTE_TYPE_PAGE
+	.quad	0				// PAGE_SIZE
+	.size	text_poke_fixmap, . - text_poke_fixmap
+	.set	POKE_VA, 0
+	.set	POKE_PTEP, 8
+	.set	POKE_PROT, 16
+	.set	POKE_PAGE_SIZE, 24
+
+// patch_lock (patching.c's raw spinlock around the fixmap slot)
+	.globl	patch_lock
+	.type	patch_lock, %object
+patch_lock:
+	.quad	0
+	.size	patch_lock, . - patch_lock
+
+	.text
+
+// caches_clean_inval_pou(\reg, \reg + 4) for one word (arch/arm64/mm/cache.S):
+// clean to the PoU (only dsb ishst with IDC), invalidate the I-cache (only
+// isb with DIC).
+	.macro	caches_clean_inval_pou_word reg
+alternative_if ARM64_HAS_CACHE_IDC
+	dsb	ishst
+	b	.Lcci_dc_done\@
+alternative_else_nop_endif
+	ALTERNATIVE "dc cvau, \reg", "dc civac, \reg", ARM64_WORKAROUND_CLEAN_CACHE
+	dsb	ish
+.Lcci_dc_done\@:
+alternative_if ARM64_HAS_CACHE_DIC
+	isb
+	b	.Lcci_done\@
+alternative_else_nop_endif
+	ic	ivau, \reg
+	dsb	ish
+	isb
+.Lcci_done\@:
 	.endm
 
 // int aarch64_insn_patch_text_nosync(void *addr, u32 insn)
 //
-// x0: a kernel text address in [_stext, _etext), 4-byte aligned; w1: the new
-// instruction.  Writes node 0's image (through its linear alias) and every
-// node's copy (through kernel_texts[]), then does the maintenance of the
-// cache model for each: dc cvau, dsb ish, ic ivau, dsb ish, isb.
-// Returns 0, or -EINVAL for an address outside kernel text or misaligned.
-// Clobbers x0-x10.
+// x0: a 4-byte aligned address of kernel text [_stext, _etext) or init text
+// (core_kernel_text()); w1: the new instruction.  As patching.c with the
+// series' hook (patch 07):
+//  1. aarch64_insn_write(): under patch_lock, patch_map() points the
+//     FIX_TEXT_POKE0 slot at the word's physical page (__pa_symbol: node 0's
+//     image; the linear alias is read-only, mark_linear_text_alias_ro), the
+//     word is stored through it, patch_unmap() clears the slot and flushes
+//     it (flush_tlb_kernel_range);
+//  2. ktext_replication_patch(), for kernel text only: off node 0, clean node
+//     0's word to the PoU through its linear alias; then every node's copy
+//     written through the linear map, each with its own
+//     caches_clean_inval_pou;
+//  3. caches_clean_inval_pou(addr), through this CPU's own mapping of addr.
+// Returns 0, or -EINVAL for an address that is no core kernel text or is
+// misaligned.  Clobbers x0-x15.
 	.globl	aarch64_insn_patch_text_nosync
 	.type	aarch64_insn_patch_text_nosync, %function
 aarch64_insn_patch_text_nosync:
@@ -104,54 +151,99 @@ aarch64_insn_patch_text_nosync:
 	add	x2, x2, :lo12:_stext
 	adrp	x3, _etext
 	add	x3, x3, :lo12:_etext
+	mov	x11, #1				// is_kernel_text(): replicated
+	cmp	x0, x2
+	b.lo	.Lpatch_einval
+	cmp	x0, x3
+	b.lo	.Lpatch_text_ok
+	adrp	x2, __inittext_begin
+	add	x2, x2, :lo12:__inittext_begin
+	adrp	x3, __inittext_end
+	add	x3, x3, :lo12:__inittext_end
+	mov	x11, #0				// init text: not replicated
 	cmp	x0, x2
 	b.lo	.Lpatch_einval
 	cmp	x0, x3
 	b.hs	.Lpatch_einval
-	sub	x4, x0, x2
+.Lpatch_text_ok:
 	adrp	x5, boot_regs
 	add	x5, x5, :lo12:boot_regs
-	ldr	x6, [x5, #BOOT_NR_NODES]
-	adrp	x7, kernel_texts
-	add	x7, x7, :lo12:kernel_texts
+	adrp	x12, text_poke_fixmap
+	add	x12, x12, :lo12:text_poke_fixmap
+
+	// 1. raw_spin_lock_irqsave(&patch_lock)
+	adrp	x13, patch_lock
+	add	x13, x13, :lo12:patch_lock
+	mov	w2, #1
+.Lpatch_lock:
+	ldaxr	w3, [x13]
+	cbnz	w3, .Lpatch_lock
+	stxr	w4, w2, [x13]
+	cbnz	w4, .Lpatch_lock
+	// patch_map(): set_fixmap_offset(FIX_TEXT_POKE0, __pa_symbol(addr))
+	ldr	x6, [x5, #BOOT_KIMAGE_VOFFSET]
+	sub	x6, x0, x6			// __pa_symbol(addr)
+	ldr	x7, [x12, #POKE_PAGE_SIZE]
+	sub	x7, x7, #1			// ~PAGE_MASK
+	bic	x8, x6, x7
+	ldr	x9, [x12, #POKE_PROT]
+	orr	x8, x8, x9			// pfn_pte(phys >> PAGE_SHIFT, FIXMAP_PAGE_NORMAL)
+	ldr	x10, [x12, #POKE_PTEP]
+	str	x8, [x10]			// set_pte(): a valid kernel pte...
+	dsb	ishst				// ...is published with dsb ishst; isb
+	isb
+	ldr	x14, [x12, #POKE_VA]
+	and	x9, x6, x7
+	add	x9, x14, x9			// the word through the fixmap
+	str	w1, [x9]			// copy_to_kernel_nofault()
+	// patch_unmap(): clear_fixmap(FIX_TEXT_POKE0): pte_clear, then
+	// flush_tlb_kernel_range(addr, addr + PAGE_SIZE)
+	str	xzr, [x10]
+	dsb	ishst
+	add	x15, x14, x7			// the slot's last byte
+	ubfx	x14, x14, #12, #44		// __TLBI_VADDR(start, 0): VA[55:12]
+	ubfx	x15, x15, #12, #44
+	lsr	x7, x7, #12
+	add	x7, x7, #1			// 1 << (PAGE_SHIFT - 12)
+.Lpatch_tlbi:
+	tlbi	vaale1is, x14
+	add	x14, x14, x7
+	cmp	x14, x15
+	b.ls	.Lpatch_tlbi
+	dsb	ish
+	isb
+	stlr	wzr, [x13]			// raw_spin_unlock_irqrestore
+
+	// 2. ktext_replication_patch(addr, insn)
+	cbz	x11, .Lpatch_own
+	adrp	x2, _stext
+	add	x2, x2, :lo12:_stext
+	sub	x4, x0, x2			// offset from _stext
 	adrp	x8, ktext_lm_stext
 	ldr	x8, [x8, :lo12:ktext_lm_stext]
-
-	// aarch64_insn_write() and ktext_replication_patch(): every copy, each
-	// cleaned to the PoU (not needed with IDC, where the store is enough
-	// once ordered)
-	mov	x10, #0
-.Lpatch_write:
-	node_text_alias x10
-	cbz	x9, .Lpatch_write_next
-	str	w1, [x9]
-alternative_if ARM64_HAS_CACHE_IDC
-	b	.Lpatch_write_next
-alternative_else_nop_endif
-	ALTERNATIVE "dc cvau, x9", "dc civac, x9", ARM64_WORKAROUND_CLEAN_CACHE
-.Lpatch_write_next:
-	add	x10, x10, #1
+	mrs	x3, tpidr_el1
+	ldr	x3, [x3, #PCPU_NODE]
+	cbz	x3, 1f
+	add	x9, x8, x4			// lm_alias(node 0's word): a read-only alias
+	caches_clean_inval_pou_word x9
+1:	ldr	x6, [x5, #BOOT_NR_NODES]
+	adrp	x7, kernel_texts
+	add	x7, x7, :lo12:kernel_texts
+	mov	x10, #1
+.Lpatch_copy:
 	cmp	x10, x6
-	b.lo	.Lpatch_write
-	dsb	ish
-
-	// invalidate the I-cache for every copy (by PA, through the linear
-	// alias); not needed with DIC
-alternative_if ARM64_HAS_CACHE_DIC
-	b	.Lpatch_sync
-alternative_else_nop_endif
-	mov	x10, #0
-.Lpatch_inval:
-	node_text_alias x10
-	cbz	x9, .Lpatch_inval_next
-	ic	ivau, x9
-.Lpatch_inval_next:
+	b.hs	.Lpatch_own
+	ldr	x9, [x7, x10, lsl #3]
 	add	x10, x10, #1
-	cmp	x10, x6
-	b.lo	.Lpatch_inval
-	dsb	ish
-.Lpatch_sync:
-	isb
+	cbz	x9, .Lpatch_copy		// no copy on that node
+	add	x9, x9, x4
+	str	w1, [x9]			// WRITE_ONCE() into the node's copy
+	caches_clean_inval_pou_word x9
+	b	.Lpatch_copy
+
+	// 3. caches_clean_inval_pou(tp, tp + 1): this CPU's own copy of addr
+.Lpatch_own:
+	caches_clean_inval_pou_word x0
 	adrp	x2, patch_text_count
 	add	x2, x2, :lo12:patch_text_count
 	ldr	x3, [x2]

@@ -25,7 +25,15 @@ from unicorn.arm64_const import (
 from emu.errors import ConfigError
 from emu.hw.cpu import SCTLR_EL1, TCR_EL1
 from emu.hw.machine import Machine
-from emu.hw.pagetable import MAIR_EL1_LINUX, Geometry, Prot, make_tcr, make_ttbr
+from emu.hw.pagetable import (
+    DESC_TABLE,
+    DESC_VALID,
+    MAIR_EL1_LINUX,
+    Geometry,
+    Prot,
+    make_tcr,
+    make_ttbr,
+)
 from emu.kernel.alternative import apply_boot_alternatives
 from emu.kernel.image import WORKLOAD_PREFIX, KernelImage
 from emu.kernel.ktext import Replication, ktext_replication_init, swapper_pg_dir_node_phys
@@ -34,8 +42,10 @@ from emu.kernel.mmu import (
     TableAllocator,
     create_idmap,
     create_pgd_mapping,
+    early_fixmap_init,
     map_kernel,
     map_mem,
+    mark_linear_text_alias_ro,
 )
 from emu.kernel.pgtable_prot import PAGE_KERNEL, PAGE_USER, PAGE_USER_EXEC, PAGE_USER_RO
 
@@ -73,6 +83,8 @@ class Kernel:
     tcr: int
     params: BootParams
     syscalls: dict[int, str]  # syscall hooks installed at boot: NR -> handler symbol
+    text_poke_va: int = 0  # __fix_to_virt(FIX_TEXT_POKE0)
+    text_poke_pte: int = 0  # PA of its PTE
 
     def ttbr1_of_node(self, node: int) -> int:
         return make_ttbr(swapper_pg_dir_node_phys(self.replication, node))
@@ -281,12 +293,19 @@ def boot(machine: Machine, image: KernelImage, geometry: Geometry, params: BootP
     map_mem(physmem, geometry, swapper_pa, layout, early)
     idmap_pa = early.top_table()
     create_idmap(physmem, geometry, idmap_pa, image, early)
+    # early_fixmap_init(): the tables of the FIX_TEXT_POKE0 slot, shared by every root
+    text_poke_va = layout.fix_to_virt(layout.fix_text_poke0())
+    text_poke_pte = early_fixmap_init(physmem, geometry, swapper_pa, text_poke_va, early)
 
     # bootmem_init(): replication
     replication = ktext_replication_init(
         physmem, geometry, layout, image, swapper_pa, params.ktext, params.rodata_prot
     )
     apply_boot_alternatives(machine, image, layout, replication, params.cpu_features)
+    # smp_cpus_done() -> mark_linear_text_alias_ro(), after the alternatives.
+    # Done before the first instruction: nothing the guest runs writes node
+    # 0's text through its linear alias while CPUs come up.
+    mark_linear_text_alias_ro(physmem, geometry, swapper_pa, image, layout, early)
 
     # The user address space every task shares (one process, one thread per
     # CPU); with --user-memory local, one root per node, alike but for where
@@ -316,6 +335,12 @@ def boot(machine: Machine, image: KernelImage, geometry: Geometry, params: BootP
         linear = 0 if copy is None else layout.linear_va(copy, phys_offset)
         _write_u64(machine, image, "kernel_texts", node, linear)
 
+    if image.has("text_poke_fixmap"):
+        fixmap = (text_poke_va, layout.linear_va(text_poke_pte, phys_offset),
+                  PAGE_KERNEL.bits() | DESC_VALID | DESC_TABLE, geometry.granule)
+        for index, value in enumerate(fixmap):
+            _write_u64(machine, image, "text_poke_fixmap", index, value)
+
     tcr = make_tcr(geometry, geometry0=geometry)
     boot_regs = image.pa_of(image.sym("boot_regs"))
     for field_name, value in (
@@ -328,7 +353,7 @@ def boot(machine: Machine, image: KernelImage, geometry: Geometry, params: BootP
         physmem.write_u64(boot_regs + image.sym(field_name), value)
 
     kernel = Kernel(image, geometry, layout, replication, swapper_pa, idmap_pa, user_pgd, tcr,
-                    params, syscalls)
+                    params, syscalls, text_poke_va, text_poke_pte)
     machine.symbolize = kernel.symbolize
     machine.mmu.set_kernel_text(image.sym("_stext"), image.sym("_etext"))
     reserved_pa = image.pa_of(image.sym("reserved_pg_dir"))

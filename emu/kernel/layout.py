@@ -116,6 +116,17 @@ class KernelLayout:
     def pgd_index(self, va: int) -> int:
         return self.geometry.pgd_index(va)
 
+    def fix_to_virt(self, idx: int) -> int:
+        """__fix_to_virt(idx): FIXADDR_TOP - (idx << PAGE_SHIFT)."""
+        return _u64(self.fixaddr_top - idx * self.geometry.granule)
+
+    def fix_text_poke0(self) -> int:
+        """FIX_TEXT_POKE0 of v6.7's enum fixed_addresses: after FIX_HOLE,
+        FIX_FDT_END, the FDT's DIV_ROUND_UP(MAX_FDT_SIZE = 2 MiB, PAGE_SIZE) + 1
+        slots and FIX_EARLYCON_MEM_BASE."""
+        fix_fdt = 1 + -(-(2 << 20) // self.geometry.granule) + 1
+        return fix_fdt + 2
+
     def is_linear(self, va: int) -> bool:
         return self.page_offset <= va < self.page_end
 

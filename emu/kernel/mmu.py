@@ -344,6 +344,48 @@ def map_mem(
                            block_mappings=False, cont_mappings=False, no_exec_tables=True)
 
 
+def _leaf_descriptor_pa(mem: TableMemory, g: Geometry, pgd_pa: int, va: int) -> int | None:
+    """PA of the level-3 descriptor for ``va`` below existing tables, or None."""
+    table = pgd_pa
+    for level in range(g.start_level, 4):
+        dpa = table + ((va >> g.shifts[level]) & (g.entries_at(level) - 1)) * 8
+        if level == 3:
+            return dpa
+        desc = mem.read_u64(dpa)
+        if desc & 3 != 3:
+            return None
+        table = desc & ADDR_MASK & ~(g.granule - 1)
+    return None
+
+
+def early_fixmap_init(
+    physmem: PhysMem, geometry: Geometry, pgd: int, va: int, alloc: Callable[[], int]
+) -> int:
+    """The tables down to the PTE of the fixmap slot at ``va`` (early_fixmap_init
+    and the bm_pte tables), with the PTE itself left invalid; returns its PA.
+    Built before the node roots are copied, so every root shares them."""
+    create_pgd_mapping(physmem, geometry, pgd, va, 0, geometry.granule, PAGE_KERNEL, alloc,
+                       block_mappings=False)
+    pte_pa = _leaf_descriptor_pa(physmem, geometry, pgd, va)
+    assert pte_pa is not None  # just mapped with pages
+    physmem.write_u64(pte_pa, 0)
+    return pte_pa
+
+
+def mark_linear_text_alias_ro(
+    physmem: PhysMem, geometry: Geometry, pgd: int, image: KernelImage, layout: KernelLayout,
+    alloc: Callable[[], int],
+) -> None:  # fmt: skip
+    """update_mapping_prot(__pa_symbol(_stext), lm_alias(_stext), __init_begin -
+    _stext, PAGE_KERNEL_RO): node 0's kernel text and rodata become read-only
+    through the linear map (smp_cpus_done -> mark_linear_text_alias_ro)."""
+    start = image.pa_of(image.sym("_stext"))
+    end = image.pa_of(image.sym("__init_begin"))
+    va = layout.linear_va(start, physmem.banks[0].base)
+    create_pgd_mapping(physmem, geometry, pgd, va, start, end - start, PAGE_KERNEL_RO, alloc,
+                       block_mappings=False, cont_mappings=False, no_exec_tables=True)
+
+
 def create_idmap(
     physmem: PhysMem, geometry: Geometry, pgd: int, image: KernelImage, alloc: Callable[[], int]
 ) -> None:

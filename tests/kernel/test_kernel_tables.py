@@ -19,8 +19,8 @@ from emu.hw.pagetable import (
     make_ttbr,
     walk,
 )
-from emu.hw.tlb import TlbEntry, decode_tlbi
 from emu.hw.tlb import Tlb as TlbModel
+from emu.hw.tlb import TlbEntry, decode_tlbi
 
 IDS = [Geometry(g, v).name for g, v in REPLICATED_LAYOUTS]
 

@@ -354,7 +354,7 @@ def test_init_text_is_patched_on_node0_only(ktext_lab_factory):
 
 
 def test_module_text_is_patched_through_vmalloc_to_page(ktext_lab_factory):
-    from emu.kernel.pgtable_prot import PAGE_KERNEL_ROX, PAGE_KERNEL_RO
+    from emu.kernel.pgtable_prot import PAGE_KERNEL_RO, PAGE_KERNEL_ROX
     from emu.scenarios.kmodel import vmap
 
     lab = ktext_lab_factory(nodes=2, cpus_per_node=1)

@@ -34,6 +34,8 @@ from emu.hw.fault import (
 from emu.hw.forensics import FaultReport
 from emu.hw.machine import DEFAULT_WATCHDOG, StopReason
 from emu.kernel.boot import USER_BASE
+from emu.kernel.mmu import TableAllocator, create_pgd_mapping
+from emu.kernel.pgtable_prot import PAGE_KERNEL
 from emu.system import DEFAULT_MAX_INSTRUCTIONS, System
 
 ASM = Path(__file__).parent / "asm"
@@ -88,8 +90,19 @@ def linear_offset(system: System) -> int:
 
 
 def linear_alias(system: System, symbol: str) -> int:
-    """The linear-map (writable) alias of a kernel symbol."""
+    """A writable linear-map alias of a kernel symbol.  Linux makes node 0's
+    text alias read-only (mark_linear_text_alias_ro); the symbol's page is
+    made writable again, as rodata=off would leave it."""
     pa = system.image.pa_of(system.image.sym(symbol))
+    granule = system.geometry.granule
+    page = pa & ~(granule - 1)
+    create_pgd_mapping(system.physmem, system.geometry, system.kernel.swapper_pa,
+                       page + linear_offset(system), page, granule, PAGE_KERNEL,
+                       TableAllocator(system.physmem, system.geometry, 0),
+                       block_mappings=False, no_exec_tables=True)  # fmt: skip
+    for vcpu in system.machine.cpus:
+        vcpu.tlb.clear()
+    system.machine.flush_tlb()
     return pa + linear_offset(system)
 
 
