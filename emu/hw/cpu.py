@@ -19,6 +19,13 @@ SPSR_EL1 = (3, 0, 4, 0, 0)
 SCTLR_EL1 = (3, 0, 1, 0, 0)
 TCR_EL1 = (3, 0, 2, 0, 2)
 
+# EL3/EL2 registers firmware sets before entering the kernel at EL1.
+SCR_EL3 = (3, 6, 1, 1, 0)
+HCR_EL2 = (3, 4, 1, 1, 0)
+SCR_EL3_NS = 1 << 0  # EL1/EL0 are Non-secure
+SCR_EL3_RW = 1 << 10  # the next lower level (EL2, and so EL1) is AArch64
+HCR_EL2_RW = 1 << 31  # EL1 is AArch64
+
 SCTLR_M = 1
 PSTATE_EL1H_MASKED = 0x3C5  # D, A, I, F masked; EL1h
 
@@ -54,3 +61,15 @@ def read_sysreg(uc: Uc, reg: tuple[int, int, int, int, int]) -> int:
 def write_sysreg(uc: Uc, reg: tuple[int, int, int, int, int], value: int) -> None:
     op0, op1, crn, crm, op2 = reg
     uc.cpr_write(op0, op1, crn, crm, op2, value)
+
+
+def set_firmware_reset_state(uc: Uc) -> None:
+    """What firmware (TF-A's BL31, then a bootloader at EL2) leaves behind when
+    Linux is entered at EL1: SCR_EL3.NS|RW and HCR_EL2.RW.  Unicorn's
+    Cortex-A72 has EL2 and EL3 and resets both registers to 0, which makes
+    QEMU treat EL1 as AArch32 wherever it asks (arm_el_is_aa64): a guest
+    ``AT`` then walks the EL1&0 tables as AArch32 and reports faults for
+    every TTBR1 address (platform-notes.md, UC_TLB_CPU).  Call on a CPU's
+    reset state, before any guest code runs."""
+    write_sysreg(uc, SCR_EL3, SCR_EL3_NS | SCR_EL3_RW)
+    write_sysreg(uc, HCR_EL2, HCR_EL2_RW)

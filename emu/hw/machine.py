@@ -45,7 +45,7 @@ from unicorn.unicorn_py3.unicorn import uclib
 
 from emu.errors import GuestFault
 from emu.hw.accounting import NO_MONITOR, QEMU_PAGE_SHIFT, Accounting
-from emu.hw.cpu import PowerState, VCpu
+from emu.hw.cpu import PowerState, VCpu, set_firmware_reset_state
 from emu.hw.exception import EXCP_SMC, ExceptionEntry
 from emu.hw.firmware import CallEnd, Firmware, RegisterSet
 from emu.hw.forensics import FaultReport, Forensics
@@ -131,6 +131,7 @@ class Machine:
             uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         # Without fetch counts, quanta are measured by Unicorn's own count.
         self.count_fetches = count_fetches
+        set_firmware_reset_state(uc)  # every CPU starts from this context
         self._reset_context = uc.context_save()
         # Instructions a CPU may run without taking an exception (0: no watchdog;
         # it needs the fetch counts, so count_fetches=False runs without it).
