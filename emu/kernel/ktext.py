@@ -25,8 +25,9 @@ every replication hook lives here, under the series' name.
 
 With replication off (``ktext=`` absent or false, the series' default), or
 refused, every node uses node 0's tables and the image; the hooks still run
-and find nothing to do, as in the series.  The series has no
-``ktext_replication_init_tramp`` work here: KPTI is not modelled.
+and find nothing to do, as in the series.  ``ktext_replication_init_tramp``
+(patch 10) copies node 0's KPTI trampoline root to every node; it runs only
+where map_entry_trampoline() does (KPTI in use: the kpti-offsets scenario).
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ class Replication:
     early_tables: TableAllocator | None = None
     refused_pgd_writes: list[int] = field(default_factory=list)
     warned: bool = False
+    # Each node's reserved_pg_dir and tramp_pg_dir (patches 08, 18): node 0's
+    # are the linker-placed ones; the others memblock allocations of their own.
+    reserved_phys: list[int] = field(default_factory=list)
+    tramp_phys: list[int] = field(default_factory=list)
 
     def node_text_pa(self, node: int, image: KernelImage) -> int:
         """Physical address of ``_stext`` as ``node`` fetches it."""
@@ -80,7 +85,13 @@ def ktext_replication_init(
     nodes = len(physmem.banks)
     kidx = kernel_slot_indices(layout, image.kimage_vaddr, image.sym("_end"))
     copy_size = image.sym("__end_rodata") - image.sym("_stext")
-    off = Replication(False, None, [swapper_pa] * nodes, [None] * nodes, kidx, copy_size)
+    reserved0 = image.pa_of(image.sym("reserved_pg_dir"))
+    # KPTI's tramp_pg_dir exists with CONFIG_UNMAP_KERNEL_AT_EL0 (a custom
+    # kernel may lack it: then the slot is where the offset says)
+    tramp0 = (image.pa_of(image.sym("tramp_pg_dir")) if image.has("tramp_pg_dir")
+              else swapper_pa - 2 * geometry.granule)  # fmt: skip
+    off = Replication(False, None, [swapper_pa] * nodes, [None] * nodes, kidx, copy_size,
+                      reserved_phys=[reserved0] * nodes, tramp_phys=[tramp0] * nodes)
     refusal = replication_refusal(layout)
     if refusal is None:
         refusal = replication_sanity_check(layout, image.kimage_vaddr, image.sym("_end"))
@@ -95,11 +106,17 @@ def ktext_replication_init(
     early_tables = TableAllocator(physmem, geometry, node=0)
     stext_pa = image.pa_of(image.sym("_stext"))
     pgd_size = max(geometry.top_table_size, 8)
-    repl = Replication(True, None, [swapper_pa], [None], kidx, copy_size, early_tables)
+    repl = Replication(True, None, [swapper_pa], [None], kidx, copy_size, early_tables,
+                       reserved_phys=[reserved0], tramp_phys=[tramp0])
     for nid in range(1, nodes):
         copy = physmem.memblock_alloc_node(copy_size, geometry.granule, nid)
         physmem.write(copy, physmem.read(stext_pa, copy_size))
+        # patch 18: swapper, reserved and tramp allocated separately, each
+        # PGD_SIZE with PGD_SIZE alignment, in that order (the reserved and
+        # tramp dirs stay empty until map_entry_trampoline)
         pgd = physmem.memblock_alloc_node(pgd_size, pgd_size, nid)
+        repl.reserved_phys.append(physmem.memblock_alloc_node(pgd_size, pgd_size, nid))
+        repl.tramp_phys.append(physmem.memblock_alloc_node(pgd_size, pgd_size, nid))
         physmem.write(pgd, physmem.read(swapper_pa, pgd_size))
         for index in range(kidx[0], kidx[1] + 1):
             physmem.write_u64(pgd + 8 * index, 0)
@@ -107,6 +124,16 @@ def ktext_replication_init(
         repl.pgd_phys.append(pgd)
         repl.text_copies.append(copy)
     return repl
+
+
+def ktext_replication_init_tramp(repl: Replication, physmem: PhysMem, pgd_size: int) -> None:
+    """The hook at the end of map_entry_trampoline() (patch 10; v3 skips only
+    node 0): node 0's tramp_pg_dir copied into every other node's."""
+    if not repl.enabled:
+        return
+    tramp0 = physmem.read(repl.tramp_phys[0], pgd_size)
+    for tramp in repl.tramp_phys[1:]:
+        physmem.write(tramp, tramp0)
 
 
 def swapper_pg_dir_node_phys(repl: Replication, nid: int) -> int:

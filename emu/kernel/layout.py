@@ -127,6 +127,11 @@ class KernelLayout:
         fix_fdt = 1 + -(-(2 << 20) // self.geometry.granule) + 1
         return fix_fdt + 2
 
+    def fix_entry_tramp_text1(self) -> int:
+        """FIX_ENTRY_TRAMP_TEXT1 (TRAMP_VALIAS): after FIX_TEXT_POKE0 and the
+        TEXT4 (RELOCATABLE), TEXT3, TEXT2 slots; no APEI GHES slots."""
+        return self.fix_text_poke0() + 4
+
     def is_linear(self, va: int) -> bool:
         return self.page_offset <= va < self.page_end
 

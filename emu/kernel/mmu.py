@@ -18,7 +18,7 @@ VMSAv8-64 descriptors into guest RAM.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from emu.errors import ConfigError
 from emu.hw.pagetable import (
@@ -384,6 +384,20 @@ def mark_linear_text_alias_ro(
     va = layout.linear_va(start, physmem.banks[0].base)
     create_pgd_mapping(physmem, geometry, pgd, va, start, end - start, PAGE_KERNEL_RO, alloc,
                        block_mappings=False, cont_mappings=False, no_exec_tables=True)
+
+
+def map_entry_trampoline(
+    physmem: PhysMem, geometry: Geometry, tramp_pgd: int, swapper_pgd: int, tramp_va: int,
+    text_pa: int, alloc: Callable[[], int],
+) -> None:  # fmt: skip
+    """map_entry_trampoline() (KPTI): tramp_pg_dir emptied and given only the
+    trampoline text page at TRAMP_VALIAS, and the same page in swapper through
+    the fixmap (FIX_ENTRY_TRAMP_TEXT1); global, executable, no blocks."""
+    prot = replace(PAGE_KERNEL_ROX, ng=False)  # "always mapped and can therefore be global"
+    physmem.write(tramp_pgd, bytes(max(geometry.top_table_size, 8)))
+    for pgd in (tramp_pgd, swapper_pgd):
+        create_pgd_mapping(physmem, geometry, pgd, tramp_va, text_pa, geometry.granule, prot,
+                           alloc, block_mappings=False)
 
 
 def create_idmap(

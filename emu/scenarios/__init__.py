@@ -18,6 +18,7 @@ from emu.scenarios import (
     cnp_enable,
     cnp_shared_domain,
     free_initmem,
+    kpti_offsets,
     layouts,
     module_slot,
     pgd_propagation,
@@ -29,7 +30,7 @@ from emu.scenarios.base import Outcome, Role, Scenario, ScenarioResult, Setup
 SCENARIOS: dict[str, Scenario] = {
     module.SCENARIO.name: module.SCENARIO
     for module in (cnp_enable, cnp_shared_domain, suspend_resume, module_slot,
-                   pgd_propagation, free_initmem, writable_replica, layouts)
+                   pgd_propagation, free_initmem, writable_replica, kpti_offsets, layouts)
 }  # fmt: skip
 
 

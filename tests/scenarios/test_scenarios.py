@@ -169,3 +169,43 @@ def test_every_scenario_is_fast_and_has_one_hazard_outcome():
         assert sum(o.role is Role.HAZARD for o in result.outcomes) == 1
         assert result.remedies, name
         assert result.seconds < 5, f"{name} took {result.seconds:.1f} s"
+
+
+@pytest.mark.parametrize("nodes", [2, 3])
+def test_kpti_offsets_break_with_a_root_smaller_than_a_page(nodes):
+    """64K pages, 48-bit VA: a 512-byte root, so patch 18's three separate
+    PGD_SIZE allocations sit 512 bytes apart, and the entry code's page
+    offsets miss every node but 0; one page-spaced block per node fixes it."""
+    setup = Setup(nodes, 1, 65536, 48)
+    result, hazard, (remedy,) = run("kpti-offsets", setup)
+    check_verdict(result)
+    assert hazard.counts["nodes_with_wrong_offsets"] == nodes - 1
+    assert any("tramp_unmap_kernel loads TTBR1" in d and "translation fault" in d
+               for d in hazard.details)  # fmt: skip
+    assert any("tramp_map_kernel loads TTBR1" in d for d in hazard.details)
+    assert any("not its reserved_pg_dir" in d for d in hazard.details)
+    assert remedy.counts == {"nodes_with_wrong_offsets": 0, "problems": 0}
+
+
+@pytest.mark.parametrize("granule,va_bits", [(4096, 48), (4096, 39), (16384, 36), (16384, 47),
+                                             (65536, 42)])  # fmt: skip
+def test_kpti_offsets_hold_by_memblock_adjacency_when_the_root_is_a_page(granule, va_bits):
+    """PGD_SIZE == PAGE_SIZE: memblock hands out the three back-to-back
+    allocations top-down, one page apart in the right order; the offsets
+    hold, by accident of the allocator rather than by construction."""
+    result, hazard, (remedy,) = run("kpti-offsets", Setup(2, 1, granule, va_bits))
+    assert not result.hazard_seen and result.remedies_hold
+    assert hazard.counts["nodes_with_wrong_offsets"] == 0
+    assert "back to back" in hazard.summary
+
+
+def test_each_node_has_its_own_reserved_and_tramp_dirs(make_system):
+    system = make_system(nodes=3, cpus_per_node=1, ktext=True)
+    repl, image, physmem = system.kernel.replication, system.image, system.physmem
+    page = system.geometry.granule
+    assert repl.reserved_phys[0] == image.pa_of(image.sym("reserved_pg_dir"))
+    assert repl.tramp_phys[0] == image.pa_of(image.sym("tramp_pg_dir"))
+    assert image.sym("swapper_pg_dir") - image.sym("tramp_pg_dir") == 2 * page
+    for node in (1, 2):
+        for pa in (repl.reserved_phys[node], repl.tramp_phys[node]):
+            assert physmem.node_of(pa) == node and not any(physmem.read(pa, page))
