@@ -486,10 +486,18 @@ def test_kernel_script_defaults_and_defsym_override() -> None:
     assert img.section(".head.text").paddr == 0x40000000
     assert v("_stext") == v("_text") + 0x10000 and v("_etext") == v("_stext") + 0x10000
     assert v("__start_rodata") == v("_etext")
-    # kernel.ld page-aligns ro_after_init so the whole of .rodata is replicated
-    assert v("__start_ro_after_init") == v("__start_rodata") + 0x10000
+    # RO_DATA(PAGE_SIZE): ro_after_init right after .rodata (8-byte aligned),
+    # __end_rodata at a page; then tramp, reserved and swapper dirs a page
+    # each (PAGE_SIZE defaults to 64K)
+    assert v("__start_ro_after_init") == v("__start_rodata") + 0x100
+    assert v("__end_rodata") == v("__start_rodata") + 0x10000
+    assert v("tramp_pg_dir") == v("__end_rodata")
+    assert v("reserved_pg_dir") == v("tramp_pg_dir") + 0x10000
     assert v("swapper_pg_dir") == v("reserved_pg_dir") + 0x10000
-    assert v("__end_rodata") == v("swapper_pg_dir") + 0x10000
+    assert v("__inittext_begin") == v("swapper_pg_dir") + 0x10000
+    small = link([head, main], kernel, {"PAGE_SIZE": 0x1000}).symbol_value
+    assert small("__end_rodata") == small("__start_rodata") + 0x1000
+    assert small("swapper_pg_dir") - small("tramp_pg_dir") == 0x2000
     for name in (
         "_stext",
         "_etext",

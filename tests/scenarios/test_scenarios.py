@@ -193,7 +193,7 @@ def test_kpti_offsets_hold_by_memblock_adjacency_when_the_root_is_a_page(granule
     """PGD_SIZE == PAGE_SIZE: memblock hands out the three back-to-back
     allocations top-down, one page apart in the right order; the offsets
     hold, by accident of the allocator rather than by construction."""
-    result, hazard, (remedy,) = run("kpti-offsets", Setup(2, 1, granule, va_bits))
+    result, hazard, (_remedy,) = run("kpti-offsets", Setup(2, 1, granule, va_bits))
     assert not result.hazard_seen and result.remedies_hold
     assert hazard.counts["nodes_with_wrong_offsets"] == 0
     assert "back to back" in hazard.summary
