@@ -95,6 +95,15 @@ text_poke_fixmap:
 	.set	POKE_PROT, 16
 	.set	POKE_PAGE_SIZE, 24
 
+// The writable-replica remedy (emu/scenarios/writable_replica.py): the
+// copies' linear aliases are read-only too, so the hook writes each copy
+// through the fixmap as well.  0, the series: through the linear map.
+	.globl	ktext_copies_ro
+	.type	ktext_copies_ro, %object
+ktext_copies_ro:
+	.quad	0
+	.size	ktext_copies_ro, . - ktext_copies_ro
+
 // patch_lock (patching.c's raw spinlock around the fixmap slot)
 	.globl	patch_lock
 	.type	patch_lock, %object
@@ -125,6 +134,50 @@ alternative_else_nop_endif
 .Lcci_done\@:
 	.endm
 
+// raw_spin_lock_irqsave(&patch_lock), x13 = &patch_lock; clobbers x3, x14, x15
+	.macro	patch_lock_acquire
+	mov	w3, #1
+.Lpl_retry\@:
+	ldaxr	w14, [x13]
+	cbnz	w14, .Lpl_retry\@
+	stxr	w15, w3, [x13]
+	cbnz	w15, .Lpl_retry\@
+	.endm
+
+// aarch64_insn_write() of w1 at physical address \pa through FIX_TEXT_POKE0
+// (x12 = text_poke_fixmap): patch_map() (set_pte, published with dsb ishst;
+// isb), the store, patch_unmap() (pte_clear, then flush_tlb_kernel_range:
+// tlbi vaale1is per page, dsb ish, isb).  Clobbers x3, x7, x14, x15, x17.
+	.macro	text_poke_fixmap pa
+	ldr	x7, [x12, #POKE_PAGE_SIZE]
+	sub	x7, x7, #1			// ~PAGE_MASK
+	bic	x3, \pa, x7
+	ldr	x17, [x12, #POKE_PROT]
+	orr	x3, x3, x17			// pfn_pte(phys >> PAGE_SHIFT, FIXMAP_PAGE_NORMAL)
+	ldr	x17, [x12, #POKE_PTEP]
+	str	x3, [x17]			// set_pte(): a valid kernel pte...
+	dsb	ishst				// ...is published with dsb ishst; isb
+	isb
+	ldr	x14, [x12, #POKE_VA]
+	and	x3, \pa, x7
+	add	x3, x14, x3			// the word through the fixmap
+	str	w1, [x3]			// copy_to_kernel_nofault()
+	str	xzr, [x17]			// clear_fixmap(): pte_clear...
+	dsb	ishst
+	add	x15, x14, x7			// the slot's last byte
+	ubfx	x14, x14, #12, #44		// __TLBI_VADDR(start, 0): VA[55:12]
+	ubfx	x15, x15, #12, #44
+	lsr	x7, x7, #12
+	add	x7, x7, #1			// 1 << (PAGE_SHIFT - 12)
+.Ltp_tlbi\@:
+	tlbi	vaale1is, x14			// ...and flush_tlb_kernel_range()
+	add	x14, x14, x7
+	cmp	x14, x15
+	b.ls	.Ltp_tlbi\@
+	dsb	ish
+	isb
+	.endm
+
 // int aarch64_insn_patch_text_nosync(void *addr, u32 insn)
 //
 // x0: a 4-byte aligned address of kernel text [_stext, _etext) or init text
@@ -140,8 +193,9 @@ alternative_else_nop_endif
 //     written through the linear map, each with its own
 //     caches_clean_inval_pou;
 //  3. caches_clean_inval_pou(addr), through this CPU's own mapping of addr.
-// Returns 0, or -EINVAL for an address that is no core kernel text or is
-// misaligned.  Clobbers x0-x15.
+// With ktext_copies_ro set (the writable-replica remedy) the copies are
+// written through the fixmap too.  Returns 0, or -EINVAL for an address that
+// is no core kernel text or is misaligned.  Clobbers x0-x17.
 	.globl	aarch64_insn_patch_text_nosync
 	.type	aarch64_insn_patch_text_nosync, %function
 aarch64_insn_patch_text_nosync:
@@ -171,47 +225,13 @@ aarch64_insn_patch_text_nosync:
 	adrp	x12, text_poke_fixmap
 	add	x12, x12, :lo12:text_poke_fixmap
 
-	// 1. raw_spin_lock_irqsave(&patch_lock)
+	// 1. aarch64_insn_write(): node 0's page (__pa_symbol) through the fixmap
 	adrp	x13, patch_lock
 	add	x13, x13, :lo12:patch_lock
-	mov	w2, #1
-.Lpatch_lock:
-	ldaxr	w3, [x13]
-	cbnz	w3, .Lpatch_lock
-	stxr	w4, w2, [x13]
-	cbnz	w4, .Lpatch_lock
-	// patch_map(): set_fixmap_offset(FIX_TEXT_POKE0, __pa_symbol(addr))
+	patch_lock_acquire
 	ldr	x6, [x5, #BOOT_KIMAGE_VOFFSET]
 	sub	x6, x0, x6			// __pa_symbol(addr)
-	ldr	x7, [x12, #POKE_PAGE_SIZE]
-	sub	x7, x7, #1			// ~PAGE_MASK
-	bic	x8, x6, x7
-	ldr	x9, [x12, #POKE_PROT]
-	orr	x8, x8, x9			// pfn_pte(phys >> PAGE_SHIFT, FIXMAP_PAGE_NORMAL)
-	ldr	x10, [x12, #POKE_PTEP]
-	str	x8, [x10]			// set_pte(): a valid kernel pte...
-	dsb	ishst				// ...is published with dsb ishst; isb
-	isb
-	ldr	x14, [x12, #POKE_VA]
-	and	x9, x6, x7
-	add	x9, x14, x9			// the word through the fixmap
-	str	w1, [x9]			// copy_to_kernel_nofault()
-	// patch_unmap(): clear_fixmap(FIX_TEXT_POKE0): pte_clear, then
-	// flush_tlb_kernel_range(addr, addr + PAGE_SIZE)
-	str	xzr, [x10]
-	dsb	ishst
-	add	x15, x14, x7			// the slot's last byte
-	ubfx	x14, x14, #12, #44		// __TLBI_VADDR(start, 0): VA[55:12]
-	ubfx	x15, x15, #12, #44
-	lsr	x7, x7, #12
-	add	x7, x7, #1			// 1 << (PAGE_SHIFT - 12)
-.Lpatch_tlbi:
-	tlbi	vaale1is, x14
-	add	x14, x14, x7
-	cmp	x14, x15
-	b.ls	.Lpatch_tlbi
-	dsb	ish
-	isb
+	text_poke_fixmap x6
 	stlr	wzr, [x13]			// raw_spin_unlock_irqrestore
 
 	// 2. ktext_replication_patch(addr, insn)
@@ -226,19 +246,32 @@ aarch64_insn_patch_text_nosync:
 	cbz	x3, 1f
 	add	x9, x8, x4			// lm_alias(node 0's word): a read-only alias
 	caches_clean_inval_pou_word x9
-1:	ldr	x6, [x5, #BOOT_NR_NODES]
-	adrp	x7, kernel_texts
-	add	x7, x7, :lo12:kernel_texts
+1:	ldr	x2, [x5, #BOOT_NR_NODES]
+	adrp	x16, kernel_texts
+	add	x16, x16, :lo12:kernel_texts
+	adrp	x11, ktext_copies_ro
+	ldr	x11, [x11, :lo12:ktext_copies_ro]
 	mov	x10, #1
 .Lpatch_copy:
-	cmp	x10, x6
+	cmp	x10, x2
 	b.hs	.Lpatch_own
-	ldr	x9, [x7, x10, lsl #3]
+	ldr	x9, [x16, x10, lsl #3]
 	add	x10, x10, #1
 	cbz	x9, .Lpatch_copy		// no copy on that node
 	add	x9, x9, x4
+	cbnz	x11, 2f
 	str	w1, [x9]			// WRITE_ONCE() into the node's copy
-	caches_clean_inval_pou_word x9
+	b	3f
+2:	sub	x6, x9, x8			// the remedy: the copy's PA, through the fixmap
+	adrp	x3, _stext
+	add	x3, x3, :lo12:_stext
+	ldr	x7, [x5, #BOOT_KIMAGE_VOFFSET]
+	sub	x3, x3, x7
+	add	x6, x6, x3			// __pa(copy word) = lm - lm_alias(_stext) + __pa_symbol(_stext)
+	patch_lock_acquire
+	text_poke_fixmap x6
+	stlr	wzr, [x13]
+3:	caches_clean_inval_pou_word x9
 	b	.Lpatch_copy
 
 	// 3. caches_clean_inval_pou(tp, tp + 1): this CPU's own copy of addr
