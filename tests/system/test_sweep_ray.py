@@ -3,8 +3,11 @@ local executor gives (skipped when Ray is not installed)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
+import signal
 import subprocess
 import sys
 
@@ -42,6 +45,8 @@ def test_ray_rows_equal_local_rows(tmp_path):
 # Recent Ray protects a new cluster with a token that another driver on this
 # machine does not get here; the test cluster lives only as long as the test.
 NO_RAY_AUTH = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+# Ray starts in a few seconds on an idle machine; this bounds a head that never does.
+HEAD_START_SECONDS = 300
 
 
 @pytest.fixture
@@ -53,15 +58,24 @@ def ray_cluster():
               "print(context.address_info['gcs_address'], flush=True)\n"
               "sys.stdin.read()\n"
               "ray.shutdown()\n")
+    # A session of its own, so the whole Ray process group can be ended: a head
+    # whose ray.init never returns (seen on a heavily loaded machine) must fail
+    # the test, not hang the suite, and must not outlive it.
     head = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=NO_RAY_AUTH)
+                            stdout=subprocess.PIPE, text=True, env=NO_RAY_AUTH,
+                            start_new_session=True)
     try:
-        address = head.stdout.readline().strip()
-        assert address, "the Ray head did not start"
+        ready, _, _ = select.select([head.stdout], [], [], HEAD_START_SECONDS)
+        address = head.stdout.readline().strip() if ready else ""
+        assert address, f"the Ray head did not start within {HEAD_START_SECONDS} s"
         yield address
     finally:
         head.stdin.close()
-        head.wait(timeout=120)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            head.wait(timeout=120)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
 
 
 @pytest.mark.slow
