@@ -35,7 +35,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from emu.errors import ConfigError, OutputError, UsageError
-from emu.fileio import atomic_write_text
+from emu.fileio import atomic_write_text, is_stdout, printable
 from emu.run_options import REPEATABLE, RunOptions, parse_run_options, run_options_parser
 from emu.sweep_executors import (
     STATUS_CRASH,
@@ -84,12 +84,6 @@ class _GridErrors:
         where = f"{self.path}:{line}" if line else f"{self.path}"
         what = f"[{table}] {key}: " if table and key else (f"[{table}]: " if table else "")
         return ConfigError(printable(f"{where}: {what}{message}"))
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters escaped, so an error stays one clean line."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
-                   for ch in text)
 
 
 def _toml_kind(value: object) -> str:
@@ -413,9 +407,16 @@ class SweepReport:
         self._last_write_at = time.perf_counter()
         self._last_write_seconds = self._last_write_at - started
 
+    @property
+    def to_stdout(self) -> bool:
+        """The report goes to standard output: written once, at the end, with no journal."""
+        return is_stdout(self.json_path)
+
     def start(self) -> None:
         """Write the report of what is already done and open a fresh journal."""
         self.started = True
+        if self.to_stdout:
+            return
         self.write()
         try:
             self._journal_file = self.journal.open("w", encoding="utf-8")
@@ -424,6 +425,8 @@ class SweepReport:
 
     def add(self, row: dict) -> None:
         self.rows[row["id"]] = row
+        if self.to_stdout:
+            return
         try:
             self._journal_file.write(json.dumps(row) + "\n")
             self._journal_file.flush()
@@ -438,5 +441,5 @@ class SweepReport:
         if self._journal_file is not None:
             self._journal_file.close()
             self._journal_file = None
-        with contextlib.suppress(OSError):
-            self.journal.unlink()
+            with contextlib.suppress(OSError):
+                self.journal.unlink()

@@ -7,10 +7,12 @@ step of the guest's cache maintenance (emu/checks/icache.py).  Exit status
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from emu.checks.icache import IcacheChecker, JumpSiteObserver
 from emu.checks.verify import verify
+from emu.cli.args import input_files
 from emu.cli.patching import (
     STORM_KEY,
     STORM_QUANTUM,
@@ -22,7 +24,7 @@ from emu.cli.patching import (
     positive_count,
     write_runs_json,
 )
-from emu.fileio import check_writable
+from emu.fileio import STDOUT, check_outputs
 from emu.kernel import jump_label
 from emu.system import System
 
@@ -46,8 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def storm_command(args: argparse.Namespace) -> int:
-    if args.json is not None:
-        check_writable(args.json)
+    check_outputs([("--json", args.json)], input_files(args.machine, args.kernel, args.add))
     config = patching_config(args)
     flippers = (config.topology.n_cpus + 1) // 2
     per_flipper = max(1, -(-args.flips // flippers))
@@ -81,12 +82,13 @@ def storm_command(args: argparse.Namespace) -> int:
         problems = list(storm["anomalies"]) + (checker.summary()["violations"] if checker else [])
         problems += result.messages()
         if not args.quiet:
+            out = sys.stderr if str(args.json) == STDOUT else sys.stdout
             print(f"storm on {config.topology.nodes} node(s): {flips} flips by {flippers} CPU(s), "
                   f"{storm['site_executions']} site executions "
                   f"({storm['executions_during_update']} during an update), "
-                  f"{elapsed:.2f} s: " + ("OK" if not problems else "PROBLEMS"))  # fmt: skip
+                  f"{elapsed:.2f} s: " + ("OK" if not problems else "PROBLEMS"), file=out)  # fmt: skip
             for line in problems[:20]:
-                print(f"  {line}")
+                print(f"  {line}", file=out)
         return 0 if not problems else 1
     finally:
         if system is not None:
