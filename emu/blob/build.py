@@ -26,8 +26,10 @@ from emu.blob.link import LinkedImage, link
 from emu.blob.objfile import ObjectFile
 from emu.blob.usercode import as_user_object
 from emu.errors import BlobError, ElfError, OutputError
+from emu.fileio import read_input_file
 
 CACHE_ENV = "KTEXT_EMU_CACHE"
+MAX_SOURCE_BYTES = 16 << 20  # an --add source hashed for the key: the assembler's own cap
 
 Assembler = Callable[[Path, Sequence[Path]], ObjectFile]
 
@@ -162,7 +164,7 @@ def build_key(
     for path in extra:
         digest.update(b"\0extra\0" + str(Path(path).resolve()).encode() + b"\0")
         try:
-            digest.update(Path(path).read_bytes())
+            digest.update(read_input_file(path, MAX_SOURCE_BYTES))
         except OSError as err:
             raise BlobError(f"cannot read {path}: {err.strerror or err}") from err
     digest.update(b"\0script\0" + script.read_bytes())
