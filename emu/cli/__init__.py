@@ -10,10 +10,13 @@ The commands call the library (emu/api.py for ``run``) and do the printing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from emu import __version__
@@ -72,7 +75,48 @@ def _add_commands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argumen
     return sub.choices
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[list[int]]:
+    """SIGTERM (a `kill`, a job scheduler's stop) ends a command as Ctrl-C
+    does: SIGINT's handler is called, so a run stops at the end of a quantum
+    and writes its partial report.  Yields a list that holds the
+    signal once it came (so the exit status can say which one)."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        received.append(signum)
+        on_sigint = signal.getsignal(signal.SIGINT)
+        if callable(on_sigint):  # Python's default, or the machine's deferral during a run
+            on_sigint(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    # A shell starts a background job with SIGINT ignored.  Python's handler
+    # is put in (so the machine defers interrupts to the end of a quantum)
+    # with SIGINT blocked, so a Ctrl-C still does not reach the job.
+    sigint_ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if sigint_ignored:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if sigint_ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with sigterm_as_interrupt() as terminated:
+        return _main(argv, terminated)
+
+
+def _main(argv: Sequence[str] | None, terminated: list[int]) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     show_traceback = "--traceback" in args_list
     try:
@@ -90,8 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ktext-emu: error: {err}", file=sys.stderr)
         return err.exit_status
     except KeyboardInterrupt:
-        print("ktext-emu: interrupted", file=sys.stderr)
-        return EXIT_STATUS_DOC["interrupted"]
+        how = "terminated" if terminated else "interrupted"
+        print(f"ktext-emu: {how}", file=sys.stderr)
+        return EXIT_STATUS_DOC[how]
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): not an error of ours.
         devnull = os.open(os.devnull, os.O_WRONLY)
