@@ -128,7 +128,7 @@ def run_build(args: argparse.Namespace) -> int:
         flags = "A" + ("W" if sec.flags.write else "") + ("X" if sec.flags.execute else "")
         flags += " nobits" if sec.nobits else ""
         print(
-            f"{sec.name:<24} {sec.vaddr:#18x} {sec.paddr:#18x} {sec.size:>#10x}  {flags}", file=out
+            f"{printable(sec.name):<24} {sec.vaddr:#18x} {sec.paddr:#18x} {sec.size:>#10x}  {flags}", file=out
         )
         total += sec.size
     where = "standard output" if args.output == STDOUT else printable(args.output)

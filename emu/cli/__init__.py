@@ -22,6 +22,7 @@ from typing import Protocol
 from emu import __version__
 from emu.cli import build, compare, disasm, run, scenarios, storm, sweep, symbols, verify
 from emu.errors import EXIT_STATUS_DOC, EmuError
+from emu.fileio import printable
 from emu.hw.accounting import compiled_extension_status
 from emu.run_options import OptionParser
 
@@ -131,7 +132,7 @@ def _main(argv: Sequence[str] | None, terminated: list[int]) -> int:
     except EmuError as err:
         if show_traceback:
             traceback.print_exc()
-        print(f"ktext-emu: error: {err}", file=sys.stderr)
+        print(f"ktext-emu: error: {printable(str(err))}", file=sys.stderr)
         return err.exit_status
     except KeyboardInterrupt:
         how = "terminated" if terminated else "interrupted"
@@ -148,12 +149,12 @@ def _main(argv: Sequence[str] | None, terminated: list[int]) -> int:
         if show_traceback:
             traceback.print_exc()
         where = f"{err.filename}: " if err.filename else ""
-        print(f"ktext-emu: error: {where}{err.strerror or err}", file=sys.stderr)
+        print(f"ktext-emu: error: {printable(f'{where}{err.strerror or err}')}", file=sys.stderr)
         return EXIT_STATUS_DOC["I/O"]
     except Exception as err:  # a bug in ktext-emu: say so in one line, details on request
         if show_traceback:
             traceback.print_exc()
-        print(f"ktext-emu: internal error: {type(err).__name__}: {err} (a bug in ktext-emu; "
+        print(f"ktext-emu: internal error: {type(err).__name__}: {printable(str(err))} (a bug in ktext-emu; "
               "--traceback shows where)", file=sys.stderr)
         return EXIT_STATUS_DOC["internal error"]
 

@@ -27,7 +27,7 @@ from emu.cli.patching import (
     write_runs_json,
 )
 from emu.errors import EXIT_STATUS_DOC
-from emu.fileio import STDOUT, check_outputs
+from emu.fileio import STDOUT, check_outputs, printable
 from emu.hw.machine import StopReason
 from emu.kernel import jump_label
 from emu.system import System
@@ -99,7 +99,7 @@ def storm_command(args: argparse.Namespace) -> int:
                   f"({storm['executions_during_update']} during an update), "
                   f"{elapsed:.2f} s: " + verdict, file=out)  # fmt: skip
             for line in problems[:20]:
-                print(f"  {line}", file=out)
+                print(f"  {printable(line)}", file=out)
             if cut_short:
                 print(f"  the instruction limit ({args.max_instructions:,}) stopped the guest "
                       "in the middle of a key update, so the copies were not compared; "

@@ -24,7 +24,7 @@ from emu.cli.patching import (
     write_runs_json,
 )
 from emu.errors import UsageError
-from emu.fileio import STDOUT, check_outputs
+from emu.fileio import STDOUT, check_outputs, printable
 from emu.hw.machine import DEFAULT_QUANTUM
 
 
@@ -62,8 +62,9 @@ def verify_command(args: argparse.Namespace) -> int:
         if args.json is not None:
             write_runs_json(args.json, [run])
         if not args.quiet:
-            print(result.format(), file=sys.stderr if str(args.json) == STDOUT else sys.stdout)
-            print(f"{args.workload}: {result_run.instructions:,} instructions, "
+            print("\n".join(printable(line) for line in result.format().split("\n")),
+                  file=sys.stderr if str(args.json) == STDOUT else sys.stdout)
+            print(f"{printable(args.workload)}: {result_run.instructions:,} instructions, "
                   f"{time.perf_counter() - started:.2f} s", file=sys.stderr)  # fmt: skip
         return 0 if result.ok else 1
     finally:
