@@ -159,7 +159,7 @@ def build_key(
     for path in user:
         digest.update(b"\0user\0" + str(Path(path).resolve()).encode() + b"\0")
         try:
-            digest.update(Path(path).read_bytes())
+            digest.update(read_input_file(path, MAX_SOURCE_BYTES))
         except OSError as err:
             raise BlobError(f"cannot read {path}: {err.strerror or err}") from err
     for path in sorted(p for p in blob_dir.rglob("*") if p.is_file()):

@@ -112,6 +112,7 @@ def run_build(args: argparse.Namespace) -> int:
     inputs = [("a source", Path(s)) for s in args.sources]
     inputs += [("-T", args.script and Path(args.script))]
     inputs += [("--add", Path(p)) for p in args.add]
+    inputs += [("--add-user", Path(p)) for p in args.add_user]
     check_outputs([("-o", args.output)], inputs)
     image = build_kernel(
         sources,

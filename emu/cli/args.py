@@ -33,13 +33,14 @@ def machine_config_from_args(args: argparse.Namespace) -> MachineConfig:
     )
 
 
-def input_files(machine: str | None, kernel: Path | None, add: Iterable[Path]
-                ) -> list[tuple[str, Path | None]]:
+def input_files(machine: str | None, kernel: Path | None, add: Iterable[Path],
+                add_user: Iterable[Path] = ()) -> list[tuple[str, Path | None]]:
     """The files a run reads, named by option, for ``check_outputs``: the
     machine file (a --machine value that names an existing file), the
-    kernel and every --add source."""
+    kernel and every --add and --add-user source."""
     named: list[tuple[str, Path | None]] = [("--kernel", kernel)]
     if machine is not None and os.path.exists(machine):
         named.append(("--machine", Path(machine)))
     named += [("--add", Path(path)) for path in add]
+    named += [("--add-user", Path(path)) for path in add_user]
     return named

@@ -45,7 +45,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.plot is not None:
         require_matplotlib()
     check_outputs([("--json", args.json), ("--plot", args.plot)],
-                  input_files(options.machine, options.kernel, (*options.add, *options.add_user)))
+                  input_files(options.machine, options.kernel, options.add, options.add_user))
     # With the JSON (or the plot) on standard output, the text goes to stderr.
     text_out = sys.stderr if STDOUT in (str(args.json), str(args.plot)) else sys.stdout
     report = Report()

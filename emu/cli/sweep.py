@@ -70,7 +70,7 @@ def point_inputs(grid: Grid, points: list[Point]) -> list[tuple[str, Path | None
     seen: dict[tuple[str, str], tuple[str, Path | None]] = {}
     for point in points:
         run = point.run
-        for what, path in input_files(run.machine, run.kernel, run.add):
+        for what, path in input_files(run.machine, run.kernel, run.add, run.add_user):
             if path is not None:
                 seen.setdefault((what, str(path)), (f"{what} in {grid.path}", path))
     return list(seen.values())

@@ -19,6 +19,8 @@ from emu.fileio import read_input_file
 
 @pytest.mark.parametrize("argv", [
     "run --add {bad} --quiet",
+    "run --add-user {bad} --quiet",
+    "build --add-user {bad} -o {out}",
     "run --machine {bad} --quiet",
     "run --kernel {bad} --quiet",
     "compare {bad} {report}",

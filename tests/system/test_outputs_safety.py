@@ -131,6 +131,8 @@ def inputs(tmp_path) -> dict[str, Path]:
     "run --machine {hard} --json {machine}",  # a hard link: same inode
     "run --add {alias} --json {src}",  # through a symlink
     "run --add {src} --plot {src}",
+    "run --add-user {src} --json {src}",
+    "build --add-user {src} -o {src}",
     "run --json {src} --plot {src}",  # two outputs, one file
     "sweep {grid} --json {grid}",
     "sweep {grid} --csv {grid}",
