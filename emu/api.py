@@ -216,6 +216,7 @@ def run_comparison(options: RunOptions, *, progress: Progress | None = None,
             "boot_seconds": round(booted - started, 6),
             "run_seconds": round(finished - booted, 6),
             "instructions_per_second": round(instructions / max(finished - booted, 1e-9)),
+            "kernel_path": str(system.image.path),  # where it was: not compared
         })  # fmt: skip
         system.close()
     add_speedup(report.runs, report.costs)

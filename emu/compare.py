@@ -13,25 +13,81 @@ import json
 from pathlib import Path
 
 from emu.errors import ConfigError, OutputError
+from emu.fileio import printable, read_input_file
 from emu.report import local_kernel_share
 
 IGNORED = ("timings", "kernel.path", "console")
 
 
+# A report read by compare: a 1024-node run with --json is ~400 MB today, but
+# json.loads needs several times the text in memory, so larger is refused.
+MAX_REPORT_BYTES = 256 << 20
+
+
 def load_report(path: Path) -> dict:
+    """A report file, checked to have what ``compare`` reads (a ConfigError,
+    exit 3, naming the first field that is missing or of the wrong kind)."""
+    shown = printable(str(path))
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_input_file(path, MAX_REPORT_BYTES).decode("utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a JSON report (not UTF-8 text)") from None
+        raise ConfigError(f"{shown}: not a JSON report (not UTF-8 text)") from None
     except OSError as err:
-        raise OutputError(f"cannot read {path}: {err.strerror or err}") from err
+        raise OutputError(f"cannot read {shown}: {err.strerror or err}") from err
     try:
         report = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}:{err.lineno}: not a JSON report ({err.msg})") from err
+        raise ConfigError(f"{shown}:{err.lineno}: not a JSON report ({err.msg})") from err
+    except RecursionError:
+        raise ConfigError(f"{shown}: not a ktext-emu report (JSON nested too deeply)") from None
     if not isinstance(report, dict) or not isinstance(report.get("runs"), list):
-        raise ConfigError(f"{path}: not a ktext-emu report (no \"runs\" list)")
+        raise ConfigError(f"{shown}: not a ktext-emu report (no \"runs\" list)")
+    for index, run in enumerate(report["runs"]):
+        problem = _run_problem(run)
+        if problem:
+            raise ConfigError(f"{shown}: runs[{index}]{problem}")
+    try:
+        flatten(report["runs"])
+    except RecursionError:
+        raise ConfigError(f"{shown}: not a ktext-emu report (runs nested too deeply)") from None
     return report
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _run_problem(run: object) -> str | None:
+    """What ``headline`` would trip over in one run, as ``.field: problem``."""
+    if not isinstance(run, dict):
+        return ": not an object"
+    if not isinstance(run.get("ktext"), bool):
+        return ".ktext: missing or not true/false"
+    machine = run.get("machine")
+    if not isinstance(machine, dict):
+        return ".machine: missing or not an object"
+    for key in ("nodes", "cpus_per_node", "granule", "va_bits"):
+        if not _is_int(machine.get(key)) or machine[key] < 1:
+            return f".machine.{key}: missing or not a positive integer"
+    cpus = run.get("cpus")
+    if not isinstance(cpus, list):
+        return ".cpus: missing or not a list"
+    nodes = machine["nodes"]
+    for number, cpu in enumerate(cpus):
+        where = f".cpus[{number}]"
+        if not isinstance(cpu, dict):
+            return f"{where}: not an object"
+        if not _is_int(cpu.get("node")) or not 0 <= cpu["node"] < nodes:
+            return f"{where}.node: missing or not a node of the machine (0..{nodes - 1})"
+        fetches = cpu.get("kernel_fetches_by_node")
+        # One count per node: a report's node count is bounded by the data it holds.
+        if (not isinstance(fetches, list) or len(fetches) != nodes
+                or not all(_is_int(count) for count in fetches)):
+            return (f"{where}.kernel_fetches_by_node: missing or not a list of "
+                    f"{nodes} integer(s)")
+    if "cost" in run and run["cost"] is not None and not isinstance(run["cost"], dict):
+        return ".cost: not an object"
+    return None
 
 
 def flatten(value: object, prefix: str = "") -> dict[str, object]:

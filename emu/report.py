@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from emu.fileio import atomic_write_text
+from emu.fileio import atomic_write_text, printable
 
 REPORT_VERSION = 1
 
@@ -185,7 +185,8 @@ def format_report(report: dict) -> str:
             f"roots differ only in kernel slots {_yes(checks['roots_differ_only_in_kernel_slots'])}, "
             f"TTBR1 matches node {_yes(checks['ttbr1_matches_node'])}"
         )
-    return "\n".join(lines)
+    # Names come from files and the command line: a control character is shown, not sent.
+    return "\n".join(printable(line) for line in lines)
 
 
 def format_console(run: dict, label: str) -> list[str]:
@@ -199,7 +200,7 @@ def format_console(run: dict, label: str) -> list[str]:
     for cpu, text in zip(cpus, texts, strict=False):
         prefix = f"[cpu {cpu}] " if cpu is not None and cpu >= 0 else "[cpu ?] "
         for line in text.rstrip("\n").split("\n"):
-            lines.append(prefix + line)
+            lines.append(prefix + printable(line))  # the guest's bytes, shown not sent
     return lines
 
 

@@ -35,7 +35,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from emu.errors import ConfigError, OutputError, UsageError
-from emu.fileio import atomic_write_text
+from emu.fileio import atomic_write_text, is_stdout, printable, read_input_file
 from emu.run_options import REPEATABLE, RunOptions, parse_run_options, run_options_parser
 from emu.sweep_executors import (
     STATUS_CRASH,
@@ -46,6 +46,10 @@ from emu.tomlfile import line_of, toml_error
 
 SWEEP_REPORT_VERSION = 1
 DEFAULT_MAX_POINTS = 10_000
+MAX_GRID_BYTES = 1 << 20  # a grid file (10,000 points fit in a few KiB)
+# A sweep report or its journal read back by --resume: 10,000 rows of a few
+# KiB each are ~50 MiB, so this is room, not a squeeze.
+MAX_SWEEP_REPORT_BYTES = 256 << 20
 # `ktext-emu run` options that are about its own output, not about the run.
 NOT_GRID_OPTIONS = frozenset({"help", "json", "quiet", "plot"})
 
@@ -84,12 +88,6 @@ class _GridErrors:
         where = f"{self.path}:{line}" if line else f"{self.path}"
         what = f"[{table}] {key}: " if table and key else (f"[{table}]: " if table else "")
         return ConfigError(printable(f"{where}: {what}{message}"))
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters escaped, so an error stays one clean line."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
-                   for ch in text)
 
 
 def _toml_kind(value: object) -> str:
@@ -169,7 +167,7 @@ def _path_valued(action: argparse.Action, value: object) -> bool:
 
 def _read_toml(path: Path) -> tuple[str, dict[str, Any]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_input_file(path, MAX_GRID_BYTES).decode("utf-8")
     except (OSError, UnicodeDecodeError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
         raise ConfigError(f"cannot read grid {path}: {reason}") from None
@@ -349,9 +347,9 @@ def journal_path(json_path: Path) -> Path:
 def load_done_rows(json_path: Path) -> dict[str, dict]:
     """Rows already computed: the report's, then the journal's (one JSON row a line)."""
     rows: dict[str, dict] = {}
-    if json_path.is_file():
+    if json_path.exists():
         try:
-            doc = json.loads(json_path.read_text(encoding="utf-8"))
+            doc = json.loads(read_input_file(json_path, MAX_SWEEP_REPORT_BYTES).decode("utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
             raise ConfigError(f"--resume: cannot read {json_path} as a sweep report "
                               f"({one_line(str(err))})") from None
@@ -359,8 +357,13 @@ def load_done_rows(json_path: Path) -> dict[str, dict]:
             raise ConfigError(f"--resume: {json_path} is not a sweep report (no \"rows\" list)")
         rows.update(_rows_by_id(doc["rows"]))
     journal = journal_path(json_path)
-    if journal.is_file():
-        lines = journal.read_text(encoding="utf-8", errors="replace").splitlines()
+    if journal.exists():
+        try:
+            raw = read_input_file(journal, MAX_SWEEP_REPORT_BYTES)
+        except OSError as err:
+            raise ConfigError(f"--resume: cannot read {printable(str(journal))}: "
+                              f"{err.strerror or err}") from None
+        lines = raw.decode("utf-8", errors="replace").splitlines()
         parsed = []
         for line in lines:
             # a line cut short by a kill, or one no report of ours could hold
@@ -413,9 +416,16 @@ class SweepReport:
         self._last_write_at = time.perf_counter()
         self._last_write_seconds = self._last_write_at - started
 
+    @property
+    def to_stdout(self) -> bool:
+        """The report goes to standard output: written once, at the end, with no journal."""
+        return is_stdout(self.json_path)
+
     def start(self) -> None:
         """Write the report of what is already done and open a fresh journal."""
         self.started = True
+        if self.to_stdout:
+            return
         self.write()
         try:
             self._journal_file = self.journal.open("w", encoding="utf-8")
@@ -424,6 +434,8 @@ class SweepReport:
 
     def add(self, row: dict) -> None:
         self.rows[row["id"]] = row
+        if self.to_stdout:
+            return
         try:
             self._journal_file.write(json.dumps(row) + "\n")
             self._journal_file.flush()
@@ -438,5 +450,5 @@ class SweepReport:
         if self._journal_file is not None:
             self._journal_file.close()
             self._journal_file = None
-        with contextlib.suppress(OSError):
-            self.journal.unlink()
+            with contextlib.suppress(OSError):
+                self.journal.unlink()

@@ -192,6 +192,9 @@ def _point_process(point: Point, conn: multiprocessing.connection.Connection,
     # Ctrl-C reaches the whole process group: the sweep handles it and stops
     # its points, so a point must not die of it with a traceback of its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The sweep's SIGTERM handler (pass it on as SIGINT) is inherited by fork;
+    # here SIGINT is ignored, so a point takes SIGTERM's default: it ends.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent(parent_pid)
     conn.send(run_point(point))
     conn.close()

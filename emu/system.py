@@ -4,6 +4,7 @@ ready to run one workload and report on it.  The API tests and the CLI use.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,10 @@ from unicorn.arm64_const import (
 )
 
 from emu.blob.build import shipped_kernel_elf
+from emu.blob.elf import MAX_FILE_SIZE as MAX_ELF_BYTES
 from emu.config import MachineConfig
-from emu.errors import GuestFault, UsageError
+from emu.errors import ElfError, GuestFault, UsageError
+from emu.fileio import read_input_file
 from emu.hw.cpu import PSTATE_EL1H_MASKED, SPSR_EL1, PowerState, read_sysreg, write_sysreg
 from emu.hw.machine import DEFAULT_QUANTUM, Machine, RunResult
 from emu.hw.pagetable import Geometry, decode_ttbr
@@ -60,6 +63,14 @@ class RunSpec:
     ro_replicas: bool = False  # rodata copies PAGE_KERNEL_RO, not the series' PAGE_KERNEL
 
 
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a kernel ELF file, as the report names the kernel."""
+    try:
+        return hashlib.sha256(read_input_file(path, MAX_ELF_BYTES)).hexdigest()
+    except OSError as err:  # read_elf just read it: it changed under us
+        raise ElfError(f"cannot read {path}: {err.strerror or err}") from None
+
+
 def hexa(value: int) -> str:
     return f"{value:#x}"
 
@@ -85,6 +96,7 @@ class System:
         else:
             elf = spec.kernel
         self.image = load_kernel_image(elf)
+        self.kernel_sha256 = file_sha256(elf)
         params = BootParams(
             ktext=spec.ktext,
             workload=spec.workload,
@@ -285,7 +297,10 @@ class System:
                 "distances": [list(row) for row in topology.distances],
             },
             "kernel": {
-                "path": str(image.path),
+                # The content, not the path: a report must not depend on the
+                # working directory or the cache location (the path is under
+                # the report's timings).
+                "sha256": self.kernel_sha256,
                 "kimage_vaddr": hexa(image.kimage_vaddr),
                 "stext": hexa(image.sym("_stext")),
                 "etext": hexa(image.sym("_etext")),

@@ -12,22 +12,28 @@ found on disk), so any change rebuilds and nothing stale is ever loaded.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
+import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import emu
 from emu.blob.cc import CFLAGS, compile_c, compiler_version, is_c_source
-from emu.blob.elf import read_elf, write_elf
+from emu.blob.elf import MAX_FILE_SIZE as MAX_ELF_BYTES
+from emu.blob.elf import elf_bytes
 from emu.blob.ldscript import load_script
 from emu.blob.link import LinkedImage, link
 from emu.blob.objfile import ObjectFile
 from emu.blob.usercode import as_user_object
-from emu.errors import BlobError, ElfError, OutputError
+from emu.errors import BlobError, OutputError
+from emu.fileio import atomic_write_bytes, atomic_write_text, printable, read_input_file
 
 CACHE_ENV = "KTEXT_EMU_CACHE"
+MAX_SOURCE_BYTES = 16 << 20  # an --add source hashed for the key: the assembler's own cap
 
 Assembler = Callable[[Path, Sequence[Path]], ObjectFile]
 
@@ -153,7 +159,7 @@ def build_key(
     for path in user:
         digest.update(b"\0user\0" + str(Path(path).resolve()).encode() + b"\0")
         try:
-            digest.update(Path(path).read_bytes())
+            digest.update(read_input_file(path, MAX_SOURCE_BYTES))
         except OSError as err:
             raise BlobError(f"cannot read {path}: {err.strerror or err}") from err
     for path in sorted(p for p in blob_dir.rglob("*") if p.is_file()):
@@ -162,7 +168,7 @@ def build_key(
     for path in extra:
         digest.update(b"\0extra\0" + str(Path(path).resolve()).encode() + b"\0")
         try:
-            digest.update(Path(path).read_bytes())
+            digest.update(read_input_file(path, MAX_SOURCE_BYTES))
         except OSError as err:
             raise BlobError(f"cannot read {path}: {err.strerror or err}") from err
     digest.update(b"\0script\0" + script.read_bytes())
@@ -178,25 +184,75 @@ def shipped_kernel_elf(
     """The shipped kernel (plus ``extra`` sources and ``user`` sources made
     user code) as an ELF file, built on first use and cached.
 
-    A cached file is reused only if it still reads as a valid image; a
-    corrupt one is rebuilt.
+    An entry is used only if the SHA-256 of the ELF matches the one in its
+    sidecar (``kernel-KEY.elf.sha256``, written after the ELF, both
+    atomically): anything else (a flipped bit, a truncated file, no sidecar)
+    is rebuilt, and said once on stderr.  When the cache directory cannot be
+    written the kernel is built into a private temporary directory instead
+    (removed at exit): the run goes on uncached.
     """
     blob_dir, script = kernel_blob_dir(), default_script()
     if not kernel_sources(blob_dir):
         raise BlobError(f"no kernel sources (*.S) in {blob_dir}")
     key = build_key(blob_dir, script, defsyms, extra, user)
+    name = f"kernel-{key[:24]}.elf"
+    private = _private_dir() / name
+    if _entry_state(private) == "ok":  # this process already runs uncached
+        return private
     directory = cache_dir()
-    path = directory / f"kernel-{key[:24]}.elf"
-    if path.is_file():
-        try:
-            read_elf(path)
-            return path
-        except ElfError:
-            pass  # rebuilt below
-    image = build_kernel(None, script, extra, defsyms, user)
+    path = directory / name
+    state = _entry_state(path)
+    if state == "ok":
+        return path
+    if state != "absent":
+        _note(f"cached kernel {path} {state}: rebuilding it")
+    data = elf_bytes(build_kernel(None, script, extra, defsyms, user))
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        _store_entry(path, data)
+        return path
+    except (OSError, OutputError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        _note(f"cannot write the kernel cache {directory} ({reason}): running uncached")
+    private.parent.mkdir(mode=0o700, exist_ok=True)
+    atexit.register(shutil.rmtree, private.parent, True)
+    _store_entry(private, data)
+    return private
+
+
+DIGEST_SUFFIX = ".sha256"
+
+
+def _digest_path(path: Path) -> Path:
+    return path.with_name(path.name + DIGEST_SUFFIX)
+
+
+def _private_dir() -> Path:
+    """Where this process keeps kernels it could not cache."""
+    return Path(tempfile.gettempdir()) / f"ktext-emu-uncached-{os.getuid()}-{os.getpid()}"
+
+
+def _entry_state(path: Path) -> str:
+    """"ok", "absent", or what is wrong with a cache entry (for a message)."""
+    if not path.exists():
+        return "absent"
+    try:
+        data = read_input_file(path, MAX_ELF_BYTES)
+        recorded = read_input_file(_digest_path(path), 4096).decode("ascii", "replace").split()
     except OSError as err:
-        raise OutputError(f"cannot create cache directory {directory}: {err.strerror}") from err
-    write_elf(image, path)
-    return path
+        if err.filename is not None and str(err.filename).endswith(DIGEST_SUFFIX):
+            return "has no digest"
+        return f"cannot be read ({err.strerror or err})"
+    if not recorded or recorded[0] != hashlib.sha256(data).hexdigest():
+        return "does not match its SHA-256 digest"
+    return "ok"
+
+
+def _store_entry(path: Path, data: bytes) -> None:
+    """The ELF, then its digest: a reader that sees the digest sees the ELF it names."""
+    atomic_write_bytes(path, data)
+    atomic_write_text(_digest_path(path), f"{hashlib.sha256(data).hexdigest()}  {path.name}\n")
+
+
+def _note(message: str) -> None:
+    print(f"ktext-emu: {printable(message)}", file=sys.stderr)

@@ -83,7 +83,7 @@ def add_build_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("-T", dest="script", metavar="SCRIPT", help="linker script")
     parser.add_argument(
         "-o", dest="output", default=DEFAULT_OUTPUT, metavar="OUT.elf",
-        help=f"output ELF (default ./{DEFAULT_OUTPUT})",
+        help=f"output ELF (default ./{DEFAULT_OUTPUT}; - for standard output)",
     )  # fmt: skip
     parser.add_argument(
         "--add", action="append", default=[], metavar="FILE.S|FILE.c",
@@ -105,9 +105,15 @@ def add_build_parser(sub: argparse._SubParsersAction) -> None:
 def run_build(args: argparse.Namespace) -> int:
     from emu.blob.build import build_kernel
     from emu.blob.elf import write_elf
+    from emu.fileio import STDOUT, check_outputs, printable
 
     defsyms = dict(parse_defsym(d) for d in args.defsym)
     sources = [Path(s) for s in args.sources] or None
+    inputs = [("a source", Path(s)) for s in args.sources]
+    inputs += [("-T", args.script and Path(args.script))]
+    inputs += [("--add", Path(p)) for p in args.add]
+    inputs += [("--add-user", Path(p)) for p in args.add_user]
+    check_outputs([("-o", args.output)], inputs)
     image = build_kernel(
         sources,
         Path(args.script) if args.script else None,
@@ -116,17 +122,18 @@ def run_build(args: argparse.Namespace) -> int:
         [Path(p) for p in args.add_user],
     )
     write_elf(image, args.output)
-    out = sys.stdout
+    out = sys.stderr if args.output == STDOUT else sys.stdout  # the ELF may be on stdout
     print(f"{'SECTION':<24} {'VADDR':>18} {'PADDR':>18} {'SIZE':>10}  FLAGS", file=out)
     total = 0
     for sec in sorted(image.sections, key=lambda s: s.vaddr):
         flags = "A" + ("W" if sec.flags.write else "") + ("X" if sec.flags.execute else "")
         flags += " nobits" if sec.nobits else ""
         print(
-            f"{sec.name:<24} {sec.vaddr:#18x} {sec.paddr:#18x} {sec.size:>#10x}  {flags}", file=out
+            f"{printable(sec.name):<24} {sec.vaddr:#18x} {sec.paddr:#18x} {sec.size:>#10x}  {flags}", file=out
         )
         total += sec.size
-    print(f"entry {image.entry:#x}, {total:#x} bytes in sections, written to {args.output}")
+    where = "standard output" if args.output == STDOUT else printable(args.output)
+    print(f"entry {image.entry:#x}, {total:#x} bytes in sections, written to {where}", file=out)
     return 0
 
 

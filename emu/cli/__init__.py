@@ -10,15 +10,19 @@ The commands call the library (emu/api.py for ``run``) and do the printing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from emu import __version__
 from emu.cli import build, compare, disasm, run, scenarios, storm, sweep, symbols, verify
 from emu.errors import EXIT_STATUS_DOC, EmuError
+from emu.fileio import printable
 from emu.hw.accounting import compiled_extension_status
 from emu.run_options import OptionParser
 
@@ -72,7 +76,48 @@ def _add_commands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argumen
     return sub.choices
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[list[int]]:
+    """SIGTERM (a `kill`, a job scheduler's stop) ends a command as Ctrl-C
+    does: SIGINT's handler is called, so a run stops at the end of a quantum
+    and writes its partial report.  Yields a list that holds the
+    signal once it came (so the exit status can say which one)."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        received.append(signum)
+        on_sigint = signal.getsignal(signal.SIGINT)
+        if callable(on_sigint):  # Python's default, or the machine's deferral during a run
+            on_sigint(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    # A shell starts a background job with SIGINT ignored.  Python's handler
+    # is put in (so the machine defers interrupts to the end of a quantum)
+    # with SIGINT blocked, so a Ctrl-C still does not reach the job.
+    sigint_ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if sigint_ignored:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if sigint_ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    with sigterm_as_interrupt() as terminated:
+        return _main(argv, terminated)
+
+
+def _main(argv: Sequence[str] | None, terminated: list[int]) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     show_traceback = "--traceback" in args_list
     try:
@@ -87,11 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EmuError as err:
         if show_traceback:
             traceback.print_exc()
-        print(f"ktext-emu: error: {err}", file=sys.stderr)
+        print(f"ktext-emu: error: {printable(str(err))}", file=sys.stderr)
         return err.exit_status
     except KeyboardInterrupt:
-        print("ktext-emu: interrupted", file=sys.stderr)
-        return EXIT_STATUS_DOC["interrupted"]
+        how = "terminated" if terminated else "interrupted"
+        print(f"ktext-emu: {how}", file=sys.stderr)
+        return EXIT_STATUS_DOC[how]
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): not an error of ours.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -103,12 +149,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if show_traceback:
             traceback.print_exc()
         where = f"{err.filename}: " if err.filename else ""
-        print(f"ktext-emu: error: {where}{err.strerror or err}", file=sys.stderr)
+        print(f"ktext-emu: error: {printable(f'{where}{err.strerror or err}')}", file=sys.stderr)
         return EXIT_STATUS_DOC["I/O"]
     except Exception as err:  # a bug in ktext-emu: say so in one line, details on request
         if show_traceback:
             traceback.print_exc()
-        print(f"ktext-emu: internal error: {type(err).__name__}: {err} (a bug in ktext-emu; "
+        print(f"ktext-emu: internal error: {type(err).__name__}: {printable(str(err))} (a bug in ktext-emu; "
               "--traceback shows where)", file=sys.stderr)
         return EXIT_STATUS_DOC["internal error"]
 

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from emu import compare
+from emu.fileio import printable
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_compare(args: argparse.Namespace) -> int:
     a, b = compare.load_report(args.first), compare.load_report(args.second)
     lines, differences = compare.compare(a, b, args.first.name, args.second.name)
-    print("\n".join(lines))
+    print("\n".join(printable(line) for line in lines))
     print(f"{differences} field(s) differ outside the headline figures" if differences
           else "no other differences")
     return 0

@@ -53,7 +53,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     work.add_argument("--max-instructions", type=positive_count, default=DEFAULT_MAX_INSTRUCTIONS,
                       metavar="N", help=f"stop after N instructions (default "
                       f"{DEFAULT_MAX_INSTRUCTIONS:,})")  # fmt: skip
-    parser.add_argument("--json", type=Path, metavar="PATH", help="write the report as JSON")
+    parser.add_argument("--json", type=Path, metavar="PATH",
+                        help="write the report as JSON (- for standard output)")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 

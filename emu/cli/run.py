@@ -11,10 +11,12 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 from emu.api import Report, check_options, run_comparison
+from emu.cli.args import input_files
 from emu.errors import EmuError, GuestFault
-from emu.fileio import check_writable
+from emu.fileio import STDOUT, check_outputs
 from emu.plot import require_matplotlib, write_plot
 from emu.report import format_console, format_fault_blocks, format_report, run_label, write_json
 from emu.run_options import RunOptions, add_run_arguments
@@ -29,9 +31,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_run_arguments(parser)
     out = parser.add_argument_group("output")
-    out.add_argument("--json", type=Path, metavar="PATH", help="write the report as JSON")
+    out.add_argument("--json", type=Path, metavar="PATH", help="write the report as JSON (- for standard output)")
     out.add_argument("--plot", type=Path, metavar="PATH.png",
-                     help="node x node fetch-traffic heat maps and per-CPU cycles (matplotlib)")
+                     help="node x node fetch-traffic heat maps and per-CPU cycles (matplotlib; - for "
+                     "standard output)")
     out.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.set_defaults(run=run_command)
 
@@ -41,16 +44,17 @@ def run_command(args: argparse.Namespace) -> int:
     check_options(options)
     if args.plot is not None:
         require_matplotlib()
-    for output in (args.json, args.plot):
-        if output is not None:
-            check_writable(output)
+    check_outputs([("--json", args.json), ("--plot", args.plot)],
+                  input_files(options.machine, options.kernel, options.add, options.add_user))
+    # With the JSON (or the plot) on standard output, the text goes to stderr.
+    text_out = sys.stderr if STDOUT in (str(args.json), str(args.plot)) else sys.stdout
     report = Report()
     progress = ProgressBars(args.quiet, options)
     try:
         run_comparison(options, progress=progress, report=report)
     except (EmuError, KeyboardInterrupt) as err:
         if not args.quiet:
-            print_console(report.runs)  # what the guest wrote before it failed
+            print_console(report.runs, text_out)  # what the guest wrote before it failed
             if isinstance(err, GuestFault) and report.runs and "fault" in report.runs[-1]:
                 blocks = format_fault_blocks(report.runs[-1]["fault"])
                 if blocks:
@@ -65,8 +69,8 @@ def run_command(args: argparse.Namespace) -> int:
     if args.plot is not None:
         write_plot(args.plot, document)
     if not args.quiet:
-        print_console(report.runs)
-        print(format_report(document))
+        print_console(report.runs, text_out)
+        print(format_report(document), file=text_out)
         for timing in report.timings:
             state = "on" if timing["ktext"] else "off"
             print(f"ktext {state}: boot {timing['boot_seconds']:.2f} s, run "
@@ -76,12 +80,12 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_console(runs: list[dict]) -> None:
+def print_console(runs: list[dict], out: TextIO = sys.stdout) -> None:
     """Each run's console output (the guest's ``puts``), prefixed with the CPU."""
     for run in runs:
         lines = format_console(run, run_label(run))
         if lines:
-            print("\n".join(lines), flush=True)
+            print("\n".join(lines), file=out, flush=True)
 
 
 class ProgressBars:

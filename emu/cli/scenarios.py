@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help="scenarios to run (default: all)")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results as JSON (- for standard output)")
     parser.add_argument("--layout", default="4k-48", metavar="NAME",
                         help="granule and VA bits of the machine, e.g. 16k-36 (default 4k-48; "
                         "the layouts scenario checks every layout)")
@@ -103,20 +103,19 @@ def scenarios_json(results: list[ScenarioResult], setup: Setup) -> dict:
 
 
 def scenarios_command(args: argparse.Namespace) -> int:
-    from emu.fileio import check_writable
+    from emu.fileio import STDOUT, check_outputs
     from emu.scenarios import select
 
     select(args.names)  # unknown names fail before anything runs
     geometry = Geometry.from_name(args.layout)
-    if args.json is not None:
-        check_writable(args.json)
+    check_outputs([("--json", args.json)])
     setup = Setup(args.nodes, args.cpus_per_node, geometry.granule, geometry.va_bits)
     results = run_scenarios(args.names, setup)
     if args.json is not None:
         write_json(args.json, scenarios_json(results, setup))
     failing = [result.name for result in results if not result.remedies_hold]
     if not args.quiet:
-        out = sys.stdout
+        out = sys.stderr if str(args.json) == STDOUT else sys.stdout
         print(f"ktext-emu scenarios on {setup.describe()}", file=out)
         print("\n".join(format_table(results)), file=out)
         print("\n".join(format_details(results)), file=out)

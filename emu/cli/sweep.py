@@ -10,9 +10,17 @@ import contextlib
 import sys
 from pathlib import Path
 
-from emu.cli.args import positive_int
+from emu.cli.args import input_files, positive_int
 from emu.errors import EmuError, UsageError
-from emu.sweep import DEFAULT_MAX_POINTS, Grid, SweepReport, load_done_rows, load_grid
+from emu.fileio import STDOUT, check_outputs
+from emu.sweep import (
+    DEFAULT_MAX_POINTS,
+    Grid,
+    SweepReport,
+    journal_path,
+    load_done_rows,
+    load_grid,
+)
 from emu.sweep_executors import (
     STATUS_CRASH,
     STATUS_ERROR,
@@ -41,7 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="the Ray cluster to use (e.g. auto or HOST:6379); default: "
                         "start a local Ray instance")
     parser.add_argument("--json", type=Path, metavar="PATH",
-                        help="the report (default: GRID's name with .sweep.json, here)")
+                        help="the report (default: GRID's name with .sweep.json, here; - for "
+                        "standard output, written once at the end)")
     parser.add_argument("--csv", type=Path, metavar="PATH",
                         help="the rows as CSV (default: the JSON path with .csv)")
     parser.add_argument("--resume", action="store_true",
@@ -54,6 +63,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _describe(point: Point, grid: Grid) -> str:
     return " ".join(f"{key}={point.options[key]}" for key in grid.axes)
+
+
+def point_inputs(grid: Grid, points: list[Point]) -> list[tuple[str, Path | None]]:
+    """Every file some point reads (machine files, kernels, --add sources)."""
+    seen: dict[tuple[str, str], tuple[str, Path | None]] = {}
+    for point in points:
+        run = point.run
+        for what, path in input_files(run.machine, run.kernel, run.add, run.add_user):
+            if path is not None:
+                seen.setdefault((what, str(path)), (f"{what} in {grid.path}", path))
+    return list(seen.values())
 
 
 def make_executor(args: argparse.Namespace) -> LocalExecutor | RayExecutor:
@@ -71,6 +91,15 @@ def sweep_command(args: argparse.Namespace) -> int:
     json_path = args.json or Path(f"{stem}.sweep.json")
     csv_path = args.csv or (json_path.with_suffix(".csv") if json_path.suffix == ".json"
                             else json_path.with_name(json_path.name + ".csv"))
+    to_stdout = str(json_path) == STDOUT
+    if to_stdout:
+        if args.resume:
+            raise UsageError("--resume needs a report file, not --json -")
+        csv_path = args.csv  # no default CSV beside standard output
+    outputs = [("--json", json_path), ("--csv", csv_path)]
+    if not to_stdout:
+        outputs.append(("the journal", journal_path(json_path)))
+    check_outputs(outputs, [("the grid", args.grid), *point_inputs(grid, points)])
     wanted = {point.point_id for point in points}
     done: dict[str, dict] = {}
     if args.resume:

@@ -13,6 +13,7 @@ import sys
 import time
 
 from emu.checks.verify import verify
+from emu.cli.args import input_files
 from emu.cli.patching import (
     VERIFY_ITERATIONS,
     VERIFY_WORKLOAD,
@@ -23,7 +24,7 @@ from emu.cli.patching import (
     write_runs_json,
 )
 from emu.errors import UsageError
-from emu.fileio import check_writable
+from emu.fileio import STDOUT, check_outputs, printable
 from emu.hw.machine import DEFAULT_QUANTUM
 
 
@@ -50,8 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def verify_command(args: argparse.Namespace) -> int:
     if args.iterations < 0:
         raise UsageError(f"--iterations {args.iterations}: must not be negative")
-    if args.json is not None:
-        check_writable(args.json)
+    check_outputs([("--json", args.json)], input_files(args.machine, args.kernel, args.add))
     started = time.perf_counter()
     system = boot_system(args, args.workload, args.iterations)
     try:
@@ -62,8 +62,9 @@ def verify_command(args: argparse.Namespace) -> int:
         if args.json is not None:
             write_runs_json(args.json, [run])
         if not args.quiet:
-            print(result.format())
-            print(f"{args.workload}: {result_run.instructions:,} instructions, "
+            print("\n".join(printable(line) for line in result.format().split("\n")),
+                  file=sys.stderr if str(args.json) == STDOUT else sys.stdout)
+            print(f"{printable(args.workload)}: {result_run.instructions:,} instructions, "
                   f"{time.perf_counter() - started:.2f} s", file=sys.stderr)  # fmt: skip
         return 0 if result.ok else 1
     finally:

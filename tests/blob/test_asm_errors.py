@@ -257,3 +257,20 @@ def test_a_pseudo_op_bug_is_not_turned_into_an_asm_error(monkeypatch: pytest.Mon
     # The user's own mistakes around it are still AsmError at FILE:LINE.
     with pytest.raises(AsmError, match=r"^t\.S:2: unknown directive .bogus$"):
         assemble_source("nop\n.bogus\n", "t.S")
+
+
+@pytest.mark.parametrize("directive", [".incbin", ".include"])
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_incbin_or_include_of_a_device_or_fifo_says_so(tmp_path: Path, directive, kind):
+    """Found, then refused as not a regular file: not "cannot find file", and a
+    FIFO never blocks (issue 17, low)."""
+    import os
+
+    target = "/dev/zero"
+    if kind == "fifo":
+        target = str(tmp_path / "pipe")
+        os.mkfifo(target)
+    source = tmp_path / "t.S"
+    source.write_text(f'\t.data\n\t{directive} "{target}"\n')
+    with pytest.raises(AsmError, match=r"^.*t\.S:2: cannot read (include )?file .*: not a regular file"):
+        assemble_file(source)

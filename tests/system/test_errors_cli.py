@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -164,38 +165,72 @@ def test_user_error_is_one_line_and_its_status(template, status, needle, paths, 
     assert list(paths["dir"].iterdir()) == []
 
 
-def _modes_enforced() -> bool:
-    """False for a user the file modes do not stop (root with CAP_DAC_OVERRIDE)."""
+# Root passes file modes by CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH: dropped
+# from the bounding set (and the inheritable set) by util-linux's setpriv,
+# the command runs as root whom the modes stop.
+DROP_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+            "--inh-caps=-dac_override,-dac_read_search"]
+_PROBE = """
+import pathlib, sys
+try:
+    (pathlib.Path(sys.argv[1]) / "probe").write_text("")
+except PermissionError:
+    sys.exit(13)
+"""
+
+
+def _modes_enforced(prefix: list[str]) -> bool:
+    """Whether a process started with ``prefix`` is stopped by a 0o500 directory."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as directory:
         locked = Path(directory) / "locked"
         locked.mkdir(mode=0o500)
         try:
-            (locked / "probe").write_text("")
-        except PermissionError:
-            return True
+            probe = subprocess.run([*prefix, sys.executable, "-c", _PROBE, str(locked)],
+                                   capture_output=True, timeout=60)
+        except OSError:  # no setpriv
+            return False
         finally:
             locked.chmod(0o700)
-        return False
+        return probe.returncode == 13
 
 
-@pytest.mark.skipif(not _modes_enforced(), reason="file modes do not apply to this user")
+def _mode_enforcer() -> list[str] | None:
+    """The command prefix under which file modes apply: none for a user they
+    already stop, setpriv dropping the DAC capabilities for root, or None."""
+    if _modes_enforced([]):
+        return []
+    if shutil.which(DROP_DAC[0]) and _modes_enforced(DROP_DAC):
+        return DROP_DAC
+    return None
+
+
+ENFORCER = _mode_enforcer()
+
+
+@pytest.mark.skipif(ENFORCER is None, reason="file modes do not apply to this user and "
+                    "setpriv cannot drop CAP_DAC_OVERRIDE here")
 @pytest.mark.parametrize("argv,status", [
     (["build", "-o", "{locked}/k.elf"], IO),
     (["run", "--iterations", "2", "--json", "{locked}/r.json"], IO),
     (["symbols", "{unreadable}"], BUILD),
     (["run", "--machine", "{unreadable}"], CONFIG),
 ])  # fmt: skip
-def test_permission_denied(tmp_path, argv, status, capsys):
+def test_permission_denied(tmp_path, argv, status):
     locked, unreadable = tmp_path / "locked", tmp_path / "secret.toml"
     locked.mkdir(mode=0o500)
     unreadable.write_text("[machine]\n")
     unreadable.chmod(0)
     argv = [a.format(locked=locked, unreadable=unreadable) for a in argv]
-    assert main(argv) == status
-    lines = capsys.readouterr().err.splitlines()
+    assert ENFORCER is not None
+    result = subprocess.run([*ENFORCER, sys.executable, "-m", "emu", *argv], cwd=tmp_path,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True,
+                            text=True, timeout=300)
+    lines = result.stderr.splitlines()
+    assert result.returncode == status, result.stderr
     assert len(lines) == 1 and "ermission denied" in lines[0]
+    assert list(locked.iterdir()) == []
 
 
 def test_traceback_only_on_request(paths, capsys):

@@ -13,7 +13,10 @@ registers itself in read.py's table with ``@pseudo_op``.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -309,7 +312,10 @@ def _read_limited(path: Path, skip: int, limit: int, what: str) -> bytes:
     """At most ``limit`` bytes of ``path`` from ``skip`` on: a huge or endless file (a
     /proc or device file) is never read whole, and a read error is the user's error."""
     try:
-        with path.open("rb") as handle:
+        # Never blocks (a FIFO) and reads only regular files (not /dev/zero).
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
             if skip:
                 handle.seek(min(skip, 1 << 62))  # past the end reads nothing
             return handle.read(limit)
@@ -323,7 +329,7 @@ def _include(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
     if not target:
         raise Fail(".include needs a file name")
     for path in _search_path(asm, stmt, target):
-        if path.is_file():
+        if path.exists() and not path.is_dir():  # a device is refused when read
             raw = _read_limited(path, 0, MAX_INCLUDE_BYTES + 1, "include file")
             if len(raw) > MAX_INCLUDE_BYTES:
                 raise Fail(f"include file {path} is larger than {MAX_INCLUDE_BYTES:#x} bytes")
@@ -343,7 +349,7 @@ def _incbin(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
     # One byte past the section limit is enough for emit() to refuse an oversized file.
     limit = MAX_SECTION_BYTES + 1 if count is None else min(count, MAX_SECTION_BYTES + 1)
     for path in _search_path(asm, stmt, target):
-        if path.is_file():
+        if path.exists() and not path.is_dir():  # a device is refused when read
             asm.emit(_read_limited(path, skip, limit, "file"))
             return
     raise Fail(f"cannot find file {target!r}")

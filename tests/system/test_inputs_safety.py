@@ -1,0 +1,126 @@
+"""Every reader of a user's file goes through the one checked path (issue 17,
+item 5): a device such as /dev/zero, a FIFO or an oversized file named as any
+input of any command is refused at once, in one line.  Each command runs in a
+subprocess with a memory cap and a timeout, so a regression (reading
+/dev/zero until memory runs out, blocking on a FIFO) fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from safety_testlib import BUILD, CONFIG, IO, _one_error_line, cli
+
+from emu.fileio import read_input_file
+
+# -- 5. every reader: devices, FIFOs, oversized files -------------------------------------
+
+@pytest.mark.parametrize("argv", [
+    "run --add {bad} --quiet",
+    "run --add-user {bad} --quiet",
+    "build --add-user {bad} -o {out}",
+    "run --machine {bad} --quiet",
+    "run --kernel {bad} --quiet",
+    "compare {bad} {report}",
+    "compare {report} {bad}",
+    "sweep {bad}",
+    "build {bad} -o {out}",
+    "symbols {bad}",
+])  # fmt: skip
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_a_device_or_fifo_input_is_refused_at_once(tmp_path, argv, kind):
+    if kind == "device":
+        bad = Path("/dev/zero")
+    else:
+        bad = tmp_path / "input.fifo"
+        os.mkfifo(bad)
+    report = tmp_path / "r.json"
+    report.write_text('{"runs": []}\n')
+    args = [part.format(bad=bad, report=report, out=tmp_path / "k.elf") for part in argv.split()]
+    result = cli(*args, timeout=60, text=True)
+    line = _one_error_line(result.stderr)
+    assert result.returncode in (BUILD, CONFIG, IO)
+    assert "not a regular file" in line or "does not exist" in line
+
+
+def test_an_oversized_report_or_grid_is_refused_without_reading_it(tmp_path):
+    from emu.compare import MAX_REPORT_BYTES
+    from emu.sweep import MAX_GRID_BYTES
+
+    for name, limit, argv in (("r.json", MAX_REPORT_BYTES, ["compare", "{f}", "{f}"]),
+                              ("g.toml", MAX_GRID_BYTES, ["sweep", "{f}"])):
+        big = tmp_path / name
+        with big.open("wb") as handle:
+            handle.truncate(limit + 1)  # sparse: costs no disk
+        result = cli(*[a.format(f=big) for a in argv], timeout=60, text=True)
+        assert "larger than the limit" in _one_error_line(result.stderr)
+        assert result.returncode in (CONFIG, IO)
+
+
+def test_read_input_file_checks_the_open_file(tmp_path):
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        read_input_file(fifo, 10)  # opened without blocking, refused by fstat
+    small = tmp_path / "s"
+    small.write_bytes(b"x" * 11)
+    with pytest.raises(OSError, match="larger than the limit of 10 bytes"):
+        read_input_file(small, 10)
+    assert read_input_file(small, 11) == b"x" * 11
+
+
+# -- compare: a malformed report is a config error naming what is wrong ------------------
+
+GOOD_RUN = {"ktext": False, "machine": {"nodes": 2, "cpus_per_node": 1, "granule": 4096,
+                                        "va_bits": 48},
+            "cpus": [{"node": 0, "kernel_fetches_by_node": [5, 0]},
+                     {"node": 1, "kernel_fetches_by_node": [1, 4]}]}
+
+
+@pytest.mark.parametrize(("runs", "needle"), [
+    ([{}], "runs[0].ktext"),
+    (["a run"], "runs[0]: not an object"),
+    ([{**GOOD_RUN, "machine": {}}], "runs[0].machine.nodes"),
+    ([{**GOOD_RUN, "machine": {**GOOD_RUN["machine"], "nodes": 10**9}}],
+     "runs[0].cpus[0].kernel_fetches_by_node"),  # a claimed size the data does not back
+    ([{**GOOD_RUN, "cpus": [{"node": 7, "kernel_fetches_by_node": [0, 0]}]}],
+     "runs[0].cpus[0].node"),
+    ([GOOD_RUN, {**GOOD_RUN, "cpus": "many"}], "runs[1].cpus"),
+])  # fmt: skip
+def test_a_malformed_report_is_a_config_error_naming_the_field(tmp_path, runs, needle):
+    import json
+
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text(json.dumps({"runs": [GOOD_RUN]}))
+    bad.write_text(json.dumps({"runs": runs}))
+    result = cli("compare", str(good), str(bad), timeout=60, text=True)
+    assert result.returncode == CONFIG
+    line = _one_error_line(result.stderr)
+    assert f"bad.json: {needle}" in line
+
+
+def test_a_deeply_nested_report_is_a_config_error(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    nested_run = tmp_path / "nested.json"
+    run = dict(GOOD_RUN, extra=None)
+    text = '{"runs": [' + __import__("json").dumps(run)[:-1] + ', "deep": ' + \
+        '{"a": ' * 50_000 + "1" + "}" * 50_000 + "}]}"
+    nested_run.write_text(text)
+    for path in (deep, nested_run):
+        result = cli("compare", str(path), str(path), timeout=60, text=True)
+        assert result.returncode == CONFIG, result.stderr
+        assert "nested too deeply" in _one_error_line(result.stderr)
+
+
+def test_a_well_formed_report_still_compares(tmp_path):
+    import json
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"runs": [GOOD_RUN]}))
+    b.write_text(json.dumps({"runs": [dict(GOOD_RUN, instructions=3)]}))
+    result = cli("compare", str(a), str(b), timeout=60, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "instructions" in result.stdout
