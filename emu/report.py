@@ -167,6 +167,7 @@ def format_report(report: dict) -> str:
         lines.append(
             f"  {label}: {run['instructions']:,} instructions, {run['stop_reason']}{note}"
         )
+        lines += [f"    kernel warning: {text}" for text in run.get("kernel_warnings", ())]
     header = f"{'node':>4}  {'CPUs':>4}  " + "  ".join(
         f"{'local kernel fetches (' + label + ')':>32}" for label in labels
     )

@@ -29,9 +29,10 @@ from emu.hw.physmem import PhysMem
 from emu.hw.tlb import is_domains
 from emu.kernel.alternative import check_alternatives
 from emu.kernel.boot import BootParams, Kernel, boot
+from emu.kernel.cmdline import ktext_early_param
 from emu.kernel.cpufeature import system_cpucaps
 from emu.kernel.image import load_kernel_image
-from emu.kernel.layout import boot_layout
+from emu.kernel.layout import boot_layout, replication_refusal, replication_sanity_check
 from emu.kernel.pgtable_prot import PAGE_KERNEL, PAGE_KERNEL_RO
 from emu.kernel.sched import Scheduler
 
@@ -247,6 +248,20 @@ class System:
                 return False
         return True
 
+    def kernel_warnings(self) -> list[str]:
+        """The boot warnings Linux with the series would print, in order:
+        do_early_param()'s for each malformed ``ktext=``, then patch 05's
+        sanity check, which ktext_replication_init() runs whatever ``ktext=``
+        says (when REPLICATE_KTEXT can be built for the layout at all)."""
+        warnings = list(ktext_early_param(self.config.cmdline).warnings)
+        layout = self.kernel.layout
+        if replication_refusal(layout) is None:
+            image = self.image
+            check = replication_sanity_check(layout, image.kimage_vaddr, image.sym("_end"))
+            if check is not None:
+                warnings.append(check)
+        return warnings
+
     # ---------------------------------------------------------------- report
     def report(self) -> dict:
         """One RUN of the ``{"runs": [...]}`` report (field names are a contract)."""
@@ -294,6 +309,7 @@ class System:
             "ktext": repl.enabled,
             "ktext_requested": self.spec.ktext,
             "ktext_message": repl.message,
+            "kernel_warnings": self.kernel_warnings(),
             "workload": self.spec.workload,
             "syscalls": {str(nr): name for nr, name in sorted(self.kernel.syscalls.items())},
             "user_memory": self.spec.user_memory,

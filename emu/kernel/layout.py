@@ -53,8 +53,12 @@ LAYOUTS: dict[str, Geometry] = {
     )
 }
 
-SANITY_CHECK_MESSAGE = (
-    "Kernel is located in the same L0 index as modules/vmalloc - text replication disabled"
+# Patch 05's two pr_warn()s in ktext_replication_init(), worded as the series has them.
+SANITY_CHECK_MODULES = (
+    "Kernel is located in the same L0 index as modules - text replication disabled"
+)
+SANITY_CHECK_VMALLOC = (
+    "Kernel is located in the same L0 index as vmalloc - text replication disabled"
 )
 KCONFIG_REFUSAL_16K_48 = (
     "REPLICATE_KTEXT depends on NUMA && !(ARM64_16K_PAGES && ARM64_VA_BITS_48): with 16K "
@@ -252,11 +256,14 @@ def kernel_slot_indices(layout: KernelLayout, kimage_vaddr: int, kimage_end: int
 
 def replication_sanity_check(layout: KernelLayout, kimage_vaddr: int, kimage_end: int
                              ) -> str | None:
-    """Patch 05's check in ktext_replication_init(): the message, or None if it passes."""
+    """Patch 05's checks in ktext_replication_init(), in its order: the warning of
+    the first that fails (init returns after printing it), or None if both pass.
+    v3 compares the modules' slot with kidx_base and vmalloc's with kidx_end."""
     kidx_base, kidx_end = kernel_slot_indices(layout, kimage_vaddr, kimage_end)
-    if (layout.pgd_index(layout.modules_vaddr) == kidx_base
-            or layout.pgd_index(layout.vmalloc_start) == kidx_end):
-        return SANITY_CHECK_MESSAGE
+    if layout.pgd_index(layout.modules_vaddr) == kidx_base:
+        return SANITY_CHECK_MODULES
+    if layout.pgd_index(layout.vmalloc_start) == kidx_end:
+        return SANITY_CHECK_VMALLOC
     return None
 
 

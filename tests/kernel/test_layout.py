@@ -10,7 +10,8 @@ import pytest
 from emu.errors import ConfigError
 from emu.kernel.layout import (
     LAYOUTS,
-    SANITY_CHECK_MESSAGE,
+    SANITY_CHECK_MODULES,
+    SANITY_CHECK_VMALLOC,
     SERIES,
     UPSTREAM,
     boot_layout,
@@ -105,7 +106,7 @@ def test_16k_48_overflows_and_replication_is_refused() -> None:
     # share the second (and last) L0 entry.
     lay = boot_layout(g)
     assert replication_sanity_check(lay, lay.kimage_vaddr, lay.kimage_vaddr + 40 * MIB) == (
-        SANITY_CHECK_MESSAGE)
+        SANITY_CHECK_MODULES)
     assert kernel_slot_indices(lay, lay.kimage_vaddr, lay.kimage_vaddr + 40 * MIB) == (1, 1)
 
 
@@ -113,7 +114,7 @@ def test_upstream_layout_is_refused_for_replication_everywhere() -> None:
     lay = kernel_layout(LAYOUTS["4k-48"], UPSTREAM)
     assert "pre-series" in replication_refusal(lay)
     assert replication_sanity_check(lay, lay.kimage_vaddr, lay.kimage_vaddr + MIB) == (
-        SANITY_CHECK_MESSAGE)
+        SANITY_CHECK_MODULES)
     assert any("modules area" in p for p in image_problems(lay, lay.kimage_vaddr,
                                                            lay.kimage_vaddr + MIB))
 
@@ -152,7 +153,7 @@ def test_sanity_check_fires_when_the_image_reaches_vmalloc() -> None:
     lay = kernel_layout(LAYOUTS["4k-39"])  # vmalloc two 1 GiB slots above the kernel
     start = lay.kimage_vaddr
     assert replication_sanity_check(lay, start, start + GIB + MIB) is None
-    assert replication_sanity_check(lay, start, start + 2 * GIB) == SANITY_CHECK_MESSAGE
+    assert replication_sanity_check(lay, start, start + 2 * GIB) == SANITY_CHECK_VMALLOC
     problems = image_problems(lay, start, start + 2 * GIB + MIB)
     assert any("runs past VMALLOC_START 0xffffffc100000000" in p for p in problems)
     assert any("vmalloc area" in p and "shares a top-level slot" in p for p in problems)
@@ -178,3 +179,15 @@ def test_linear_map_translation() -> None:
         lay.linear_pa(lay.kimage_vaddr, 0x4000_0000)
     with pytest.raises(ConfigError):
         kernel_layout(LAYOUTS["4k-48"], "rfc")
+
+
+def test_sanity_check_messages_are_the_series_two() -> None:
+    # Patch 05 has two checks, each with its own pr_warn, modules first.
+    assert SANITY_CHECK_MODULES == (
+        "Kernel is located in the same L0 index as modules - text replication disabled")
+    assert SANITY_CHECK_VMALLOC == (
+        "Kernel is located in the same L0 index as vmalloc - text replication disabled")
+    upstream = kernel_layout(LAYOUTS["4k-48"], UPSTREAM)  # modules, kernel, vmalloc: one slot
+    start = upstream.kimage_vaddr
+    assert upstream.pgd_index(upstream.vmalloc_start) == upstream.pgd_index(start)
+    assert replication_sanity_check(upstream, start, start + MIB) == SANITY_CHECK_MODULES
