@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from emu.fileio import atomic_write_text
+from emu.kernel.layout import format_layout_report
 
 REPORT_VERSION = 1
 
@@ -154,6 +155,8 @@ def format_report(report: dict) -> str:
         f"{machine['granule'] // 1024}K pages, {machine['va_bits']}-bit VA "
         f"({machine['levels']} levels); workload {first['workload']}"
     ]
+    if "layout" in first:
+        lines += format_layout_report(first["layout"])
     if "user_memory" in first:
         where = ("each node's own RAM" if first["user_memory"] == "local"
                  else "node 0's RAM")

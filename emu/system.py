@@ -32,7 +32,12 @@ from emu.kernel.boot import BootParams, Kernel, boot
 from emu.kernel.cmdline import ktext_early_param
 from emu.kernel.cpufeature import system_cpucaps
 from emu.kernel.image import load_kernel_image
-from emu.kernel.layout import boot_layout, replication_refusal, replication_sanity_check
+from emu.kernel.layout import (
+    boot_layout,
+    boot_layout_report,
+    replication_refusal,
+    replication_sanity_check,
+)
 from emu.kernel.pgtable_prot import PAGE_KERNEL, PAGE_KERNEL_RO
 from emu.kernel.sched import Scheduler
 
@@ -299,6 +304,7 @@ class System:
                 "levels": self.geometry.levels,
                 "distances": [list(row) for row in topology.distances],
             },
+            "layout": boot_layout_report(self.geometry),
             "kernel": {
                 "path": str(image.path),
                 "kimage_vaddr": hexa(image.kimage_vaddr),

@@ -299,6 +299,67 @@ def layout_problems(layout: KernelLayout) -> list[str]:
     return problems
 
 
+@dataclass(frozen=True)
+class LayoutCheck:
+    """One layout checked (``layout_problems``) with the two breakages of the
+    series counted apart; ``scenarios layouts`` and ``run`` both use it."""
+
+    layout: KernelLayout
+    problems: tuple[str, ...]
+
+    @property
+    def overflows(self) -> bool:
+        """KIMAGE_VADDR (or an address after it) wrapped past 2**64 (16K/48)."""
+        return self.layout.wrapped
+
+    @property
+    def modules_in_linear_map(self) -> bool:
+        """MODULES_VADDR is inside [PAGE_OFFSET, PAGE_END) (64K/42)."""
+        return self.layout.is_linear(self.layout.modules_vaddr)
+
+
+def check_layout(layout: KernelLayout) -> LayoutCheck:
+    return LayoutCheck(layout, tuple(layout_problems(layout)))
+
+
+def boot_layout_report(geometry: Geometry) -> dict:
+    """What ``run`` reports about its layout (the run's ``layout`` JSON object):
+    the layout it booted (``series`` or ``upstream``), the series' layout for
+    this geometry checked as ``scenarios layouts`` checks it, and why
+    REPLICATE_KTEXT cannot be built for the booted layout (or None)."""
+    booted = boot_layout(geometry)
+    series = check_layout(kernel_layout(geometry, SERIES))
+    return {
+        "name": geometry.name,
+        "booted": booted.variant,
+        "kimage_vaddr": f"{booted.kimage_vaddr:#x}",
+        "modules_vaddr": f"{booted.modules_vaddr:#x}",
+        "vmalloc_start": f"{booted.vmalloc_start:#x}",
+        "series_problems": list(series.problems),
+        "series_kimage_vaddr_overflows": series.overflows,
+        "series_modules_overlap_linear_map": series.modules_in_linear_map,
+        "replication_refusal": replication_refusal(booted),
+    }
+
+
+def format_layout_report(report: dict) -> list[str]:
+    """The lines ``run`` prints for its ``layout`` object; none for a layout
+    the series gets right."""
+    name = report["name"]
+    if report["booted"] != SERIES:
+        lines = [f"layout {name}: the series' layout cannot work here, so this kernel boots "
+                 f"the pre-series (v6.7) layout, where replication cannot be built:"]
+    elif report["series_problems"]:
+        lines = [f"layout {name}: the series' layout boots but is broken "
+                 f"(as `ktext-emu scenarios layouts` reports):"]
+    else:
+        return []
+    lines += [f"  {problem}" for problem in report["series_problems"]]
+    if report["booted"] != SERIES and report["replication_refusal"]:
+        lines.append(f"  {report['replication_refusal']}")
+    return lines
+
+
 def image_problems(layout: KernelLayout, kimage_vaddr: int, kimage_end: int) -> list[str]:
     """Problems of an image [kimage_vaddr, kimage_end) in this layout, beyond patch 05:
     an image that runs into vmalloc, and any top-level slot it shares with the modules

@@ -9,12 +9,16 @@ import pytest
 
 from emu.errors import ConfigError
 from emu.kernel.layout import (
+    KCONFIG_REFUSAL_16K_48,
     LAYOUTS,
     SANITY_CHECK_MODULES,
     SANITY_CHECK_VMALLOC,
     SERIES,
     UPSTREAM,
     boot_layout,
+    boot_layout_report,
+    check_layout,
+    format_layout_report,
     image_problems,
     kernel_layout,
     kernel_slot_indices,
@@ -191,3 +195,23 @@ def test_sanity_check_messages_are_the_series_two() -> None:
     start = upstream.kimage_vaddr
     assert upstream.pgd_index(upstream.vmalloc_start) == upstream.pgd_index(start)
     assert replication_sanity_check(upstream, start, start + MIB) == SANITY_CHECK_MODULES
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_run_layout_report_says_what_scenarios_layouts_says(name: str) -> None:
+    # `run` reports the series' layout checked exactly as `scenarios layouts` does.
+    report = boot_layout_report(LAYOUTS[name])
+    series = check_layout(kernel_layout(LAYOUTS[name]))
+    assert report["series_problems"] == list(series.problems) == layout_problems(series.layout)
+    assert report["series_kimage_vaddr_overflows"] is (name == "16k-48")
+    assert report["series_modules_overlap_linear_map"] is (name == "64k-42")
+    assert report["booted"] == (UPSTREAM if name == "16k-48" else SERIES)
+    lines = format_layout_report(report)
+    if name == "16k-48":
+        assert "pre-series (v6.7) layout" in lines[0]
+        assert any("only 2 entries" in line for line in lines)
+        assert report["replication_refusal"] == KCONFIG_REFUSAL_16K_48
+    elif name == "64k-42":
+        assert "the modules area overlaps the linear map" in lines[1]
+    else:
+        assert lines == [] and report["replication_refusal"] is None
