@@ -67,8 +67,7 @@ def run(setup: Setup) -> list[Outcome]:
         _outcome(setup, ScenarioOp.CNP_ENABLE, "machine", Role.HAZARD,
                  "v3: node roots with CnP, one Inner Shareable domain (as Linux assumes)"),
         _outcome(setup, ScenarioOp.CNP_ENABLE, "node", Role.NOTE,
-                 "hypothetical hardware, as patch 12's commit text assumed: "
-                 + IS_DOMAIN_NODE_CAVEAT),
+                 "as patch 12's commit text assumed: " + IS_DOMAIN_NODE_CAVEAT),
         _outcome(setup, ScenarioOp.NODE_ROOT, "machine", Role.REMEDY,
                  "no CnP when kernel text is replicated (node roots, CnP clear)"),
     ]  # fmt: skip
