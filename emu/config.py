@@ -150,7 +150,6 @@ class MachineConfig:
             )
         if not isinstance(self.cmdline, str):
             raise ConfigError("cmdline: must be a string")
-        ktext_enabled(self.cmdline)  # a malformed ktext= fails here, not mid-boot
 
     @property
     def page_shift(self) -> int:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from emu.fileio import atomic_write_text, printable
+from emu.hw.tlb import IS_DOMAIN_NODE, IS_DOMAIN_NODE_CAVEAT
+from emu.kernel.layout import format_layout_report
 
 REPORT_VERSION = 1
 
@@ -142,6 +144,40 @@ def format_band(runs: Sequence[dict], labels: Sequence[str]) -> list[str]:
     return lines
 
 
+def _cpu_ranges(cpus: Sequence[int]) -> str:
+    """[0, 1, 2, 5] as '0-2, 5'."""
+    ranges: list[list[int]] = []
+    for cpu in cpus:
+        if ranges and cpu == ranges[-1][1] + 1:
+            ranges[-1][1] = cpu
+        else:
+            ranges.append([cpu, cpu])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+
+
+def format_cnp(runs: Sequence[dict], labels: Sequence[str]) -> list[str]:
+    """Per run with CnP set on some CPU: where, and what the shared TLB
+    entries did across nodes; the caveat of per-node Inner Shareable domains."""
+    lines = []
+    if any(run.get("is_domain") == IS_DOMAIN_NODE for run in runs):
+        lines.append(f"--is-domain node: {IS_DOMAIN_NODE_CAVEAT}")
+    for run, label in zip(runs, labels, strict=True):
+        cnp = run.get("cnp")
+        if not cnp or not cnp["cpus"]:
+            continue
+        domains = ("one Inner Shareable domain per node" if cnp["is_domain"] == IS_DOMAIN_NODE
+                   else "one Inner Shareable domain for the machine")
+        source = "copy of the text" if run["ktext"] else "memory"
+        lines.append(
+            f"CnP ({label}): TTBR1_EL1.CnP set on CPUs {_cpu_ranges(cnp['cpus'])} of "
+            f"{len(run['cpus'])}, {domains}; {cnp['remote_filled_translations']:,} shared TLB "
+            f"entries filled on one node used on another, by {cnp['cpus_using_remote_fills']} "
+            f"CPUs; {cnp['remote_kernel_fetches_through_remote_fills']:,} kernel-text fetches "
+            f"from another node's {source} through them"
+        )
+    return lines
+
+
 def format_report(report: dict) -> str:
     """The comparison table for people: per node, for each run side by side."""
     runs = report["runs"]
@@ -154,6 +190,8 @@ def format_report(report: dict) -> str:
         f"{machine['granule'] // 1024}K pages, {machine['va_bits']}-bit VA "
         f"({machine['levels']} levels); workload {first['workload']}"
     ]
+    if "layout" in first:
+        lines += format_layout_report(first["layout"])
     if "user_memory" in first:
         where = ("each node's own RAM" if first["user_memory"] == "local"
                  else "node 0's RAM")
@@ -167,6 +205,8 @@ def format_report(report: dict) -> str:
         lines.append(
             f"  {label}: {run['instructions']:,} instructions, {run['stop_reason']}{note}"
         )
+        lines += [f"    kernel warning: {text}" for text in run.get("kernel_warnings", ())]
+    lines += format_cnp(runs, labels)
     header = f"{'node':>4}  {'CPUs':>4}  " + "  ".join(
         f"{'local kernel fetches (' + label + ')':>32}" for label in labels
     )

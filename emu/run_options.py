@@ -203,8 +203,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> dict[str, argparse.Act
                           help=f"instructions per CPU turn (default {DEFAULT_QUANTUM:,})"),
         layout.add_argument("--is-domain", choices=IS_DOMAIN_CHOICES, default="machine",
                             help="Inner Shareable domains: one for the machine (what Linux "
-                            "assumes, default) or one per node; CnP TLB entries are shared "
-                            "within one"),
+                            "assumes, default) or one per node, a hypothetical hardware "
+                            "configuration Linux cannot run on (its broadcast TLBI ...IS must "
+                            "reach every CPU); CnP TLB entries are shared within one"),
         layout.add_argument("--ro-replicas", action="store_true",
                             help="map the rodata copies read-only (a remedy; the series maps "
                             "them PAGE_KERNEL)"),

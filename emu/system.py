@@ -32,9 +32,15 @@ from emu.hw.physmem import PhysMem
 from emu.hw.tlb import is_domains
 from emu.kernel.alternative import check_alternatives
 from emu.kernel.boot import BootParams, Kernel, boot
+from emu.kernel.cmdline import ktext_early_param
 from emu.kernel.cpufeature import system_cpucaps
 from emu.kernel.image import load_kernel_image
-from emu.kernel.layout import boot_layout
+from emu.kernel.layout import (
+    boot_layout,
+    boot_layout_report,
+    replication_refusal,
+    replication_sanity_check,
+)
 from emu.kernel.pgtable_prot import PAGE_KERNEL, PAGE_KERNEL_RO
 from emu.kernel.sched import Scheduler
 
@@ -259,6 +265,50 @@ class System:
                 return False
         return True
 
+    def kernel_warnings(self) -> list[str]:
+        """The boot warnings Linux with the series would print, in order:
+        do_early_param()'s for each malformed ``ktext=``, then patch 05's
+        sanity check, which ktext_replication_init() runs whatever ``ktext=``
+        says (when REPLICATE_KTEXT can be built for the layout at all)."""
+        warnings = list(ktext_early_param(self.config.cmdline).warnings)
+        layout = self.kernel.layout
+        if replication_refusal(layout) is None:
+            image = self.image
+            check = replication_sanity_check(layout, image.kimage_vaddr, image.sym("_end"))
+            if check is not None:
+                warnings.append(check)
+        return warnings
+
+    def cnp_report(self) -> dict:
+        """What CnP did in the run: the CPUs whose TTBR1_EL1 has CnP set (at
+        the end), the Inner Shareable domains, the entries left in the
+        domains' shared TLBs, the translations CPUs used that a CPU of another
+        node had filled there, and the kernel-text fetches made through those
+        (all of them, and those served by another node's memory: its copy of
+        the text with replication on)."""
+        accounting = self.machine.accounting
+        cpus, through, remote = [], 0, 0
+        for vcpu in self.machine.cpus:
+            ttbr1 = self.cpu_ttbr1(vcpu.index)
+            if ttbr1 is not None and decode_ttbr(ttbr1).cnp:
+                cpus.append(vcpu.index)
+            by_node = accounting.counts(vcpu.index).remote_filled_kernel_fetches_by_node
+            if by_node:
+                through += sum(by_node)
+                remote += sum(by_node) - by_node[vcpu.node]
+        tlbs = self.machine.tlbs
+        fills = tlbs.remote_fill_summary()
+        return {
+            "cpus": cpus,
+            "is_domain": self.spec.is_domain,
+            "shared_tlb_entries": sum(len(tlb) for tlb in tlbs.shared.values()),
+            "remote_filled_translations": fills["translations"],
+            "remote_filled_uses": fills["uses"],
+            "cpus_using_remote_fills": fills["cpus"],
+            "kernel_fetches_through_remote_fills": through,
+            "remote_kernel_fetches_through_remote_fills": remote,
+        }
+
     # ---------------------------------------------------------------- report
     def report(self) -> dict:
         """One RUN of the ``{"runs": [...]}`` report (field names are a contract)."""
@@ -273,12 +323,15 @@ class System:
                 "cpu": vcpu.index,
                 "node": vcpu.node,
                 "ttbr1": hexa(ttbr1) if ttbr1 is not None else None,
+                "cnp": ttbr1 is not None and decode_ttbr(ttbr1).cnp,
                 "online": vcpu.context is not None,
                 "powered_on": vcpu.power is PowerState.ON,
                 "exit_status": vcpu.exit_status,
                 "instructions": counts.instructions,
                 "kernel_fetches_by_node": list(counts.kernel_fetches_by_node),
                 "fetches_by_node": list(counts.fetches_by_node),
+                "remote_filled_kernel_fetches_by_node":
+                    list(counts.remote_filled_kernel_fetches_by_node),
             })  # fmt: skip
         nodes = [
             {"node": node, "pgd": hexa(repl.pgd_phys[node]),
@@ -296,6 +349,7 @@ class System:
                 "levels": self.geometry.levels,
                 "distances": [list(row) for row in topology.distances],
             },
+            "layout": boot_layout_report(self.geometry),
             "kernel": {
                 # The content, not the path: a report must not depend on the
                 # working directory or the cache location (the path is under
@@ -309,10 +363,12 @@ class System:
             "ktext": repl.enabled,
             "ktext_requested": self.spec.ktext,
             "ktext_message": repl.message,
+            "kernel_warnings": self.kernel_warnings(),
             "workload": self.spec.workload,
             "syscalls": {str(nr): name for nr, name in sorted(self.kernel.syscalls.items())},
             "user_memory": self.spec.user_memory,
             "is_domain": self.spec.is_domain,
+            "cnp": self.cnp_report(),
             "stop_reason": result.reason.value if result else None,
             "instructions": result.instructions if result else 0,
             "cpus": cpus,

@@ -201,6 +201,9 @@ cpu_startup_common:
 	add	x3, x3, :lo12:__cpu_to_node
 	ldr	w4, [x3, x0, lsl #2]
 	str	x4, [x1, #PCPU_NODE]
+	bl	cpu_enable_capabilities		// cpufeature.S: CnP, if the system has it
+	mrs	x1, tpidr_el1
+	ldr	x0, [x1, #PCPU_CPU]
 
 	adrp	x5, boot_regs
 	add	x5, x5, :lo12:boot_regs

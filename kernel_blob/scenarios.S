@@ -3,7 +3,9 @@
 // the idmap (__cpu_replace_ttbr1_phys), CPU suspend and resume through
 // cpu_resume, an init function and init data (for free_initmem), plain
 // loads, stores and TLBI forms for the host to run on a chosen CPU, and the
-// scenario syscall with the EL0 task that calls it.
+// scenario syscall with the EL0 task that calls it.  cpu_enable_swapper_cnp
+// is also the boot path's: cpufeature.S calls it on every CPU of a system
+// with ARM64_HAS_CNP.
 
 	.include "asm-offsets.inc"
 

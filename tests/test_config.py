@@ -338,8 +338,8 @@ def test_machine_config_defaults_and_ktext() -> None:
     assert config.topology == load_preset("default")
     assert (config.granule, config.va_bits, config.cmdline, config.ktext) == (4096, 48, "", False)
     assert machine_config(cmdline="console=ttyAMA0 ktext=1").ktext is True
-    with pytest.raises(ConfigError, match="'ktext=maybe' is malformed"):
-        machine_config(cmdline="ktext=maybe")
+    # Linux warns "Malformed early option 'ktext'" and boots with the default.
+    assert machine_config(cmdline="ktext=maybe").ktext is False
     with pytest.raises(ConfigError, match="topology must be a Topology"):
         MachineConfig("default")  # type: ignore[arg-type]
 

@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emu.errors import ConfigError
-from emu.kernel.cmdline import cmdline_params, kstrtobool, ktext_enabled, parse_cmdline
+from emu.kernel.cmdline import (
+    cmdline_params,
+    kstrtobool,
+    ktext_early_param,
+    ktext_enabled,
+    parse_cmdline,
+)
 
 SPLITS = [
     ("", []),
@@ -115,8 +121,21 @@ def test_ktext_default_off_and_last_wins(cmdline: str, enabled: bool) -> None:
     assert ktext_enabled(cmdline) is enabled
 
 
-@pytest.mark.parametrize("cmdline", ["ktext", "ktext=", "ktext=maybe", "ktext=bad ktext=1",
-                                     "ktext=enable"])
-def test_ktext_values_the_kernel_calls_malformed(cmdline: str) -> None:
-    with pytest.raises(ConfigError, match="is malformed"):
-        ktext_enabled(cmdline)
+@pytest.mark.parametrize(
+    ("cmdline", "enabled", "warnings"),
+    [("ktext", False, 1), ("ktext=", False, 1), ("ktext=maybe", False, 1),
+     ("ktext=bad ktext=1", True, 1), ("ktext=enable", False, 1),
+     ("ktext=1 ktext=maybe", True, 1), ("ktext=on ktext ktext=x", True, 2)],
+)
+def test_malformed_ktext_warns_and_keeps_the_previous_value(
+        cmdline: str, enabled: bool, warnings: int) -> None:
+    # do_early_param(): kstrtobool() failed, so "Malformed early option" and the
+    # flag keeps what it had (the default, off, or an earlier valid ktext=).
+    param = ktext_early_param(cmdline)
+    assert param.enabled is enabled
+    assert param.warnings == ("Malformed early option 'ktext'",) * warnings
+    assert ktext_enabled(cmdline) is enabled
+
+
+def test_valid_ktext_prints_nothing() -> None:
+    assert ktext_early_param("ktext=1 ktext=off").warnings == ()

@@ -67,6 +67,11 @@ _UPPER_TOP = ((1 << 64) - 1) & ~_VA56
 IS_DOMAIN_MACHINE = "machine"
 IS_DOMAIN_NODE = "node"
 IS_DOMAIN_CHOICES = (IS_DOMAIN_MACHINE, IS_DOMAIN_NODE)
+# What "node" is: a what-if, said wherever it can be chosen or is reported.
+IS_DOMAIN_NODE_CAVEAT = (
+    "one Inner Shareable domain per node is a hypothetical hardware configuration, not one "
+    "Linux can run on: its broadcast TLBI ...IS must reach every CPU"
+)
 
 
 def canonical_va(va: int) -> int:
@@ -416,7 +421,8 @@ class Tlbs:
 
 
 __all__ = [
-    "GLOBAL", "IS_DOMAIN_CHOICES", "IS_DOMAIN_MACHINE", "IS_DOMAIN_NODE", "REGIME_EL10",
+    "GLOBAL", "IS_DOMAIN_CHOICES", "IS_DOMAIN_MACHINE", "IS_DOMAIN_NODE",
+    "IS_DOMAIN_NODE_CAVEAT", "REGIME_EL10",
     "RemoteFill", "Shareability", "Tlb", "TlbEntry", "TlbKey", "TlbiOp", "TlbiScope",
     "Tlbs", "canonical_va", "decode_tlbi", "is_domains",
 ]  # fmt: skip

@@ -1,10 +1,13 @@
 """The kernel command line as Linux parses it: splitting into ``param=value``
 (lib/cmdline.c next_arg(), kernel/params.c parse_args(), called for early
 params from init/main.c parse_early_param()), the boolean rule of
-kstrtobool() (lib/kstrtox.c), and the series' ``ktext=`` early_param.
+kstrtobool() (lib/kstrtox.c), and the series' ``ktext=`` early_param with
+the warning do_early_param() prints for a value it rejects.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from emu.errors import ConfigError
 
@@ -73,24 +76,43 @@ def kstrtobool(text: str | None, *, enable_disable: bool = False) -> bool:
     raise ConfigError(f"kstrtobool: {text!r} is not a boolean (use 1/0, y/n, on/off)")
 
 
-def ktext_enabled(cmdline: str) -> bool:
-    """What the series' ``ktext=`` early_param (patch 15) decides: default off.
+@dataclass(frozen=True)
+class EarlyParam:
+    """What an early_param decided, and the warnings parsing it printed."""
 
-    Every occurrence is parsed in order and the last valid one wins; one the
-    kernel would reject ("Malformed early option 'ktext'") is a ConfigError.
+    enabled: bool
+    warnings: tuple[str, ...] = ()
+
+
+def malformed_early_option(param: str) -> str:
+    """init/main.c do_early_param()'s pr_warn when a setup function fails."""
+    return f"Malformed early option '{param}'"
+
+
+def ktext_early_param(cmdline: str) -> EarlyParam:
+    """The series' ``ktext=`` early_param (patch 15) over a whole command line.
+
+    Its setup function is ``kstrtobool(str, &ktext_enabled)``: every
+    occurrence is parsed in order; a value kstrtobool() rejects (or a bare
+    ``ktext``, val NULL) returns -EINVAL without touching the flag, so
+    do_early_param() warns "Malformed early option 'ktext'" and the previous
+    value stands (the default, off, if none came before).  Boot goes on.
     """
     enabled = False
+    warnings = []
     for param, value in cmdline_params(cmdline):
         if param != "ktext":
             continue
         try:
             enabled = kstrtobool(value)
         except ConfigError:
-            shown = "ktext" if value is None else f"ktext={value}"
-            raise ConfigError(
-                f"cmdline: '{shown}' is malformed (ktext= takes 1/0, y/n, on/off)"
-            ) from None
-    return enabled
+            warnings.append(malformed_early_option(param))
+    return EarlyParam(enabled, tuple(warnings))
+
+
+def ktext_enabled(cmdline: str) -> bool:
+    """Whether ``ktext=`` turns replication on: default off, the last valid value wins."""
+    return ktext_early_param(cmdline).enabled
 
 
 def _skip_spaces(buf: list[str], pos: int) -> int:

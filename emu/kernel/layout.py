@@ -53,8 +53,12 @@ LAYOUTS: dict[str, Geometry] = {
     )
 }
 
-SANITY_CHECK_MESSAGE = (
-    "Kernel is located in the same L0 index as modules/vmalloc - text replication disabled"
+# Patch 05's two pr_warn()s in ktext_replication_init(), worded as the series has them.
+SANITY_CHECK_MODULES = (
+    "Kernel is located in the same L0 index as modules - text replication disabled"
+)
+SANITY_CHECK_VMALLOC = (
+    "Kernel is located in the same L0 index as vmalloc - text replication disabled"
 )
 KCONFIG_REFUSAL_16K_48 = (
     "REPLICATE_KTEXT depends on NUMA && !(ARM64_16K_PAGES && ARM64_VA_BITS_48): with 16K "
@@ -252,11 +256,14 @@ def kernel_slot_indices(layout: KernelLayout, kimage_vaddr: int, kimage_end: int
 
 def replication_sanity_check(layout: KernelLayout, kimage_vaddr: int, kimage_end: int
                              ) -> str | None:
-    """Patch 05's check in ktext_replication_init(): the message, or None if it passes."""
+    """Patch 05's checks in ktext_replication_init(), in its order: the warning of
+    the first that fails (init returns after printing it), or None if both pass.
+    v3 compares the modules' slot with kidx_base and vmalloc's with kidx_end."""
     kidx_base, kidx_end = kernel_slot_indices(layout, kimage_vaddr, kimage_end)
-    if (layout.pgd_index(layout.modules_vaddr) == kidx_base
-            or layout.pgd_index(layout.vmalloc_start) == kidx_end):
-        return SANITY_CHECK_MESSAGE
+    if layout.pgd_index(layout.modules_vaddr) == kidx_base:
+        return SANITY_CHECK_MODULES
+    if layout.pgd_index(layout.vmalloc_start) == kidx_end:
+        return SANITY_CHECK_VMALLOC
     return None
 
 
@@ -290,6 +297,67 @@ def layout_problems(layout: KernelLayout) -> list[str]:
             f"{layout.vmalloc_end:#x}) is empty"
         )
     return problems
+
+
+@dataclass(frozen=True)
+class LayoutCheck:
+    """One layout checked (``layout_problems``) with the two breakages of the
+    series counted apart; ``scenarios layouts`` and ``run`` both use it."""
+
+    layout: KernelLayout
+    problems: tuple[str, ...]
+
+    @property
+    def overflows(self) -> bool:
+        """KIMAGE_VADDR (or an address after it) wrapped past 2**64 (16K/48)."""
+        return self.layout.wrapped
+
+    @property
+    def modules_in_linear_map(self) -> bool:
+        """MODULES_VADDR is inside [PAGE_OFFSET, PAGE_END) (64K/42)."""
+        return self.layout.is_linear(self.layout.modules_vaddr)
+
+
+def check_layout(layout: KernelLayout) -> LayoutCheck:
+    return LayoutCheck(layout, tuple(layout_problems(layout)))
+
+
+def boot_layout_report(geometry: Geometry) -> dict:
+    """What ``run`` reports about its layout (the run's ``layout`` JSON object):
+    the layout it booted (``series`` or ``upstream``), the series' layout for
+    this geometry checked as ``scenarios layouts`` checks it, and why
+    REPLICATE_KTEXT cannot be built for the booted layout (or None)."""
+    booted = boot_layout(geometry)
+    series = check_layout(kernel_layout(geometry, SERIES))
+    return {
+        "name": geometry.name,
+        "booted": booted.variant,
+        "kimage_vaddr": f"{booted.kimage_vaddr:#x}",
+        "modules_vaddr": f"{booted.modules_vaddr:#x}",
+        "vmalloc_start": f"{booted.vmalloc_start:#x}",
+        "series_problems": list(series.problems),
+        "series_kimage_vaddr_overflows": series.overflows,
+        "series_modules_overlap_linear_map": series.modules_in_linear_map,
+        "replication_refusal": replication_refusal(booted),
+    }
+
+
+def format_layout_report(report: dict) -> list[str]:
+    """The lines ``run`` prints for its ``layout`` object; none for a layout
+    the series gets right."""
+    name = report["name"]
+    if report["booted"] != SERIES:
+        lines = [f"layout {name}: the series' layout cannot work here, so this kernel boots "
+                 f"the pre-series (v6.7) layout, where replication cannot be built:"]
+    elif report["series_problems"]:
+        lines = [f"layout {name}: the series' layout boots but is broken "
+                 f"(as `ktext-emu scenarios layouts` reports):"]
+    else:
+        return []
+    lines += [f"  {problem}" for problem in report["series_problems"]]
+    if report["booted"] != SERIES and report["replication_refusal"]:
+        lines.append(f"  {report['replication_refusal']}")
+    return lines
 
 
 def image_problems(layout: KernelLayout, kimage_vaddr: int, kimage_end: int) -> list[str]:

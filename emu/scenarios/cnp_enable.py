@@ -5,7 +5,9 @@ set, which with replication is node 0's root: every CPU would run node 0's
 text again.  v3 patch 12 installs the CPU's own node root instead.  Each CPU's
 EL0 task runs the enable path (as the cpufeature enable callback runs on
 every CPU) and then null syscalls.  The Inner Shareable domains are per node
-here so that CnP sharing across nodes (cnp-shared-domain) does not mix in.
+here so that CnP sharing across nodes (cnp-shared-domain) does not mix in:
+a device to keep the two hazards apart, not hardware Linux can run on (its
+broadcast TLBI ...IS must reach every CPU).
 """
 
 from __future__ import annotations

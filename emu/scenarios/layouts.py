@@ -21,8 +21,8 @@ from emu.kernel.layout import (
     SERIES,
     UPSTREAM,
     KernelLayout,
+    check_layout,
     kernel_layout,
-    layout_problems,
 )
 from emu.scenarios.base import Outcome, Role, Scenario, Setup
 
@@ -46,16 +46,14 @@ def remedied_layout(geometry: Geometry) -> KernelLayout:
 
 
 def _check(layouts: dict[str, KernelLayout], role: Role, label: str) -> Outcome:
-    details, overflow, overlap, flagged = [], 0, 0, 0
-    for layout in layouts.values():
-        problems = layout_problems(layout)
-        flagged += bool(problems)
-        overflow += layout.wrapped
-        overlap += layout.is_linear(layout.modules_vaddr)
-        details += problems
+    checks = {name: check_layout(layout) for name, layout in layouts.items()}
+    details = [problem for check in checks.values() for problem in check.problems]
+    bad = [name for name, check in checks.items() if check.problems]
+    flagged = len(bad)
+    overflow = sum(check.overflows for check in checks.values())
+    overlap = sum(check.modules_in_linear_map for check in checks.values())
     counts = {"layouts": len(layouts), "layouts_with_problems": flagged,
               "overflowing_kimage_vaddr": overflow, "modules_overlapping_linear_map": overlap}
-    bad = [name for name, layout in layouts.items() if layout_problems(layout)]
     summary = (f"{flagged} of {len(layouts)} layouts broken"
                + (f" ({', '.join(bad)}): {overflow} overflowing KIMAGE_VADDR, "
                   f"{overlap} with modules in the linear map" if bad else ""))

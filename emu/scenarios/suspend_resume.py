@@ -6,7 +6,9 @@ v6.7's __cpu_suspend_exit re-installs the node root only on a system with CnP
 0's text: correct but remote.  Each CPU's task suspends and resumes once
 (through a power-down from the idmap: the firmware part of PSCI CPU_SUSPEND),
 then runs null syscalls.  Remedy: resume on the node root, as a secondary
-boots from secondary_data.ttbr1.
+boots from secondary_data.ttbr1.  The Inner Shareable domains are per node
+here, as in cnp-enable, only to keep CnP sharing across nodes
+(cnp-shared-domain) out: not hardware Linux can run on.
 """
 
 from __future__ import annotations

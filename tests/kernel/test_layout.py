@@ -9,11 +9,16 @@ import pytest
 
 from emu.errors import ConfigError
 from emu.kernel.layout import (
+    KCONFIG_REFUSAL_16K_48,
     LAYOUTS,
-    SANITY_CHECK_MESSAGE,
+    SANITY_CHECK_MODULES,
+    SANITY_CHECK_VMALLOC,
     SERIES,
     UPSTREAM,
     boot_layout,
+    boot_layout_report,
+    check_layout,
+    format_layout_report,
     image_problems,
     kernel_layout,
     kernel_slot_indices,
@@ -105,7 +110,7 @@ def test_16k_48_overflows_and_replication_is_refused() -> None:
     # share the second (and last) L0 entry.
     lay = boot_layout(g)
     assert replication_sanity_check(lay, lay.kimage_vaddr, lay.kimage_vaddr + 40 * MIB) == (
-        SANITY_CHECK_MESSAGE)
+        SANITY_CHECK_MODULES)
     assert kernel_slot_indices(lay, lay.kimage_vaddr, lay.kimage_vaddr + 40 * MIB) == (1, 1)
 
 
@@ -113,7 +118,7 @@ def test_upstream_layout_is_refused_for_replication_everywhere() -> None:
     lay = kernel_layout(LAYOUTS["4k-48"], UPSTREAM)
     assert "pre-series" in replication_refusal(lay)
     assert replication_sanity_check(lay, lay.kimage_vaddr, lay.kimage_vaddr + MIB) == (
-        SANITY_CHECK_MESSAGE)
+        SANITY_CHECK_MODULES)
     assert any("modules area" in p for p in image_problems(lay, lay.kimage_vaddr,
                                                            lay.kimage_vaddr + MIB))
 
@@ -152,7 +157,7 @@ def test_sanity_check_fires_when_the_image_reaches_vmalloc() -> None:
     lay = kernel_layout(LAYOUTS["4k-39"])  # vmalloc two 1 GiB slots above the kernel
     start = lay.kimage_vaddr
     assert replication_sanity_check(lay, start, start + GIB + MIB) is None
-    assert replication_sanity_check(lay, start, start + 2 * GIB) == SANITY_CHECK_MESSAGE
+    assert replication_sanity_check(lay, start, start + 2 * GIB) == SANITY_CHECK_VMALLOC
     problems = image_problems(lay, start, start + 2 * GIB + MIB)
     assert any("runs past VMALLOC_START 0xffffffc100000000" in p for p in problems)
     assert any("vmalloc area" in p and "shares a top-level slot" in p for p in problems)
@@ -178,3 +183,35 @@ def test_linear_map_translation() -> None:
         lay.linear_pa(lay.kimage_vaddr, 0x4000_0000)
     with pytest.raises(ConfigError):
         kernel_layout(LAYOUTS["4k-48"], "rfc")
+
+
+def test_sanity_check_messages_are_the_series_two() -> None:
+    # Patch 05 has two checks, each with its own pr_warn, modules first.
+    assert SANITY_CHECK_MODULES == (
+        "Kernel is located in the same L0 index as modules - text replication disabled")
+    assert SANITY_CHECK_VMALLOC == (
+        "Kernel is located in the same L0 index as vmalloc - text replication disabled")
+    upstream = kernel_layout(LAYOUTS["4k-48"], UPSTREAM)  # modules, kernel, vmalloc: one slot
+    start = upstream.kimage_vaddr
+    assert upstream.pgd_index(upstream.vmalloc_start) == upstream.pgd_index(start)
+    assert replication_sanity_check(upstream, start, start + MIB) == SANITY_CHECK_MODULES
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_run_layout_report_says_what_scenarios_layouts_says(name: str) -> None:
+    # `run` reports the series' layout checked exactly as `scenarios layouts` does.
+    report = boot_layout_report(LAYOUTS[name])
+    series = check_layout(kernel_layout(LAYOUTS[name]))
+    assert report["series_problems"] == list(series.problems) == layout_problems(series.layout)
+    assert report["series_kimage_vaddr_overflows"] is (name == "16k-48")
+    assert report["series_modules_overlap_linear_map"] is (name == "64k-42")
+    assert report["booted"] == (UPSTREAM if name == "16k-48" else SERIES)
+    lines = format_layout_report(report)
+    if name == "16k-48":
+        assert "pre-series (v6.7) layout" in lines[0]
+        assert any("only 2 entries" in line for line in lines)
+        assert report["replication_refusal"] == KCONFIG_REFUSAL_16K_48
+    elif name == "64k-42":
+        assert "the modules area overlaps the linear map" in lines[1]
+    else:
+        assert lines == [] and report["replication_refusal"] is None
