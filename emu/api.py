@@ -116,8 +116,11 @@ def check_options(options: RunOptions) -> None:
 def run_report(system: System) -> dict:
     """The RUN of the report, with the bounds the run had."""
     run = system.report()
+    firmware = system.machine.firmware
     run["limits"] = {"max_instructions": system.spec.max_instructions,
-                     "watchdog": system.machine.watchdog}
+                     "watchdog": system.machine.watchdog,
+                     "max_firmware_calls": firmware.max_calls,
+                     "max_console_bytes": firmware.max_console_bytes}
     return run
 
 
@@ -180,6 +183,8 @@ def run_comparison(options: RunOptions, *, progress: Progress | None = None,
         started = time.perf_counter()
         system = System(config, run_spec(options, config.ktext))
         system.machine.watchdog = options.watchdog
+        system.machine.firmware.max_calls = options.max_firmware_calls
+        system.machine.firmware.max_console_bytes = options.max_console_bytes
         model = attach_cache_model(system, detail=options.detail)
         booted = time.perf_counter()
         with progress("ktext " + ("on" if config.ktext else "off")) as update:

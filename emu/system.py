@@ -314,6 +314,7 @@ class System:
                                                               repl.text_copies),
             "console": list(self.machine.console),
             "console_cpus": list(self.machine.console_cpus),  # the CPU of each console write
+            "console_dropped_bytes": self.machine.firmware.console_dropped_bytes,
         }
 
     def close(self) -> None:

@@ -114,7 +114,7 @@ class Scheduler:
         CPUs that hold the same position within their nodes form a ring
         across nodes, and each ring of running CPUs rotates by one: every
         move crosses a node boundary and no task is lost or duplicated.
-        CPUs that are off take no part.
+        CPUs that are off, waiting in wfi or still booting take no part.
         """
         machine = self.machine
         topology = machine.topology
@@ -124,7 +124,8 @@ class Scheduler:
         machine.save_current()
         rings: dict[int, list[int]] = {}
         for cpu in machine.cpus:
-            if cpu.power is PowerState.ON and cpu.context is not None and self._task_started(cpu):
+            if (cpu.power is PowerState.ON and not cpu.waiting and cpu.context is not None
+                    and self._task_started(cpu)):
                 rings.setdefault(cpu.index % topology.cpus_per_node, []).append(cpu.index)
         moves = 0
         placement = list(self.task_on_cpu)
