@@ -74,6 +74,13 @@ class GuestFault(EmuError):
         self.report = report
 
 
+class LimitReached(GuestFault):
+    """A run limit (``--max-instructions``) stopped the guest before its tasks
+    finished: nothing was measured that can be trusted as the workload's."""
+
+    exit_status = 8
+
+
 class PatchError(EmuError):
     """A text patch that breaks a rule of kernel/patching.c."""
 
@@ -94,6 +101,7 @@ EXIT_STATUS_DOC = {
     "guest fault": GuestFault.exit_status,
     "patch": PatchError.exit_status,
     "I/O": OutputError.exit_status,
+    "limit reached before the tasks finished": LimitReached.exit_status,
     "internal error": 70,  # EX_SOFTWARE: anything not an EmuError is a bug
     "interrupted": 130,
 }

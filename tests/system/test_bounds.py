@@ -9,11 +9,14 @@ The guests are in tests/system/asm/bounds_guests.S.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from emu.errors import GuestFault
+from emu.api import run_comparison
+from emu.cli import main
+from emu.errors import GuestFault, LimitReached
 from emu.hw.firmware import DEFAULT_MAX_CONSOLE_BYTES, DEFAULT_MAX_FIRMWARE_CALLS
 from emu.hw.machine import StopReason
 from emu.run_options import RunOptions, parse_run_options
@@ -91,3 +94,45 @@ def test_defaults_are_options():
     assert RunOptions().max_firmware_calls == DEFAULT_MAX_FIRMWARE_CALLS
     assert RunOptions().max_console_bytes == DEFAULT_MAX_CONSOLE_BYTES
 
+
+def spin_options(**overrides) -> RunOptions:
+    values = dict(nodes=2, cpus_per_node=4, workload="spin_all", add=(GUESTS,), ktext="on",
+                  max_instructions=2_000_000)
+    values.update(overrides)
+    return RunOptions(**values)
+
+
+def test_limit_before_the_tasks_finished_is_not_a_success():
+    """Eight CPUs spinning: 2M / 8 stays far below the per-CPU watchdog."""
+    from emu.api import Report
+    report = Report()
+    with pytest.raises(LimitReached, match=r"instruction limit \(2,000,000\) reached before "
+                       r"the tasks finished: CPU\(s\) 0, 1, 2, 3, 4, 5, 6, 7 still running"):
+        run_comparison(spin_options(), report=report)
+    document = report.to_json()
+    assert document["complete"] is False
+    (run,) = document["runs"]
+    assert run["stop_reason"] == StopReason.INSTRUCTION_LIMIT.value
+    assert run["tasks_finished"] is False
+    assert "cost" not in run  # no verdict on queries that never ran
+    assert run["fault"]["symbol"] == "workload_spin_all (user)"
+
+
+def test_limit_is_the_planned_end_with_iterations_zero():
+    report = run_comparison(spin_options(iterations=0, max_instructions=500_000))
+    assert report.complete
+    (run,) = report.runs
+    assert run["tasks_finished"] is False and "cost" in run
+
+
+def test_cli_exit_status_and_json_for_an_unfinished_run(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    status = main(["run", "--nodes", "2", "--cpus-per-node", "4", "--workload", "spin_all",
+                   "--add", str(GUESTS), "--ktext", "on", "--max-instructions", "2000000",
+                   "--json", str(out)])
+    assert status == LimitReached.exit_status != 0
+    err = capsys.readouterr().err
+    assert "ktext-emu: error: CPU 0 (node 0): instruction limit (2,000,000) reached before" in err
+    document = json.loads(out.read_text())
+    assert document["complete"] is False
+    assert document["runs"][0]["tasks_finished"] is False
