@@ -136,3 +136,22 @@ def test_cli_exit_status_and_json_for_an_unfinished_run(tmp_path, capsys):
     document = json.loads(out.read_text())
     assert document["complete"] is False
     assert document["runs"][0]["tasks_finished"] is False
+
+
+def test_mmu_off_at_a_kernel_va_is_not_ignored(make_system):
+    """SCTLR_EL1.M cleared at a kernel VA: the next fetch is not translated
+    (the CPU's TLB is not consulted) and a VA wider than the PA size takes an
+    Address size fault at level 0, as the architecture says."""
+    from emu.hw.pagetable import FaultKind
+    system = booted(make_system, "syscall", iterations=3)
+    system.run()
+    isb = system.image.sym("bounds_mmu_off") + 0xC
+    # The fetch after the msr (QEMU ends the block there) or after the isb.
+    with pytest.raises(GuestFault, match=r"in call of bounds_mmu_off at 0x[0-9a-f]+ "
+                       r"<bounds_mmu_off\+0x(c|10)>"):
+        system.call(0, "bounds_mmu_off")
+    pending = system.machine.mmu.fault
+    assert pending.va >> 12 in (isb >> 12, (isb + 4) >> 12)
+    assert (pending.fault.kind, pending.fault.level) == (FaultKind.ADDRESS_SIZE, 0)
+    # The CPU's state is restored after the call: the machine goes on as before.
+    assert system.call(0, "sys_getcpu")["x0"] == 0

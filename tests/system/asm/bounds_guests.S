@@ -88,3 +88,16 @@ bounds_vector_to_smc_loop:
 	isb
 	ret
 	.size	bounds_vector_to_smc_loop, . - bounds_vector_to_smc_loop
+
+// bounds_mmu_off: clear SCTLR_EL1.M while running at a kernel VA (the
+// instruction after the isb is fetched with stage 1 off).
+	.globl	bounds_mmu_off
+	.type	bounds_mmu_off, %function
+bounds_mmu_off:
+	mrs	x0, sctlr_el1
+	bic	x0, x0, #1
+	msr	sctlr_el1, x0
+	isb
+	nop
+	ret
+	.size	bounds_mmu_off, . - bounds_mmu_off
