@@ -350,6 +350,10 @@ class Machine:
                 break  # the count ran out, or wfi / power-off ended the quantum early
         if not handled and executed < budget and self._stopped_in_wfi(cpu):
             cpu.waiting = True
+        if cpu.power is PowerState.ON:  # an illegal ERET in this quantum
+            turn.stop = self.exceptions.illegal_state(cpu)
+            if turn.stop is not None:
+                self._raise_stop(cpu, start)
         if not self.count_fetches:
             executed = budget  # unknown without the block hook; the quantum is the bound
         elif watchdog and cpu.power is PowerState.ON:

@@ -155,3 +155,21 @@ def test_mmu_off_at_a_kernel_va_is_not_ignored(make_system):
     assert (pending.fault.kind, pending.fault.level) == (FaultKind.ADDRESS_SIZE, 0)
     # The CPU's state is restored after the call: the machine goes on as before.
     assert system.call(0, "sys_getcpu")["x0"] == 0
+
+
+def test_illegal_exception_return_takes_an_illegal_state_exception(make_system):
+    """An ERET to EL2h from EL1: PSTATE.IL set, and the Illegal State
+    exception (EC 0x0E) the kernel's vectors then report, not a silent
+    return and not an undefined instruction (EC 0x00)."""
+    from emu.hw.fault import EC_ILLEGAL_STATE, esr_class
+    system = booted(make_system, "syscall", iterations=3)
+    base = system.physmem.banks[0].base
+    alias = system.kernel.layout.linear_va(base, base) - base
+    system.call(0, "bounds_vector_to_illegal_eret",
+                system.image.pa_of(system.image.sym("vectors")) + alias, VECTOR_EL0_SYNC)
+    with pytest.raises(GuestFault) as caught:
+        system.run(max_instructions=LIMIT)
+    report = caught.value.report
+    assert esr_class(report.esr) == EC_ILLEGAL_STATE
+    assert report.symbol.startswith("bounds_illegal_eret+")
+    assert report.what.startswith("unhandled exception (SPSR 0x1")  # SPSR.IL (bit 20) set

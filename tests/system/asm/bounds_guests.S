@@ -101,3 +101,42 @@ bounds_mmu_off:
 	nop
 	ret
 	.size	bounds_mmu_off, . - bounds_mmu_off
+
+// bounds_illegal_eret: an exception return to EL2h, which an EL1 kernel
+// cannot return to (an illegal exception return: PSTATE.IL set, EL kept).
+	.globl	bounds_illegal_eret
+	.type	bounds_illegal_eret, %function
+bounds_illegal_eret:
+	mov	x0, #0x3c9			// DAIF masked, EL2h
+	msr	spsr_el1, x0
+	adr	x1, 1f
+	msr	elr_el1, x1
+	eret
+1:	nop
+	nop
+	b	1b
+	.size	bounds_illegal_eret, . - bounds_illegal_eret
+
+// bounds_vector_to_illegal_eret(x0 = writable alias of `vectors`, x1 = vector
+// offset): the vector at x1 becomes `b bounds_illegal_eret`.
+	.globl	bounds_vector_to_illegal_eret
+	.type	bounds_vector_to_illegal_eret, %function
+bounds_vector_to_illegal_eret:
+	adrp	x2, vectors
+	add	x2, x2, :lo12:vectors
+	add	x2, x2, x1
+	adrp	x3, bounds_illegal_eret
+	add	x3, x3, :lo12:bounds_illegal_eret
+	sub	x3, x3, x2
+	ubfx	x3, x3, #2, #26
+	movz	w4, #0x1400, lsl #16		// B imm26
+	orr	w3, w3, w4
+	add	x0, x0, x1
+	str	w3, [x0]
+	dc	cvau, x0
+	dsb	ish
+	ic	ivau, x0
+	dsb	ish
+	isb
+	ret
+	.size	bounds_vector_to_illegal_eret, . - bounds_vector_to_illegal_eret
