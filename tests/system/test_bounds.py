@@ -19,6 +19,8 @@ from emu.cli import main
 from emu.errors import GuestFault, LimitReached
 from emu.hw.firmware import DEFAULT_MAX_CONSOLE_BYTES, DEFAULT_MAX_FIRMWARE_CALLS
 from emu.hw.machine import StopReason
+from emu.kernel.mmu import TableAllocator, create_pgd_mapping
+from emu.kernel.pgtable_prot import PAGE_KERNEL
 from emu.run_options import RunOptions, parse_run_options
 
 GUESTS = Path(__file__).parent / "asm" / "bounds_guests.S"
@@ -26,6 +28,25 @@ VECTOR_EL0_SYNC = 0x400
 # Far beyond what the guests need to show their behaviour; the old code ran
 # each of them to this limit (a wfi loop at ~50k instructions/s).
 LIMIT = 600_000
+
+
+def vectors_alias(system) -> int:
+    """A writable linear-map alias of the kernel's vectors, as
+    test_guest_faults.py makes one: Linux maps node 0's text alias read-only
+    (mark_linear_text_alias_ro), so that page is mapped writable again."""
+    pa = system.image.pa_of(system.image.sym("vectors"))
+    granule = system.geometry.granule
+    page = pa & ~(granule - 1)
+    base = system.physmem.banks[0].base
+    offset = system.kernel.layout.linear_va(base, base) - base
+    create_pgd_mapping(system.physmem, system.geometry, system.kernel.swapper_pa,
+                       page + offset, page, granule, PAGE_KERNEL,
+                       TableAllocator(system.physmem, system.geometry, 0),
+                       block_mappings=False, no_exec_tables=True)  # fmt: skip
+    for vcpu in system.machine.cpus:
+        vcpu.tlb.clear()
+    system.machine.flush_tlb()
+    return pa + offset
 
 
 def booted(make_system, workload: str, **spec):
@@ -74,10 +95,7 @@ def test_console_output_is_capped_and_the_rest_counted(make_system):
 
 def test_firmware_calls_have_their_own_budget(make_system):
     system = booted(make_system, "syscall", iterations=3)
-    base = system.physmem.banks[0].base
-    alias = system.kernel.layout.linear_va(base, base) - base
-    system.call(0, "bounds_vector_to_smc_loop",
-                system.image.pa_of(system.image.sym("vectors")) + alias, VECTOR_EL0_SYNC)
+    system.call(0, "bounds_vector_to_smc_loop", vectors_alias(system), VECTOR_EL0_SYNC)
     system.machine.firmware.max_calls = 2_000
     with pytest.raises(GuestFault) as caught:
         system.run(max_instructions=5_000_000)
@@ -163,10 +181,7 @@ def test_illegal_exception_return_takes_an_illegal_state_exception(make_system):
     return and not an undefined instruction (EC 0x00)."""
     from emu.hw.fault import EC_ILLEGAL_STATE, esr_class
     system = booted(make_system, "syscall", iterations=3)
-    base = system.physmem.banks[0].base
-    alias = system.kernel.layout.linear_va(base, base) - base
-    system.call(0, "bounds_vector_to_illegal_eret",
-                system.image.pa_of(system.image.sym("vectors")) + alias, VECTOR_EL0_SYNC)
+    system.call(0, "bounds_vector_to_illegal_eret", vectors_alias(system), VECTOR_EL0_SYNC)
     with pytest.raises(GuestFault) as caught:
         system.run(max_instructions=LIMIT)
     report = caught.value.report
