@@ -17,13 +17,16 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
+from unicorn.arm64_const import UC_ARM64_REG_PC
+
 from emu.blob.disasm import disassemble_block
 from emu.config import MachineConfig, machine_config
-from emu.errors import GuestFault, UsageError
+from emu.errors import GuestFault, LimitReached, UsageError
 from emu.hw.accounting import compiled_extension_status
 from emu.hw.band import band_and_sanity
 from emu.hw.cachemodel import attach_cache_model
 from emu.hw.cost import CostReport, cost_of_run, gain, speedup
+from emu.hw.cpu import PowerState
 from emu.hw.machine import StopReason
 from emu.kernel.cmdline import ktext_enabled, parse_cmdline
 from emu.report import make_report
@@ -116,9 +119,36 @@ def check_options(options: RunOptions) -> None:
 def run_report(system: System) -> dict:
     """The RUN of the report, with the bounds the run had."""
     run = system.report()
+    firmware = system.machine.firmware
     run["limits"] = {"max_instructions": system.spec.max_instructions,
-                     "watchdog": system.machine.watchdog}
+                     "watchdog": system.machine.watchdog,
+                     "max_firmware_calls": firmware.max_calls,
+                     "max_console_bytes": firmware.max_console_bytes}
     return run
+
+
+def check_finished(system: System) -> None:
+    """A run the instruction limit stopped while tasks that were meant to
+    finish (``iterations`` > 0) still ran is not a measurement of the
+    workload: LimitReached, naming where the first unfinished CPU was."""
+    result = system.result
+    if result is None or result.reason is not StopReason.INSTRUCTION_LIMIT:
+        return
+    if system.spec.iterations == 0:
+        return  # runs until the limit by design
+    machine = system.machine
+    running = [cpu for cpu in machine.cpus if cpu.power is PowerState.ON]
+    if not running:
+        return
+    first = running[0]
+    numbers = ", ".join(str(cpu.index) for cpu in running[:8])
+    more = f" and {len(running) - 8} more" if len(running) > 8 else ""
+    report = machine.fault_report(
+        first, first.context.reg_read(UC_ARM64_REG_PC),
+        f"instruction limit ({system.spec.max_instructions:,}) reached before the tasks "
+        f"finished: CPU(s) {numbers}{more} still running (raise --max-instructions, or "
+        "the guest spins)")  # fmt: skip
+    raise LimitReached(report.message(), report)
 
 
 def fault_json(fault: GuestFault, system: System) -> dict:
@@ -180,11 +210,14 @@ def run_comparison(options: RunOptions, *, progress: Progress | None = None,
         started = time.perf_counter()
         system = System(config, run_spec(options, config.ktext))
         system.machine.watchdog = options.watchdog
+        system.machine.firmware.max_calls = options.max_firmware_calls
+        system.machine.firmware.max_console_bytes = options.max_console_bytes
         model = attach_cache_model(system, detail=options.detail)
         booted = time.perf_counter()
         with progress("ktext " + ("on" if config.ktext else "off")) as update:
             try:
                 system.run(progress=update)
+                check_finished(system)
             except GuestFault as fault:
                 run = run_report(system)
                 run["fault"] = fault_json(fault, system)

@@ -74,6 +74,13 @@ class GuestFault(EmuError):
         self.report = report
 
 
+class LimitReached(GuestFault):
+    """A run limit (``--max-instructions``) stopped the guest before its tasks
+    finished: nothing was measured that can be trusted as the workload's."""
+
+    exit_status = 8
+
+
 class PatchError(EmuError):
     """A text patch that breaks a rule of kernel/patching.c."""
 
@@ -94,9 +101,10 @@ EXIT_STATUS_DOC = {
     "guest fault": GuestFault.exit_status,
     "patch": PatchError.exit_status,
     "I/O": OutputError.exit_status,
-    # storm: the instruction limit stopped the guest in the middle of a key
-    # update, so the final comparison of the copies could not be made
-    "cut short by the instruction limit": 8,
+    # run: the limit stopped tasks that had work left (LimitReached); storm: it
+    # stopped the guest in the middle of a key update, so the copies could not
+    # be compared. Either way the run was cut short, not judged.
+    "cut short by the instruction limit": LimitReached.exit_status,
     "internal error": 70,  # EX_SOFTWARE: anything not an EmuError is a bug
     "interrupted": 130,  # Ctrl-C (SIGINT): what was measured is kept, marked incomplete
     "terminated": 143,  # SIGTERM, handled as Ctrl-C is

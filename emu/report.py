@@ -206,6 +206,10 @@ def format_report(report: dict) -> str:
             f"  {label}: {run['instructions']:,} instructions, {run['stop_reason']}{note}"
         )
         lines += [f"    kernel warning: {text}" for text in run.get("kernel_warnings", ())]
+        if run.get("console_dropped_bytes"):
+            limit = run.get("limits", {}).get("max_console_bytes", 0)
+            lines.append(f"  {label}: console output capped at {limit:,} bytes: "
+                         f"{run['console_dropped_bytes']:,} more bytes dropped")
     lines += format_cnp(runs, labels)
     header = f"{'node':>4}  {'CPUs':>4}  " + "  ".join(
         f"{'local kernel fetches (' + label + ')':>32}" for label in labels

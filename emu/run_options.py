@@ -18,6 +18,7 @@ from pathlib import Path
 
 from emu.config import DEFAULT_PRESET, preset_names
 from emu.errors import UsageError
+from emu.hw.firmware import DEFAULT_MAX_CONSOLE_BYTES, DEFAULT_MAX_FIRMWARE_CALLS
 from emu.hw.machine import DEFAULT_QUANTUM, DEFAULT_WATCHDOG
 from emu.hw.tlb import IS_DOMAIN_CHOICES
 from emu.kernel.boot import USER_MEMORY_CHOICES
@@ -57,6 +58,8 @@ class RunOptions:
     max_instructions: int = DEFAULT_MAX_INSTRUCTIONS
     watchdog: int = DEFAULT_WATCHDOG
     quantum: int = DEFAULT_QUANTUM
+    max_firmware_calls: int = DEFAULT_MAX_FIRMWARE_CALLS
+    max_console_bytes: int = DEFAULT_MAX_CONSOLE_BYTES
     is_domain: str = "machine"
     ro_replicas: bool = False
     detail: str = "fast"  # cost model: "fast" (one hierarchy) or "cache" (every variant)
@@ -201,6 +204,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> dict[str, argparse.Act
                           f"{DEFAULT_WATCHDOG:,})"),
         work.add_argument("--quantum", type=positive_int, default=DEFAULT_QUANTUM, metavar="N",
                           help=f"instructions per CPU turn (default {DEFAULT_QUANTUM:,})"),
+        work.add_argument("--max-firmware-calls", type=non_negative_int,
+                          default=DEFAULT_MAX_FIRMWARE_CALLS, metavar="N",
+                          help="end the run as a guest fault after N firmware calls (smc) "
+                          f"(0: no limit; default {DEFAULT_MAX_FIRMWARE_CALLS:,})"),
+        work.add_argument("--max-console-bytes", type=non_negative_int,
+                          default=DEFAULT_MAX_CONSOLE_BYTES, metavar="N",
+                          help="keep at most N bytes of guest console output in the report; "
+                          f"the rest is counted as dropped (default {DEFAULT_MAX_CONSOLE_BYTES:,})"),
         layout.add_argument("--is-domain", choices=IS_DOMAIN_CHOICES, default="machine",
                             help="Inner Shareable domains: one for the machine (what Linux "
                             "assumes, default) or one per node, a hypothetical hardware "

@@ -385,6 +385,8 @@ class System:
                                                               repl.text_copies),
             "console": list(self.machine.console),
             "console_cpus": list(self.machine.console_cpus),  # the CPU of each console write
+            "console_dropped_bytes": self.machine.firmware.console_dropped_bytes,
+            "tasks_finished": all(cpu.power is not PowerState.ON for cpu in self.machine.cpus),
         }
 
     def close(self) -> None:

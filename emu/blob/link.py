@@ -413,6 +413,9 @@ class _LayoutPass:
                 base = 0
             else:
                 base = self.section_vma(value.section)
+            if self._dot_step_wraps(stmt.expr):
+                raise LinkError(f"{stmt.loc}: location counter moved past the top of memory "
+                                f"(2^64) from {self.dot:#x}")
             new_dot = (value.value + base) & MASK64
             if self.current_section is not None and new_dot < self.dot:
                 raise LinkError(
@@ -441,6 +444,20 @@ class _LayoutPass:
         else:
             absolute = (value.value + self.section_vma(section)) & MASK64
             self.script_syms[name] = _ScriptSymbol(absolute, section, loc)
+
+    def _dot_step_wraps(self, expr: ldscript.Expr) -> bool:
+        """Whether ``. + N`` / ``. - N`` (``. += N``, N an absolute number read
+        as signed) steps the location counter past 2^64 or below 0: 64-bit
+        expression arithmetic wraps, an address space does not."""
+        if not (isinstance(expr, ldscript.Binary) and expr.op in ("+", "-")
+                and isinstance(expr.lhs, ldscript.Name) and expr.lhs.name == "."):
+            return False
+        step = evaluate(expr.rhs, self)
+        if step.section not in (None, ABS):
+            return False
+        signed = step.value - (1 << 64) if step.value >> 63 else step.value
+        moved = self.dot + (signed if expr.op == "+" else -signed)
+        return not 0 <= moved <= MASK64 + 1
 
     def output_section(self, osec: OutputSectionDef) -> None:
         inputs = [sec for item in osec.items if isinstance(item, InputSpec)

@@ -48,6 +48,9 @@ class VCpu:
     exceptions: int = 0
     tlbi_count: int = 0
     exit_status: int | None = None  # what the task passed to exit() before CPU_OFF
+    # In wfi with nothing to wake it: the machine has no interrupt source
+    # (no GIC, no timer interrupt), so the CPU is never scheduled again.
+    waiting: bool = False
     # Registers the CPU starts with when next scheduled after power-on (keys:
     # Unicorn register ids, or sysreg tuples for cpr_write).
     entry: dict[object, int] = field(default_factory=dict)

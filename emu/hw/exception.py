@@ -7,9 +7,11 @@ translation as a stopped engine, but never vectors through VBAR_EL1.
 ``take_exception`` does what the PE would (ESR, FAR, ELR, SPSR, SP banking,
 PSTATE, PC); ``ExceptionEntry`` turns what stopped the engine into that
 entry, with the architectural syndrome (ESR from emu/hw/fault.py, FAR the
-exact address the access used), and refuses to enter when the guest cannot
+exact address the access used; the Illegal State exception of an illegal
+ERET as EC 0x0E, looked for once a quantum), and refuses to enter when the guest cannot
 go on: no vector table, an exception inside the vectors, or an exception
-loop at EL1.  ``eret`` is Unicorn's own and works.
+loop at EL1.  ``eret`` is Unicorn's own and works, but for the
+Illegal State exception of an illegal one (``illegal_state``).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from emu.hw.fault import (
     esr_class,
     esr_for_abort,
     esr_for_brk,
+    esr_for_illegal_state,
     esr_for_svc,
     esr_for_undefined,
 )
@@ -61,6 +64,7 @@ EXCEPTION_LOOP_GAP = 10_000
 QEMU_PAGE_MASK = ~((1 << QEMU_PAGE_SHIFT) - 1)
 
 PSTATE_SP = 1  # PSTATE.SP: SP_ELx selected
+PSTATE_IL = 1 << 20  # PSTATE.IL: illegal execution state
 VECTOR_CURRENT_SP0 = 0x000
 VECTOR_CURRENT_SPX = 0x200
 VECTOR_LOWER_A64 = 0x400
@@ -137,11 +141,31 @@ class ExceptionEntry:
             return self.enter(cpu, esr_for_svc(forensics.imm16_at(pc - 4)), pc)
         if intno == EXCP_UDEF:
             self.accounting.settle(pc)
+            if uc.reg_read(UC_ARM64_REG_PSTATE) & PSTATE_IL:
+                # QEMU raises the Illegal State exception as an undefined
+                # instruction once PSTATE.IL (set by an illegal ERET) reaches
+                # its translation flags; the syndrome is EC 0x0E, and SPSR
+                # keeps IL while the handler runs with it clear.
+                return self.enter(cpu, esr_for_illegal_state(), pc)
             return self.enter(cpu, esr_for_undefined(), pc)
         if intno == EXCP_BKPT:
             self.accounting.settle(pc)
             return self.enter(cpu, esr_for_brk(forensics.imm16_at(pc)), pc)
         return forensics.report(cpu, pc, f"unexpected exception (QEMU exception {intno})")
+
+    def illegal_state(self, cpu: VCpu) -> FaultReport | None:
+        """The Illegal State exception of a CPU whose PSTATE.IL an illegal
+        ERET set (a return to EL2/EL3 or to a mode that does not exist).
+        QEMU sets IL but, in Unicorn, does not rebuild the translation flags
+        that would raise the exception on the next instruction, so the
+        machine looks at IL once a quantum and takes the exception where the
+        CPU is (up to a quantum late; the ERET target is in ELR_EL1 unless
+        the CPU has overwritten it).  None when IL is clear."""
+        uc = self.uc
+        if not uc.reg_read(UC_ARM64_REG_PSTATE) & PSTATE_IL:
+            return None
+        self.accounting.settle(uc.reg_read(UC_ARM64_REG_PC))
+        return self.enter(cpu, esr_for_illegal_state(), uc.reg_read(UC_ARM64_REG_PC))
 
     def abort(self, cpu: VCpu, pc: int, pending: PendingFault) -> FaultReport | None:
         """The abort a failed TLB fill reported, taken at ``pc``."""

@@ -20,6 +20,7 @@ ISS_MASK = (1 << 25) - 1
 ISS_WNR = 1 << 6
 
 EC_UNKNOWN = 0x00
+EC_ILLEGAL_STATE = 0x0E  # PSTATE.IL set: after an illegal exception return
 EC_SVC64 = 0x15
 EC_IABT_LOW = 0x20
 EC_IABT_CUR = 0x21
@@ -48,6 +49,7 @@ _KIND_OF_FSC = {v: k for k, v in _FSC_OF_KIND.items()}
 
 _EC_NAMES = {
     EC_UNKNOWN: "undefined instruction",
+    EC_ILLEGAL_STATE: "illegal execution state",
     EC_SVC64: "svc",
     EC_IABT_LOW: "instruction abort (lower EL)",
     EC_IABT_CUR: "instruction abort (same EL)",
@@ -101,6 +103,11 @@ def esr_for_brk(imm16: int) -> int:
 def esr_for_undefined() -> int:
     """ESR_EL1 for an undefined or unallocated instruction (EC 0x00, IL=1, ISS 0)."""
     return EC_UNKNOWN << EC_SHIFT | ESR_IL
+
+
+def esr_for_illegal_state() -> int:
+    """ESR_EL1 for the Illegal State exception (EC 0x0E, IL=1, ISS 0)."""
+    return EC_ILLEGAL_STATE << EC_SHIFT | ESR_IL
 
 
 def esr_class(esr: int) -> int:

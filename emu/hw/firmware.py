@@ -28,7 +28,7 @@ from unicorn.arm64_const import (
 from emu.hw.cpu import PowerState, VCpu
 from emu.hw.forensics import FaultReport, Forensics
 from emu.hw.mmu import Mmu
-from emu.hw.physmem import PhysMem
+from emu.hw.physmem import PhysAddrError, PhysMem
 
 PSCI_VERSION = 0x84000000
 PSCI_CPU_OFF = 0x84000002
@@ -45,6 +45,14 @@ SMCCC_RET_NOT_SUPPORTED = -1
 
 PSCI_VERSION_1_1 = 0x10001
 MAX_CONSOLE_WRITE = 4096
+# Host-work bounds a guest's instruction count does not give: every smc
+# leaves the engine for Python (about 20-40 us of host time, the cost of a
+# few hundred to a thousand guest instructions), so a loop of firmware calls
+# is bounded by count.  A shipped workload makes 2 calls per CPU (CPU_ON,
+# CPU_OFF) plus its console writes; 4096 CPUs use 8,192.
+DEFAULT_MAX_FIRMWARE_CALLS = 1_000_000
+# Console text kept for the report (and its JSON); the rest is counted, not kept.
+DEFAULT_MAX_CONSOLE_BYTES = 1 << 20
 # Registers a CPU can be started with (PSCI CPU_ON, or the boot loader for CPU 0)
 RegisterSet = dict[object, int]
 
@@ -83,12 +91,21 @@ class Firmware:
         self.console: list[str] = []
         self.console_cpus: list[int] = []  # the CPU of each console write, in order
         self.calls = 0  # every smc served (the watchdog counts them as progress)
+        self.max_calls = DEFAULT_MAX_FIRMWARE_CALLS  # 0: no limit
+        self.max_console_bytes = DEFAULT_MAX_CONSOLE_BYTES
+        self.console_bytes = 0  # bytes kept in ``console``
+        self.console_dropped_bytes = 0  # written past max_console_bytes
 
     def call(self, cpu: VCpu) -> CallEnd | FaultReport:
         """Serve the ``smc`` ``cpu`` just executed (PC is past it)."""
         self.calls += 1
         uc = self.uc
         function = uc.reg_read(UC_ARM64_REG_X0) & 0xFFFFFFFF
+        if self.max_calls and self.calls > self.max_calls:
+            return self.forensics.report(
+                cpu, uc.reg_read(UC_ARM64_REG_PC) - 4,
+                f"firmware call limit: {self.max_calls:,} smc calls served (the last "
+                f"function {function:#x}); raise it with --max-firmware-calls")  # fmt: skip
         x1, x2, x3 = (uc.reg_read(r) for r in (UC_ARM64_REG_X1, UC_ARM64_REG_X2, UC_ARM64_REG_X3))
         result: int
         if function == PSCI_VERSION:
@@ -123,13 +140,29 @@ class Firmware:
         return PSCI_RET_SUCCESS
 
     def _console_write(self, cpu: int, va: int, length: int) -> int:
+        """Append guest bytes [va, va + length) to the console (at most
+        MAX_CONSOLE_WRITE, translated a page at a time); past
+        ``max_console_bytes`` they are counted in ``console_dropped_bytes``."""
         length = min(length, MAX_CONSOLE_WRITE)
         data = bytearray()
-        for offset in range(length):
+        offset = 0
+        while offset < length:
             pa = self.mmu.translate(self.uc, va + offset)
             if pa is None:
                 return PSCI_RET_INVALID_PARAMS
-            data += self.physmem.read(pa, 1)
-        self.console.append(data.decode("utf-8", "replace"))
-        self.console_cpus.append(cpu)
+            # A translation holds to the end of the smallest page (4 KiB).
+            chunk = min(length - offset, 0x1000 - ((va + offset) & 0xFFF))
+            try:
+                data += self.physmem.read(pa, chunk)
+            except PhysAddrError:  # mapped, but not to RAM
+                return PSCI_RET_INVALID_PARAMS
+            offset += chunk
+        room = max(0, self.max_console_bytes - self.console_bytes)
+        if len(data) > room:
+            self.console_dropped_bytes += len(data) - room
+            data = data[:room]
+        if data:
+            self.console.append(data.decode("utf-8", "replace"))
+            self.console_cpus.append(cpu)
+            self.console_bytes += len(data)
         return length

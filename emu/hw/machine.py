@@ -14,9 +14,11 @@ guest ``tlbi`` (``emu/hw/tlbi.py``) and fault reports
 (``emu/hw/forensics.py``).  A guest that cannot go on ends the run with a
 GuestFault carrying a FaultReport: an exception with nowhere to go, one taken
 inside the vectors, a loop of exceptions at EL1 (the handler faulting
-again), a guest panic, or a CPU the watchdog finds spinning (``watchdog``
-instructions without taking an exception).  The machine stays usable
-afterwards.
+again), a guest panic, a CPU the watchdog finds spinning (``watchdog``
+instructions without taking an exception), the firmware-call budget spent,
+or a deadlock: every powered-on CPU waiting in ``wfi``.  A CPU in ``wfi``
+waits forever (the machine has no interrupt source) and is not scheduled
+again, so it costs the host nothing.  The machine stays usable afterwards.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ DEFAULT_QUANTUM = 20_000
 # workloads take one every few hundred instructions; boot takes under 1 M.
 DEFAULT_WATCHDOG = 10_000_000
 QEMU_PAGE_SIZE = 1 << QEMU_PAGE_SHIFT
+WFI = 0xD503207F  # Unicorn ends emu_start after it, with PC past it
 
 
 class StopReason(enum.Enum):
@@ -176,6 +179,7 @@ class Machine:
         first scheduled (keys: Unicorn register ids or sysreg tuples)."""
         vcpu = self.cpus[cpu]
         vcpu.power = PowerState.ON
+        vcpu.waiting = False
         vcpu.context = None
         vcpu.tlb.clear()
         vcpu.entry = dict(registers)
@@ -282,9 +286,10 @@ class Machine:
 
     def _run_rounds(self, max_instructions: int, on_round: Callable[[], None] | None) -> RunResult:
         while True:
-            runnable = [cpu for cpu in self.cpus if cpu.power is PowerState.ON]
+            runnable = [cpu for cpu in self.cpus if cpu.power is PowerState.ON and not cpu.waiting]
             if not runnable:
                 self.save_current()
+                self._check_deadlock()
                 return RunResult(StopReason.ALL_OFF, self.total_instructions)
             # A round starts where the last one stopped, so a run cut short
             # by its limit does not starve the higher-numbered CPUs next time.
@@ -328,6 +333,7 @@ class Machine:
         turn.ended = False
         taken = self._exceptions_taken(cpu)
         executed = 0
+        handled = True
         # An exception left pending by an emu_start outside this loop (a
         # System.call that stopped on one) belongs to nothing that runs now.
         accounting.take_pending_interrupt()
@@ -342,6 +348,12 @@ class Machine:
                 self._quiet_since[index] = accounting.instructions(index)
             if not handled or turn.ended:
                 break  # the count ran out, or wfi / power-off ended the quantum early
+        if not handled and executed < budget and self._stopped_in_wfi(cpu):
+            cpu.waiting = True
+        if cpu.power is PowerState.ON:  # an illegal ERET in this quantum
+            turn.stop = self.exceptions.illegal_state(cpu)
+            if turn.stop is not None:
+                self._raise_stop(cpu, start)
         if not self.count_fetches:
             executed = budget  # unknown without the block hook; the quantum is the bound
         elif watchdog and cpu.power is PowerState.ON:
@@ -381,6 +393,28 @@ class Machine:
             self._handle_interrupt(cpu, intno)
             handled = True
         return handled
+
+    def _stopped_in_wfi(self, cpu: VCpu) -> bool:
+        """Whether the engine stopped early, still on, just after a ``wfi``
+        (not for a listener's emu_stop).  Early stops are rare but for wfi."""
+        if not self.count_fetches or cpu.power is not PowerState.ON or self.turn.ended:
+            return False
+        return self.forensics.insn_word(self.uc.reg_read(UC_ARM64_REG_PC) - 4) == WFI
+
+    def _check_deadlock(self) -> None:
+        """Every CPU still on waits in wfi: nothing can wake any, so the run
+        would never end.  A GuestFault naming where each one waits."""
+        waiting = [cpu for cpu in self.cpus if cpu.power is PowerState.ON]
+        if not waiting:
+            return
+        numbers = ", ".join(str(cpu.index) for cpu in waiting[:8])
+        more = f" and {len(waiting) - 8} more" if len(waiting) > 8 else ""
+        first = waiting[0]
+        report = self.forensics.report(
+            first, first.context.reg_read(UC_ARM64_REG_PC) - 4,
+            f"deadlock: every powered-on CPU ({numbers}{more}) waits in wfi and the machine "
+            "has no interrupt to wake one")  # fmt: skip
+        raise GuestFault(report.message(), report)
 
     def _watchdog_fired(self, cpu: VCpu, start: int, quiet: int, watchdog: int) -> None:
         self._follow(self.forensics.report(

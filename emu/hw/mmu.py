@@ -35,6 +35,7 @@ from unicorn.arm64_const import (
 from emu.hw.accounting import KIND_KERNEL_TEXT, KIND_OTHER, Accounting
 from emu.hw.cpu import SCTLR_EL1, SCTLR_M, TCR_EL1, VCpu, read_sysreg
 from emu.hw.pagetable import (
+    OA_BITS,
     TTBR_CNP,
     Access,
     Fault,
@@ -83,6 +84,9 @@ class _CpuRegisters:
         op0, op1, crn, crm, op2 = TCR_EL1
         self._tcr = self._CpReg(crn, crm, op0, op1, op2, 0)
         self._tcr_ref = ctypes.byref(self._tcr)
+        op0, op1, crn, crm, op2 = SCTLR_EL1
+        self._sctlr = self._CpReg(crn, crm, op0, op1, op2, 0)
+        self._sctlr_ref = ctypes.byref(self._sctlr)
 
     def read(self, regid: int) -> int:
         self._read(self._handle, regid, self._value_ref)
@@ -91,6 +95,10 @@ class _CpuRegisters:
     def tcr(self) -> int:
         self._read(self._handle, UC_ARM64_REG_CP_REG, self._tcr_ref)
         return self._tcr.val
+
+    def sctlr(self) -> int:
+        self._read(self._handle, UC_ARM64_REG_CP_REG, self._sctlr_ref)
+        return self._sctlr.val
 
 
 def _perms(readable: bool, writable: bool, executable: bool) -> int:
@@ -135,6 +143,10 @@ class Mmu:
         if regs is None or regs.uc is not uc:
             regs = self._regs = _CpuRegisters(uc)
         el = (regs.read(UC_ARM64_REG_PSTATE) >> 2) & 3
+        # SCTLR_EL1.M first: with stage 1 off no TLB entry is used (a CPU that
+        # turns its MMU off at a kernel VA must not go on through its TLB).
+        if not regs.sctlr() & SCTLR_M:
+            return self._identity(va, access, el, entry)
         walker = self._walker(regs.tcr())
         ttbr0 = regs.read(UC_ARM64_REG_TTBR0_EL1)
         ttbr1 = regs.read(UC_ARM64_REG_TTBR1_EL1)
@@ -142,8 +154,6 @@ class Mmu:
         cnp = bool((ttbr1 if va >> 55 & 1 else ttbr0) & TTBR_CNP)
         hit = self.tlbs.lookup(cpu.index, va, asid, cnp)
         if hit is None:
-            if not read_sysreg(uc, SCTLR_EL1) & SCTLR_M:
-                return self._identity(va, access, el, entry)
             hit = self._walk(cpu, walker, ttbr0, ttbr1, va, access, el, cnp)
             if hit is None:
                 return False
@@ -164,6 +174,11 @@ class Mmu:
     def _identity(self, va: int, access: int, el: int, entry: object) -> bool:
         # MMU off: flat physical addressing, everything permitted (as with
         # SCTLR_EL1.M == 0, where all accesses are treated as Device/Normal NC).
+        # An address wider than the PA size takes an Address size fault at
+        # level 0 (ARM ARM D8.2, "stage 1 translation disabled"): a kernel VA.
+        if va >> OA_BITS:
+            self.fault = PendingFault(va, _ACCESS[access], el, Fault(FaultKind.ADDRESS_SIZE, 0))
+            return False
         try:
             node = self.physmem.node_of(va)
         except PhysAddrError:
@@ -222,12 +237,12 @@ class Mmu:
     def translate(self, uc: Uc, va: int, access: Access = Access.READ) -> int | None:
         """The PA the current CPU would use for ``va`` (TLB first), or None."""
         cpu = self.cpu
+        if not read_sysreg(uc, SCTLR_EL1) & SCTLR_M:
+            return None if va >> OA_BITS else va
         asid, cnp = self.translation_context(uc, va)
         hit = self.tlbs.lookup(cpu.index, va, asid, cnp, record=False)
         if hit is not None:
             return hit.pa | (va & ~PAGE_MASK)
-        if not read_sysreg(uc, SCTLR_EL1) & SCTLR_M:
-            return va
         tcr = read_sysreg(uc, TCR_EL1)
         el = (uc.reg_read(UC_ARM64_REG_PSTATE) >> 2) & 3
         result = self._walker(tcr).walk(

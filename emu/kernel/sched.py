@@ -9,6 +9,13 @@ node's root, TPIDR_EL1, VBAR, TCR, SCTLR).  A task may be moved at any
 instruction, in user or kernel mode: it keeps its virtual PC, and its next
 kernel fetch comes from the new node's copy.  Per-task fetch counts follow
 the task across CPUs.
+
+Only a CPU running its task takes part: one seen at EL0, or with its task's
+user stack in SP_EL0 (the boot path, primary or secondary, ends in
+``cpu_startup_common``, which sets SP_EL0 from ``task_user_sp`` just
+before it drops to the task; it is 0 from reset until then).  A CPU still on its boot path has no task to move, and its
+boot state (MMU off, no vectors, no per-CPU area yet) must not be moved
+onto another CPU, as Linux never migrates a CPU's idle/boot thread.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from unicorn.arm64_const import (
     UC_ARM64_REG_X30,
 )
 
-from emu.hw.cpu import SPSR_EL1, PowerState, read_sysreg, write_sysreg
+from emu.hw.cpu import SPSR_EL1, PowerState, VCpu, read_sysreg, write_sysreg
 from emu.hw.machine import Machine
 
 _GPRS = [UC_ARM64_REG_X0 + i for i in range(29)] + [UC_ARM64_REG_X29, UC_ARM64_REG_X30]
@@ -70,6 +77,8 @@ class Scheduler:
         self.task_on_cpu = list(range(len(machine.cpus)))
         self.migrations = 0
         self._ran_since_migration = 0
+        # CPUs seen running their task (at EL0) at some migration point.
+        self._in_task = [False] * len(machine.cpus)
         if migrate_every:
             # A quantum never outlasts the migration period.
             machine.quantum = min(machine.quantum, migrate_every)
@@ -105,7 +114,7 @@ class Scheduler:
         CPUs that hold the same position within their nodes form a ring
         across nodes, and each ring of running CPUs rotates by one: every
         move crosses a node boundary and no task is lost or duplicated.
-        CPUs that are off take no part.
+        CPUs that are off, waiting in wfi or still booting take no part.
         """
         machine = self.machine
         topology = machine.topology
@@ -115,7 +124,8 @@ class Scheduler:
         machine.save_current()
         rings: dict[int, list[int]] = {}
         for cpu in machine.cpus:
-            if cpu.power is PowerState.ON and cpu.context is not None:
+            if (cpu.power is PowerState.ON and not cpu.waiting and cpu.context is not None
+                    and self._task_started(cpu)):
                 rings.setdefault(cpu.index % topology.cpus_per_node, []).append(cpu.index)
         moves = 0
         placement = list(self.task_on_cpu)
@@ -138,6 +148,14 @@ class Scheduler:
         if moves:
             self.migrations += 1
         return moves
+
+    def _task_started(self, cpu: VCpu) -> bool:
+        """Whether ``cpu`` has left its boot path for its task (see the module doc)."""
+        if not self._in_task[cpu.index]:
+            context = cpu.context
+            at_el0 = (context.reg_read(UC_ARM64_REG_PSTATE) >> 2) & 3 == 0
+            self._in_task[cpu.index] = at_el0 or context.reg_read(UC_ARM64_REG_SP_EL0) != 0
+        return self._in_task[cpu.index]
 
     def _read_task(self, cpu: int) -> list[int]:
         uc = self.machine.uc

@@ -31,6 +31,7 @@ from emu.hw.fault import (
     decode_esr,
     esr_class,
 )
+from emu.hw.firmware import DEFAULT_MAX_CONSOLE_BYTES, DEFAULT_MAX_FIRMWARE_CALLS
 from emu.hw.forensics import FaultReport
 from emu.hw.machine import DEFAULT_WATCHDOG, StopReason
 from emu.kernel.boot import USER_BASE
@@ -392,7 +393,9 @@ def test_cli_watchdog_option(tmp_path, capsys):
     assert status == GuestFault.exit_status
     assert "spinning: 500,000 instructions" in capsys.readouterr().err
     (run,) = json.loads(out.read_text())["runs"]
-    assert run["limits"] == {"max_instructions": DEFAULT_MAX_INSTRUCTIONS, "watchdog": 500_000}
+    assert run["limits"] == {"max_instructions": DEFAULT_MAX_INSTRUCTIONS, "watchdog": 500_000,
+                             "max_firmware_calls": DEFAULT_MAX_FIRMWARE_CALLS,
+                             "max_console_bytes": DEFAULT_MAX_CONSOLE_BYTES}
     fault = run["fault"]
     assert fault["esr"] is None and fault["far"] is None
     assert fault["symbol"].startswith("workload_bad_spin+")

@@ -45,3 +45,17 @@ def test_tasks_move_in_kernel_mode_too(make_system):
     system.run()
     assert system.result.reason.name == "ALL_OFF"
     assert system.report()["checks"]["ttbr1_matches_node"]
+
+
+@pytest.mark.parametrize(("nodes", "cpus_per_node", "every"),
+                         [(2, 1, 50), (2, 2, 10), (4, 2, 1)])
+def test_any_migration_period_works_during_boot(make_system, nodes, cpus_per_node, every):
+    """Periods shorter than the boot path: CPUs still booting (in __cpu_up,
+    secondary_entry) take no part, and every task still finishes."""
+    system = make_system(nodes=nodes, cpus_per_node=cpus_per_node, ktext=True,
+                         iterations=30, migrate_every=every)
+    result = system.run()
+    assert result.reason.name == "ALL_OFF"
+    assert [cpu.exit_status for cpu in system.machine.cpus] == [0] * nodes * cpus_per_node
+    assert system.scheduler.migrations > 0
+    assert system.report()["checks"]["ttbr1_matches_node"]

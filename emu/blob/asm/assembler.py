@@ -70,6 +70,7 @@ class Assembler(Reader, Conditionals, Macros, Symbols, Sections, Writer):
         self.records: list[InsnRec] = []
         self.datafix: list[DataFix] = []
         self.pool_count = 0
+        self.output_bytes = 0  # contents of every section so far (MAX_OUTPUT_BYTES)
         # symbols.py
         self.labels: dict[str, LabelDef] = {}
         self.equates: dict[str, Equate] = {}

@@ -14,6 +14,10 @@ MAX_MACRO_DEPTH = 100
 MAX_INCLUDE_DEPTH = 32
 MAX_STATEMENTS = 250_000
 MAX_SECTION_BYTES = 64 << 20
+# All sections' contents together (sections are capped one by one above, and
+# an object of 80 full sections would need 5 GiB); the linker caps its
+# output image the same way (emu/blob/link.py).
+MAX_OUTPUT_BYTES = 128 << 20
 MAX_NOBITS_BYTES = 1 << 32
 MAX_ALIGN_LOG2 = 16
 MAX_EQUATE_NODES = 10_000

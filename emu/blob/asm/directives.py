@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 from emu.blob.asm.common import (
     MAX_ALIGN_LOG2,
     MAX_INCLUDE_BYTES,
-    MAX_SECTION_BYTES,
     Fail,
     printable,
 )
@@ -346,8 +345,10 @@ def _incbin(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
     count = asm.absolute(parts[2], "count") if len(parts) > 2 else None
     if skip < 0 or (count is not None and count < 0):
         raise Fail(f".incbin {'skip' if skip < 0 else 'count'} is negative")
-    # One byte past the section limit is enough for emit() to refuse an oversized file.
-    limit = MAX_SECTION_BYTES + 1 if count is None else min(count, MAX_SECTION_BYTES + 1)
+    # One byte past what the section and the assembly may still hold is
+    # enough for emit() to refuse an oversized file: never read more.
+    room = asm.output_room(asm.chunk) + 1
+    limit = room if count is None else min(count, room)
     for path in _search_path(asm, stmt, target):
         if path.exists() and not path.is_dir():  # a device is refused when read
             asm.emit(_read_limited(path, skip, limit, "file"))

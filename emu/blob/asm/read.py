@@ -11,7 +11,7 @@ table ``PSEUDO_OPS`` (read.c's potable; handlers register with
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -45,17 +45,20 @@ _LEX = re.compile(
 )
 _CPP_MARKER = re.compile(r'[ \t]*#[ \t]*(?:line[ \t]+)?(\d+)[ \t]+"((?:\\.|[^"\\])*)"')
 
-def read_lines(text: str, filename: str) -> list[tuple[str, SourceLoc]]:
-    """Logical lines with comments removed, each with the place it starts.
+def read_lines(text: str, filename: str) -> Iterator[tuple[str, SourceLoc]]:
+    """Logical lines with comments removed, each with the place it starts,
+    one at a time (a caller that stops early never holds the rest).
 
     ``//`` and ``/* */`` comments go (a block comment joins the lines it
     spans, like GNU as); a line whose first non-blank is ``#`` is a comment,
     and a cpp line marker (``# 12 "file.S"``) renames the lines after it.
+    A line longer than MAX_LINE is refused as soon as it gets there, before
+    its pieces pile up.
     """
     if "\r" in text:
         text = text.replace("\r\n", "\n")
-    lines: list[tuple[str, SourceLoc]] = []
     parts: list[str] = []
+    length = 0
     physical = 1
     start = 1
     name, delta = filename, 0
@@ -63,8 +66,9 @@ def read_lines(text: str, filename: str) -> list[tuple[str, SourceLoc]]:
         kind = m.lastgroup
         tok = m.group()
         if kind == "nl":
-            lines.append(("".join(parts), SourceLoc(name, start + delta)))
+            yield "".join(parts), SourceLoc(name, start + delta)
             parts = []
+            length = 0
             physical += 1
             start = physical
         elif kind == "hash":
@@ -78,12 +82,16 @@ def read_lines(text: str, filename: str) -> list[tuple[str, SourceLoc]]:
             if not tok.endswith("*/") or len(tok) < 4:
                 raise AsmError("unterminated /* comment", SourceLoc(name, physical + delta))
             parts.append(" ")
+            length += 1
             physical += tok.count("\n")
         else:
             parts.append(tok)
+            length += len(tok)
+            if length > MAX_LINE:
+                raise AsmError(f"line longer than {MAX_LINE} characters",
+                               SourceLoc(name, start + delta))
     if parts:
-        lines.append(("".join(parts), SourceLoc(name, start + delta)))
-    return lines
+        yield "".join(parts), SourceLoc(name, start + delta)
 
 
 _SPLIT = re.compile(r""""(?:\\.|[^"\\])*"?|'(?:\\.|[^\\])'?|;|[^"';]+""", re.S)
@@ -284,6 +292,10 @@ class Reader:
                 raise AsmError(f"line longer than {MAX_LINE} characters", loc)
             for piece in split_statements(line):
                 stmts.append(Stmt(piece, loc, loc))
+            # More statements than an assembly may run: refused now, not
+            # after holding every line of a huge file.
+            if len(stmts) > MAX_STATEMENTS:
+                raise AsmError(f"more than {MAX_STATEMENTS} statements in {filename}", loc)
         self.frames.append(Frame(stmts, "file", len(self.cond), filename))
 
     def run(self: Assembler) -> None:

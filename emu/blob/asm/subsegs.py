@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from emu.blob import expr as ex
-from emu.blob.asm.common import MAX_NOBITS_BYTES, MAX_SECTION_BYTES, NOP, Fail
+from emu.blob.asm.common import MAX_NOBITS_BYTES, MAX_OUTPUT_BYTES, MAX_SECTION_BYTES, NOP, Fail
 from emu.blob.asm.read import Stmt, kept, split_top, unquote
 from emu.blob.asm.symbols import LabelDef
 from emu.blob.expr import Evaluator, ExprError, Node, Value
@@ -35,6 +35,7 @@ class SectionState:
     flags: SectionFlags
     order: int
     chunks: dict[int, Chunk] = field(default_factory=dict)
+    data_size: int = 0  # bytes of contents in all its chunks (MAX_SECTION_BYTES)
 
     @property
     def key(self) -> str:
@@ -211,8 +212,7 @@ class Sections:
             if chunk.nobits_size > MAX_NOBITS_BYTES:
                 raise Fail(f"section {chunk.section.name} larger than {MAX_NOBITS_BYTES:#x} bytes")
             return
-        if len(chunk.data) + len(data) > MAX_SECTION_BYTES:
-            raise Fail(f"section {chunk.section.name} larger than {MAX_SECTION_BYTES:#x} bytes")
+        self.reserve_output(chunk, len(data))
         chunk.data += data
 
     def emit_fill(self: Assembler, count: int, pattern: bytes) -> None:
@@ -226,12 +226,27 @@ class Sections:
             if chunk.nobits_size > MAX_NOBITS_BYTES:
                 raise Fail(f"section {chunk.section.name} larger than {MAX_NOBITS_BYTES:#x} bytes")
             return
-        if len(chunk.data) + count > MAX_SECTION_BYTES:
-            raise Fail(f"section {chunk.section.name} larger than {MAX_SECTION_BYTES:#x} bytes")
+        self.reserve_output(chunk, count)
         if len(pattern) == 1:
             chunk.data += pattern * count
         else:
             chunk.data += (pattern * (count // len(pattern) + 1))[:count]
+
+    def output_room(self: Assembler, chunk: Chunk) -> int:
+        """Bytes ``chunk`` may still grow by: within its section's limit and
+        the assembly's total (checked before anything is read or allocated)."""
+        section_room = MAX_SECTION_BYTES - chunk.section.data_size
+        return max(0, min(section_room, MAX_OUTPUT_BYTES - self.output_bytes))
+
+    def reserve_output(self: Assembler, chunk: Chunk, size: int) -> None:
+        """Account ``size`` more bytes of ``chunk``, or Fail if a limit would be passed."""
+        if size > self.output_room(chunk):
+            if chunk.section.data_size + size > MAX_SECTION_BYTES:
+                raise Fail(f"section {chunk.section.name} larger than {MAX_SECTION_BYTES:#x} bytes")
+            raise Fail(f"assembly output larger than {MAX_OUTPUT_BYTES:#x} bytes "
+                       "(all sections together)")
+        self.output_bytes += size
+        chunk.section.data_size += size
 
     def align_to(self: Assembler, align: int, fill: bytes | None, max_skip: int | None, fill_size: int = 1) -> None:
         chunk = self.chunk
