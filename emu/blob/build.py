@@ -143,6 +143,15 @@ def toolchain_digest(package: Path | None = None) -> str:
     return digest.hexdigest()
 
 
+def _hash_input(digest: hashlib._Hash, tag: bytes, path: Path) -> None:
+    """One --add/--add-user source into the build key: its tag, resolved path and contents."""
+    digest.update(b"\0" + tag + b"\0" + str(Path(path).resolve()).encode() + b"\0")
+    try:
+        digest.update(read_input_file(path, MAX_SOURCE_BYTES))
+    except OSError as err:
+        raise BlobError(f"cannot read {path}: {err.strerror or err}") from err
+
+
 def build_key(
     blob_dir: Path,
     script: Path,
@@ -157,20 +166,12 @@ def build_key(
     if any(is_c_source(Path(p)) for p in (*extra, *user)):
         digest.update(b"\0cc\0" + compiler_version().encode() + " ".join(CFLAGS).encode())
     for path in user:
-        digest.update(b"\0user\0" + str(Path(path).resolve()).encode() + b"\0")
-        try:
-            digest.update(read_input_file(path, MAX_SOURCE_BYTES))
-        except OSError as err:
-            raise BlobError(f"cannot read {path}: {err.strerror or err}") from err
+        _hash_input(digest, b"user", path)
     for path in sorted(p for p in blob_dir.rglob("*") if p.is_file()):
         digest.update(b"\0file\0" + str(path.relative_to(blob_dir)).encode() + b"\0")
         digest.update(path.read_bytes())
     for path in extra:
-        digest.update(b"\0extra\0" + str(Path(path).resolve()).encode() + b"\0")
-        try:
-            digest.update(read_input_file(path, MAX_SOURCE_BYTES))
-        except OSError as err:
-            raise BlobError(f"cannot read {path}: {err.strerror or err}") from err
+        _hash_input(digest, b"extra", path)
     digest.update(b"\0script\0" + script.read_bytes())
     for name, value in sorted((defsyms or {}).items()):
         digest.update(f"\0defsym\0{name}={value & ((1 << 64) - 1):#x}".encode())

@@ -3,13 +3,16 @@ L2, per node a last-level cache (SLC slice) at the memory's home node or at
 the requester; set-associative, LRU, fed by every instruction fetch and data
 access of the run (or by a stream of records: ``CacheModel.feed``).
 
-Owns the hierarchy state and per-level statistics (CacheModel, CacheStats),
-their installation on a machine (attach_cache_model), the pure-Python
-simulator with the same semantics (ReferenceHierarchy: the fallback without
-a C compiler and the reference the tests compare the C code against), and
-the CostReport of one structural variant at one parameter point.  The
-semantics are written out at the top of emu/hw/_cachesim.c; this module
-mirrors its structs in ctypes.
+Owns the C simulator's binding (its structs mirrored in ctypes, checked
+against emu/hw/_cachesim.c by load_cachesim), the model of one machine over
+it (CacheModel: the hierarchies' arrays, the hooks or the accounting feed,
+the CostReport of one structural variant at one parameter point) and its
+installation on a machine (attach_cache_model).  The semantics are written
+out at the top of emu/hw/_cachesim.c.  The statistics rows, the variants and
+the cycle formula below are emu/hw/cachestats.py's; the pure-Python
+simulator with the same semantics (the fallback without a C compiler and
+the tests' reference) is emu/hw/cacheref.py's.  Every name of the three is
+importable from here.
 
 One model simulates several hierarchies in one pass over the same stream:
 ``--detail cache`` every structural variant of the preset (next-line
@@ -22,7 +25,7 @@ workloads, whose hot kernel text is about ten lines, which groups fall in
 the sample decides the result (+5.1% sampled against +1.0% full size, syscall
 on altra-2s).
 
-Cycles of CPU c on node n at one parameter point (emu/hw/cost.py CostPoint):
+Cycles of CPU c on node n at one parameter point (CostPoint, emu/hw/costtypes.py):
 
     instructions x base_cpi
     + L2 fetch hits x (l2 - l1) + L2 data hits x (l2 - l1) / mlp
@@ -40,18 +43,36 @@ Instruction misses stall the front end one at a time; data misses overlap
 from __future__ import annotations
 
 import ctypes
-import itertools
 import mmap
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from unicorn import UC_HOOK_BLOCK, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, Uc
 
 from emu.errors import ConfigError
 from emu.hw.accounting import QEMU_PAGE_SHIFT, Accounting, CpuCounts
+from emu.hw.cacheref import ReferenceCache, ReferenceHierarchy, ReferenceSim
+from emu.hw.cachestats import (
+    KIND_FETCH,
+    KIND_READ,
+    KIND_WRITE,
+    KINDS,
+    PER_NODE,
+    SAMPLE_FACTOR,
+    ST_FIXED,
+    STAT_NAMES,
+    CacheStats,
+    HierarchyResult,
+    Variant,
+    can_sample,
+    frontend_stall_cycles,
+    hierarchy_cycles,
+    stats_row_length,
+    structural_variants,
+)
 from emu.hw.cost import (
     MODEL_CACHE,
     MODEL_FAST,
@@ -60,40 +81,12 @@ from emu.hw.cost import (
     ModelParameters,
     resolve_parameters,
 )
-from emu.hw.topology import CacheGeometry, Topology, choice_values
-
-if TYPE_CHECKING:
-    from emu.system import System
+from emu.hw.costtypes import RunningSystem
+from emu.hw.topology import Topology
 
 UC_MEM_WRITE = 17
 PAGE_OFFSET_MASK = (1 << QEMU_PAGE_SHIFT) - 1
 HOME_BITS = 10  # _cachesim.c: keys are (line + 1) << HOME_BITS | home
-KIND_FETCH, KIND_READ, KIND_WRITE = 0, 1, 2
-KINDS = {"fetch": KIND_FETCH, "read": KIND_READ, "write": KIND_WRITE}
-# The fast model simulates one group of 8 lines in SAMPLE_FACTOR (set sampling).
-SAMPLE_FACTOR = 8
-SAMPLE_MIN_SETS = 64  # exact sampled sets need bits 3..5 of the line in every set index
-
-# The statistics row of one CPU (the enum in _cachesim.c), then per home
-# node, in this order, the PER_NODE counts.
-STAT_NAMES = (
-    "fetch_lines", "read_lines", "write_lines", "l1i_misses", "l1d_misses",
-    "l2_fetch_hits", "l2_fetch_misses", "l2_data_hits", "l2_data_misses",
-    "prefetches", "prefetch_l1_hits", "l2_prefetch_hits",
-    "l1d_writebacks", "l2_writebacks", "back_invalidations", "llc_writebacks",
-)  # fmt: skip
-PER_NODE = (
-    "llc_fetch_hits_by_node", "llc_data_hits_by_node", "llc_prefetch_hits_by_node",
-    "fetch_fills_by_node", "data_fills_by_node", "prefetch_fills_by_node",
-    "writebacks_by_node",
-)  # fmt: skip
-(ST_FETCH_LINES, ST_READ_LINES, ST_WRITE_LINES, ST_L1I_MISSES, ST_L1D_MISSES,
- ST_L2_FETCH_HITS, ST_L2_FETCH_MISSES, ST_L2_DATA_HITS, ST_L2_DATA_MISSES,
- ST_PREFETCHES, ST_PREFETCH_L1_HITS, ST_L2_PREFETCH_HITS,
- ST_L1D_WRITEBACKS, ST_L2_WRITEBACKS, ST_BACK_INVALIDATIONS,
- ST_LLC_WRITEBACKS) = range(len(STAT_NAMES))  # fmt: skip
-ST_FIXED = len(STAT_NAMES)
-CLASS_FETCH, CLASS_DATA, CLASS_PREFETCH = 0, 1, 2
 
 _u64p = ctypes.POINTER(ctypes.c_uint64)
 _u8p = ctypes.POINTER(ctypes.c_uint8)
@@ -162,314 +155,6 @@ def load_cachesim() -> dict[str, int] | None:
         raise RuntimeError("emu/hw/_cachesim.c and cachemodel.py disagree on a layout")
     return addresses
 
-
-@dataclass(frozen=True)
-class CacheStats:
-    """One CPU's counts in one hierarchy; *_by_node tuples are indexed by home node."""
-
-    fetch_lines: int
-    read_lines: int
-    write_lines: int
-    l1i_misses: int
-    l1d_misses: int
-    l2_fetch_hits: int
-    l2_fetch_misses: int
-    l2_data_hits: int
-    l2_data_misses: int
-    prefetches: int
-    prefetch_l1_hits: int
-    l2_prefetch_hits: int
-    l1d_writebacks: int
-    l2_writebacks: int
-    back_invalidations: int
-    llc_writebacks: int
-    llc_fetch_hits_by_node: tuple[int, ...]
-    llc_data_hits_by_node: tuple[int, ...]
-    llc_prefetch_hits_by_node: tuple[int, ...]
-    fetch_fills_by_node: tuple[int, ...]
-    data_fills_by_node: tuple[int, ...]
-    prefetch_fills_by_node: tuple[int, ...]
-    writebacks_by_node: tuple[int, ...]
-
-    @classmethod
-    def from_row(cls, row: Sequence[int], nodes: int, scale: int = 1) -> CacheStats:
-        fixed = {name: int(row[i]) * scale for i, name in enumerate(STAT_NAMES)}
-        per_node = {
-            name: tuple(int(v) * scale for v in row[ST_FIXED + k * nodes : ST_FIXED + (k + 1) * nodes])
-            for k, name in enumerate(PER_NODE)
-        }
-        return cls(**fixed, **per_node)
-
-    # The figures the single-LLC model reported, kept for the JSON.
-    @property
-    def llc_fetch_hits(self) -> int:
-        return sum(self.llc_fetch_hits_by_node)
-
-    @property
-    def llc_fetch_misses(self) -> int:
-        return sum(self.fetch_fills_by_node)
-
-    @property
-    def llc_data_hits(self) -> int:
-        return sum(self.llc_data_hits_by_node)
-
-    @property
-    def llc_data_misses(self) -> int:
-        return sum(self.data_fills_by_node)
-
-    @property
-    def llc_hits(self) -> int:
-        return self.llc_fetch_hits + self.llc_data_hits
-
-    def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {name: getattr(self, name) for name in STAT_NAMES}
-        for name in ("llc_fetch_hits", "llc_fetch_misses", "llc_data_hits", "llc_data_misses"):
-            doc[name] = getattr(self, name)
-        doc.update({name: list(getattr(self, name)) for name in PER_NODE})
-        return doc
-
-
-def stats_row_length(nodes: int) -> int:
-    return ST_FIXED + len(PER_NODE) * nodes
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One simulated hierarchy: its structural options and its sampling."""
-
-    prefetch: bool
-    inclusive: bool
-    sampled: bool
-
-    @property
-    def scale(self) -> int:
-        return SAMPLE_FACTOR if self.sampled else 1
-
-    def label(self) -> str:
-        return (f"prefetch {'on' if self.prefetch else 'off'}, "
-                f"{'inclusive' if self.inclusive else 'non-inclusive'} L2"
-                f"{', sampled 1/' + str(SAMPLE_FACTOR) if self.sampled else ''}")  # fmt: skip
-
-
-def structural_variants(geometry: CacheGeometry, sampled: bool) -> tuple[Variant, ...]:
-    """Every combination of the preset's structural choices, first-listed first."""
-    return tuple(
-        Variant(prefetch, inclusive, sampled)
-        for prefetch, inclusive in itertools.product(
-            choice_values(geometry.prefetch_next_line), choice_values(geometry.inclusive_l2)
-        )
-    )
-
-
-def can_sample(geometry: CacheGeometry) -> bool:
-    """Set sampling is exact per sampled set only when every level has >= 64 sets."""
-    return all(geometry.sets(level) >= SAMPLE_MIN_SETS for level in ("l1i", "l1d", "l2", "llc"))
-
-
-# ----------------------------------------------------------------- reference
-
-
-def squeeze(line: int) -> int:
-    """The index a sampled hierarchy uses for ``line``: bits 3..5 removed."""
-    return ((line >> 6) << 3) | (line & 7)
-
-
-class ReferenceCache:
-    """One set-associative LRU cache, each set a list from most to least
-    recently used: an implementation independent of the C one's timestamps.
-    ``sampled``: index by squeeze(line) (see _cachesim.c)."""
-
-    def __init__(self, sets: int, ways: int, sampled: bool = False) -> None:
-        self.set_mask = sets - 1
-        self.ways = ways
-        self.sampled = sampled
-        self.sets: dict[int, list[list[int]]] = {}  # set -> [[line, dirty, home], ...], MRU first
-
-    def _set(self, line: int) -> list[list[int]]:
-        index = squeeze(line) if self.sampled else line
-        return self.sets.setdefault(index & self.set_mask, [])
-
-    def lookup(self, line: int, make_dirty: bool, home: int = 0
-               ) -> tuple[bool, int | None, bool]:  # fmt: skip
-        """(hit, evicted line or None, evicted line was dirty); a miss installs ``line``.
-        The evicted line's home is in ``self.evicted_home``."""
-        entries = self._set(line)
-        for position, entry in enumerate(entries):
-            if entry[0] == line:
-                entries.insert(0, entries.pop(position))
-                entry[1] = entry[1] or make_dirty
-                return True, None, False
-        evicted = entries.pop() if len(entries) == self.ways else None
-        entries.insert(0, [line, make_dirty, home])
-        if evicted is None:
-            return False, None, False
-        self.evicted_home = evicted[2]
-        return False, evicted[0], bool(evicted[1])
-
-    def remove(self, line: int) -> int:
-        """Drop ``line``: 0 if absent, 1 if clean, 2 if dirty."""
-        entries = self._set(line)
-        for position, entry in enumerate(entries):
-            if entry[0] == line:
-                entries.pop(position)
-                return 2 if entry[1] else 1
-        return 0
-
-    def contents(self) -> set[tuple[int, bool]]:
-        return {(line, bool(dirty)) for entries in self.sets.values() for line, dirty, _ in entries}
-
-
-class ReferenceHierarchy:
-    """One hierarchy in plain Python (semantics: _cachesim.c's header)."""
-
-    def __init__(self, geometry: CacheGeometry, variant: Variant, n_cpus: int, n_nodes: int,
-                 llc_at_home: bool) -> None:  # fmt: skip
-        def level(name: str) -> ReferenceCache:
-            sets = geometry.sets(name) // variant.scale
-            return ReferenceCache(max(sets, 1), getattr(geometry, f"{name}_ways"), variant.sampled)
-
-        self.variant = variant
-        self.line_shift = geometry.line_bytes.bit_length() - 1
-        self.n_nodes = n_nodes
-        self.llc_at_home = llc_at_home
-        self.l1i = [level("l1i") for _ in range(n_cpus)]
-        self.l1d = [level("l1d") for _ in range(n_cpus)]
-        self.l2 = [level("l2") for _ in range(n_cpus)]
-        self.llc = [level("llc") for _ in range(n_nodes)]
-        self.rows = [[0] * stats_row_length(n_nodes) for _ in range(n_cpus)]
-
-    def _node_slot(self, index: int, node: int) -> int:
-        return ST_FIXED + index * self.n_nodes + node
-
-    def _llc(self, node: int, home: int) -> ReferenceCache:
-        return self.llc[home if self.llc_at_home else node]
-
-    def access(self, cpu: int, node: int, line: int, home: int, kind: int) -> None:
-        if self.variant.sampled and (line >> 3) & (SAMPLE_FACTOR - 1):
-            return
-        row = self.rows[cpu]
-        if kind == KIND_FETCH:
-            row[ST_FETCH_LINES] += 1
-            if self.l1i[cpu].lookup(line, False, home)[0]:
-                return
-            row[ST_L1I_MISSES] += 1
-            self._l2_read(cpu, node, line, home, CLASS_FETCH)
-            following = line + 1
-            page_lines = (1 << QEMU_PAGE_SHIFT) >> self.line_shift
-            if self.variant.prefetch and following % page_lines and (
-                not self.variant.sampled or following & 7
-            ):
-                row[ST_PREFETCHES] += 1
-                if self.l1i[cpu].lookup(following, False, home)[0]:
-                    row[ST_PREFETCH_L1_HITS] += 1
-                else:
-                    self._l2_read(cpu, node, following, home, CLASS_PREFETCH)
-            return
-        write = kind == KIND_WRITE
-        row[ST_WRITE_LINES if write else ST_READ_LINES] += 1
-        l1d = self.l1d[cpu]
-        hit, victim, victim_dirty = l1d.lookup(line, write, home)
-        if hit:
-            return
-        victim_home = getattr(l1d, "evicted_home", 0)
-        row[ST_L1D_MISSES] += 1
-        self._l2_read(cpu, node, line, home, CLASS_DATA)
-        if victim_dirty:
-            row[ST_L1D_WRITEBACKS] += 1
-            l2 = self.l2[cpu]
-            hit, l2_victim, l2_dirty = l2.lookup(victim, True, victim_home)
-            if not hit and l2_victim is not None:
-                self._l2_victim(cpu, node, l2_victim, l2.evicted_home, l2_dirty)
-
-    def _l2_read(self, cpu: int, node: int, line: int, home: int, cls: int) -> None:
-        row = self.rows[cpu]
-        l2 = self.l2[cpu]
-        hit, victim, victim_dirty = l2.lookup(line, False, home)
-        if hit:
-            row[(ST_L2_FETCH_HITS, ST_L2_DATA_HITS, ST_L2_PREFETCH_HITS)[cls]] += 1
-            return
-        victim_home = getattr(l2, "evicted_home", 0)
-        if cls != CLASS_PREFETCH:
-            row[ST_L2_FETCH_MISSES if cls == CLASS_FETCH else ST_L2_DATA_MISSES] += 1
-        llc = self._llc(node, home)
-        llc_hit, _, llc_dirty = llc.lookup(line, False, home)
-        if llc_hit:
-            row[self._node_slot(cls, home)] += 1
-        else:
-            row[self._node_slot(3 + cls, home)] += 1
-            if llc_dirty:
-                row[ST_LLC_WRITEBACKS] += 1
-                row[self._node_slot(6, llc.evicted_home)] += 1
-        if victim is not None:
-            self._l2_victim(cpu, node, victim, victim_home, victim_dirty)
-
-    def _l2_victim(self, cpu: int, node: int, line: int, home: int, dirty: bool) -> None:
-        row = self.rows[cpu]
-        if self.variant.inclusive:
-            removed = self.l1d[cpu].remove(line)
-            if removed:
-                row[ST_BACK_INVALIDATIONS] += 1
-            dirty = dirty or removed == 2
-        if dirty:
-            row[ST_L2_WRITEBACKS] += 1
-            llc = self._llc(node, home)
-            hit, _, victim_dirty = llc.lookup(line, True, home)
-            if not hit and victim_dirty:
-                row[ST_LLC_WRITEBACKS] += 1
-                row[self._node_slot(6, llc.evicted_home)] += 1
-
-    def stats(self, cpu: int) -> CacheStats:
-        return CacheStats.from_row(self.rows[cpu], self.n_nodes, self.variant.scale)
-
-
-class ReferenceSim:
-    """Several reference hierarchies fed the same stream (sim_t's Python twin)."""
-
-    def __init__(self, hierarchies: Sequence[ReferenceHierarchy], cpu_nodes: Sequence[int],
-                 ram_base: int, bank_size: int, n_nodes: int, line_shift: int) -> None:  # fmt: skip
-        self.hierarchies = list(hierarchies)
-        self.cpu_nodes = tuple(cpu_nodes)
-        self.ram_base = ram_base
-        self.bank_size = bank_size
-        self.n_nodes = n_nodes
-        self.line_shift = line_shift
-        self.cpu = 0
-        self.unknown_fetch_lines = 0
-        self.unknown_data_lines = 0
-
-    def select_cpu(self, cpu: int) -> None:
-        self.cpu = cpu
-
-    def node_of_line(self, line: int) -> int:
-        pa = line << self.line_shift
-        if pa < self.ram_base:
-            return -1
-        node = (pa - self.ram_base) // self.bank_size
-        return node if node < self.n_nodes else -1
-
-    def access(self, line: int, home: int, kind: int) -> None:
-        node = self.cpu_nodes[self.cpu]
-        for hierarchy in self.hierarchies:
-            hierarchy.access(self.cpu, node, line, home, kind)
-
-    def fetch_pa(self, pa: int, size: int) -> None:
-        """Every line of [pa, pa + size) fetched, as the block hook does for one page."""
-        for line in range(pa >> self.line_shift, ((pa + size - 1) >> self.line_shift) + 1):
-            home = self.node_of_line(line)
-            if home < 0:
-                self.unknown_fetch_lines += 1
-            else:
-                self.access(line, home, KIND_FETCH)
-
-    def access_pa(self, pa: int, size: int, write: bool) -> None:
-        """The data path: every line of [pa, pa + max(size, 1))."""
-        last = (pa + max(size, 1) - 1) >> self.line_shift
-        for line in range(pa >> self.line_shift, last + 1):
-            home = self.node_of_line(line)
-            if home < 0:
-                self.unknown_data_lines += 1
-            else:
-                self.access(line, home, KIND_WRITE if write else KIND_READ)
 
 
 # ------------------------------------------------------------------ the model
@@ -787,6 +472,19 @@ class CacheModel:
             return getattr(self.reference.hierarchies[position], level)[index].contents()
         return self._hiers[position].levels[level].contents(index)
 
+    def hierarchy_result(self, counts: Sequence[CpuCounts]) -> HierarchyResult:
+        """Every variant's per-CPU counts so far, for the band and the sanity figures."""
+        n_cpus = self.topology.n_cpus
+        return HierarchyResult(
+            variants=self.variants,
+            stats=tuple(tuple(self.stats(cpu, v) for cpu in range(n_cpus)) for v in self.variants),
+            cpu_nodes=self.cpu_nodes,
+            instructions=tuple(c.instructions for c in counts),
+            kernel_instructions=tuple(sum(c.kernel_fetches_by_node) for c in counts),
+            llc_at_home=self.llc_at_home,
+            primary=self.primary_variant,
+        )
+
     def cost_report(self, counts: Sequence[CpuCounts] | None = None,
                     variant: Variant | None = None, point: CostPoint | None = None) -> CostReport:  # fmt: skip
         """The CostReport of ``variant`` (default: the primary one) at
@@ -819,77 +517,11 @@ class CacheModel:
             cycles=tuple(cycles),
             memory_lines=tuple(lines),
             detail=tuple(detail),
-            hierarchy=HierarchyResult.of(self, counts),
+            hierarchy=self.hierarchy_result(counts),
         )
 
 
-def hierarchy_cycles(stats: CacheStats, instructions: int, node: int, point: CostPoint,
-                     llc_at_home: bool, exact: bool = False) -> Any:  # fmt: skip
-    """One CPU's cycles (module docstring) at ``point``; Fractions when
-    ``exact``, else floats (the band evaluates many points)."""
-    number: Callable[[Any], Any] = Fraction if exact else float
-    l1 = number(point.l1_hit_cycles)
-    mlp = number(point.data_mlp)
-    l2 = number(point.l2_hit_cycles) - l1
-    total = instructions * number(point.base_cpi)
-    total += stats.l2_fetch_hits * l2 + stats.l2_data_hits * l2 / mlp
-    for home in range(len(stats.fetch_fills_by_node)):
-        llc = number(point.llc_cycles[node][home if llc_at_home else node]) - l1
-        dram = number(point.dram_cycles[node][home])
-        total += stats.llc_fetch_hits_by_node[home] * llc
-        total += stats.llc_data_hits_by_node[home] * llc / mlp
-        total += stats.fetch_fills_by_node[home] * dram
-        total += stats.data_fills_by_node[home] * dram / mlp
-    return total
-
-
-def frontend_stall_cycles(stats: CacheStats, node: int, point: CostPoint, llc_at_home: bool) -> float:
-    """The instruction-miss part of hierarchy_cycles (floats)."""
-    l1 = float(point.l1_hit_cycles)
-    total = stats.l2_fetch_hits * (float(point.l2_hit_cycles) - l1)
-    for home in range(len(stats.fetch_fills_by_node)):
-        llc = float(point.llc_cycles[node][home if llc_at_home else node]) - l1
-        total += stats.llc_fetch_hits_by_node[home] * llc
-        total += stats.fetch_fills_by_node[home] * float(point.dram_cycles[node][home])
-    return total
-
-
-@dataclass(frozen=True)
-class HierarchyResult:
-    """What the band and the sanity figures need from one run: every
-    variant's per-CPU counts, and the per-CPU instruction counts."""
-
-    variants: tuple[Variant, ...]
-    stats: tuple[tuple[CacheStats, ...], ...]  # [variant][cpu]
-    cpu_nodes: tuple[int, ...]
-    instructions: tuple[int, ...]
-    kernel_instructions: tuple[int, ...]
-    llc_at_home: bool
-    primary: Variant
-
-    @classmethod
-    def of(cls, model: CacheModel, counts: Sequence[CpuCounts]) -> HierarchyResult:
-        n_cpus = model.topology.n_cpus
-        return cls(
-            variants=model.variants,
-            stats=tuple(tuple(model.stats(cpu, v) for cpu in range(n_cpus)) for v in model.variants),
-            cpu_nodes=model.cpu_nodes,
-            instructions=tuple(c.instructions for c in counts),
-            kernel_instructions=tuple(sum(c.kernel_fetches_by_node) for c in counts),
-            llc_at_home=model.llc_at_home,
-            primary=model.primary_variant,
-        )
-
-    def total_cycles(self, variant: Variant, point: CostPoint) -> float:
-        index = self.variants.index(variant)
-        return sum(
-            hierarchy_cycles(stats, self.instructions[cpu], self.cpu_nodes[cpu], point,
-                             self.llc_at_home)
-            for cpu, stats in enumerate(self.stats[index])
-        )  # fmt: skip
-
-
-def attach_cache_model(system: System, backend: str = "auto", detail: str = MODEL_CACHE,
+def attach_cache_model(system: RunningSystem, backend: str = "auto", detail: str = MODEL_CACHE,
                        data_from_accounting: bool = True, sampled: bool = False) -> CacheModel:  # fmt: skip
     """Install the cache model on ``system``'s machine; call before
     ``system.run()``, then ``cost_of_run(system, model)`` (emu/hw/cost.py) or

@@ -3,9 +3,9 @@ counts into modelled cycles and per-node memory traffic.
 
 Owns the model's parameters as resolved for one topology (ModelParameters:
 core clock, base CPI, the cache hierarchy's figures, the node x node memory
-latency, and which of them are ranges), one point of those ranges in cycles
-(CostPoint), the report of one run (CostReport), the counts-only formula
-fast_cost, and the comparisons a caller makes between two runs (speedup,
+latency, and which of them are ranges) and their points (CostPoint, defined
+in emu/hw/costtypes.py), the report of one run (CostReport), the counts-only
+formula fast_cost, and the comparisons a caller makes between two runs (speedup,
 gain, cycles_saved).
 
 A run's cycles come from the cache hierarchy of emu/hw/cachemodel.py, whose
@@ -51,6 +51,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from emu.errors import ConfigError
+from emu.hw.costtypes import CostPoint, RunningSystem
 from emu.hw.topology import (
     LOCAL_DISTANCE,
     CacheGeometry,
@@ -65,8 +66,7 @@ from emu.hw.topology import (
 
 if TYPE_CHECKING:
     from emu.hw.accounting import CpuCounts
-    from emu.hw.cachemodel import HierarchyResult
-    from emu.system import System
+    from emu.hw.cachestats import HierarchyResult
 
 MODEL_FAST = "fast"
 MODEL_CACHE = "cache"
@@ -97,19 +97,6 @@ DEFAULT_CACHE = CacheGeometry(
 # The figures that may be ranges, in the order the band reports them.
 RANGE_NAMES = ("base_cpi", "local_ns", "remote_ns", "l2_hit_cycles", "llc_hit_ns",
                "remote_llc_hit_ns", "data_mlp")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class CostPoint:
-    """Every cost figure at one point of its range, in core cycles (exact)."""
-
-    base_cpi: Fraction
-    l1_hit_cycles: Fraction
-    l2_hit_cycles: Fraction
-    llc_cycles: tuple[tuple[Fraction, ...], ...]  # [CPU node][LLC slice node]: a hit there
-    dram_cycles: tuple[tuple[Fraction, ...], ...]  # [CPU node][memory node]
-    data_mlp: Fraction
-    picks: tuple[tuple[str, str], ...] = ()  # (figure, "low"/"mid"/"high") for ranges
 
 
 @dataclass(frozen=True)
@@ -446,7 +433,7 @@ def _at(values: Sequence[int], index: int) -> int:
     return values[index] if index < len(values) else 0
 
 
-def cost_of_run(system: System, cache_model: Any = None) -> CostReport:
+def cost_of_run(system: RunningSystem, cache_model: Any = None) -> CostReport:
     """The cost of ``system``'s run so far: the report of the CacheModel that
     attach_cache_model() installed before ``system.run()`` (``--detail fast``
     or ``cache``).  Without one, the counts-only formula fast_cost(), which
@@ -466,6 +453,7 @@ __all__ = [
     "DEFAULT_LATENCY",
     "MODEL_CACHE",
     "MODEL_FAST",
+    "CostPoint",
     "CostReport",
     "ModelParameters",
     "balance",

@@ -1,7 +1,9 @@
 """The assembler: GNU as syntax for AArch64 in, an ObjectFile out.
 
 Laid out like GNU as itself: read.py (read.c: lines, statements, the
-statement loop and pseudo-op table), cond.py (cond.c: .if), macro.py
+pseudo-op table), loop.py (read.c's read_a_source_file: the statement
+loop), state.py (the structs of as.h, struc-symbol.h and subsegs.h, and
+AsmState, the interface every part is written against), cond.py (cond.c: .if), macro.py
 (macro.c: .macro/.rept/.irp), symbols.py (symbols.c), directives.py (the
 s_* pseudo-ops of read.c and obj-elf.c), subsegs.py (subsegs.c: sections,
 subsections, literal pools), write.py (write.c: layout, fixups, the

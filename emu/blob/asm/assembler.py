@@ -1,8 +1,9 @@
 """One assembly, like GNU as's as.c: the state of the parts, and the entry points.
 
 Owns the ``Assembler``, which puts together the parts GNU as keeps in
-separate files (each a mixin here, owning its own state): reading and the
-statement loop (read.py), conditionals (cond.py), macros and loops
+separate files (each a mixin here, owning its own state, written against
+state.py's AsmState): the statement loop (loop.py, over read.py's
+statements), conditionals (cond.py), macros and loops
 (macro.py), symbols (symbols.py), sections and literal pools (subsegs.py)
 and finishing the object (write.py), with the pseudo-op handlers of
 directives.py. The AArch64 back end (tc_aarch64.py) is not a mixin but an
@@ -24,11 +25,23 @@ from pathlib import Path
 
 import emu.blob.asm.directives  # noqa: F401  (its pseudo-ops register themselves)
 from emu.blob.asm.common import MAX_INCLUDE_BYTES, Fail, printable
-from emu.blob.asm.cond import Cond, Conditionals
-from emu.blob.asm.macro import Macro, Macros
-from emu.blob.asm.read import Frame, Reader, Stmt, kept
-from emu.blob.asm.subsegs import Chunk, DataFix, InsnRec, Sections, SectionState
-from emu.blob.asm.symbols import Equate, LabelDef, SymAttrs, Symbols
+from emu.blob.asm.cond import Conditionals
+from emu.blob.asm.loop import Reader
+from emu.blob.asm.macro import Macros
+from emu.blob.asm.read import Frame, Stmt, kept
+from emu.blob.asm.state import (
+    Chunk,
+    Cond,
+    DataFix,
+    Equate,
+    InsnRec,
+    LabelDef,
+    Macro,
+    SectionState,
+    SymAttrs,
+)
+from emu.blob.asm.subsegs import Sections
+from emu.blob.asm.symbols import Symbols
 from emu.blob.asm.tc_aarch64 import AArch64
 from emu.blob.asm.write import Writer
 from emu.blob.expr import ExprError, Value
@@ -52,7 +65,7 @@ class Assembler(Reader, Conditionals, Macros, Symbols, Sections, Writer):
         self.filename = filename
         self.include_dirs = [Path(p) for p in include_dirs]
         self.target = AArch64(worker)
-        # read.py
+        # loop.py
         self.frames: list[Frame] = []
         self.statements = 0
         self.stmt: Stmt | None = None

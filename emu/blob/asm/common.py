@@ -2,7 +2,7 @@
 limits and ``Fail``, a user error still without its place.
 
 A ``Fail`` raised anywhere while a statement is processed becomes
-``AsmError("FILE:LINE: message")`` in the statement loop (read.py) or in
+``AsmError("FILE:LINE: message")`` in the statement loop (loop.py) or in
 the final pass (write.py); any other exception is a bug in the assembler and
 is left to surface as one.
 """

@@ -1,6 +1,6 @@
 """Conditional assembly, like GNU as's cond.c: ``.if`` and its family.
 
-Owns the conditional stack's entries (``Cond``), the conditions themselves
+Owns the conditions (the stack's entries, ``Cond``, are state.py's)
 (``.if``/``.ifeq``/``.ifdef``/``.ifb``/``.ifc``/``.ifeqs``...), ``.elseif``,
 ``.else``, ``.endif``, and what happens to statements in a false branch
 (``Conditionals.skipped``, cond.c's ignore_input: only the nesting counts).
@@ -8,7 +8,6 @@ Owns the conditional stack's entries (``Cond``), the conditions themselves
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from emu.blob.asm.common import Fail
@@ -22,19 +21,11 @@ from emu.blob.asm.read import (
     pseudo_op,
     split_top,
 )
+from emu.blob.asm.state import Cond
 from emu.errors import SourceLoc
 
 if TYPE_CHECKING:
-    from emu.blob.asm.assembler import Assembler
-
-
-@dataclass
-class Cond:
-    active: bool
-    taken: bool
-    outer_active: bool
-    loc: SourceLoc
-    seen_else: bool = False
+    from emu.blob.asm.state import AsmState
 
 
 class Conditionals:
@@ -42,7 +33,7 @@ class Conditionals:
 
     cond: list[Cond]
 
-    def skipped(self: Assembler, text: str) -> None:
+    def skipped(self: AsmState, text: str) -> None:
         while True:
             m = LABEL.match(text)
             if not m:
@@ -83,7 +74,7 @@ def _ifc_operands(args: str) -> tuple[str, str]:
     return strings[0], strings[1]
 
 
-def _condition(asm: Assembler, name: str, args: str) -> bool:
+def _condition(asm: AsmState, name: str, args: str) -> bool:
     if name in (".if", ".ifne", ".elseif"):
         return asm.absolute(args, "condition") != 0
     if name == ".ifeq":
@@ -112,18 +103,18 @@ def _condition(asm: Assembler, name: str, args: str) -> bool:
 
 @pseudo_op(".if", ".ifne", ".ifeq", ".ifgt", ".ifge", ".iflt", ".ifle", ".ifdef", ".ifndef", ".ifnotdef",
            ".ifb", ".ifnb", ".ifc", ".ifnc", ".ifeqs", ".ifnes")  # fmt: skip
-def _if(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _if(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     value = _condition(asm, name, args)
     asm.cond.append(Cond(value, value, True, stmt.loc))
 
 
-def _open_here(asm: Assembler) -> bool:
+def _open_here(asm: AsmState) -> bool:
     """True if a conditional opened in the current file, macro or loop body is open."""
     return len(asm.cond) > (asm.frames[-1].cond_depth if asm.frames else 0)
 
 
 @pseudo_op(".elseif")
-def _elseif(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _elseif(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     if not _open_here(asm):
         raise Fail(".elseif without .if")
     cond = asm.cond[-1]
@@ -137,7 +128,7 @@ def _elseif(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
 
 
 @pseudo_op(".else")
-def _else(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _else(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     if not _open_here(asm):
         raise Fail(".else without .if")
     cond = asm.cond[-1]
@@ -149,7 +140,7 @@ def _else(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
 
 
 @pseudo_op(".endif")
-def _endif(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _endif(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     if not _open_here(asm):
         raise Fail(".endif without .if")
     asm.cond.pop()

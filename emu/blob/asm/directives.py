@@ -31,24 +31,24 @@ from emu.blob.expr import Num
 from emu.blob.objfile import Binding, SymbolType
 
 if TYPE_CHECKING:
-    from emu.blob.asm.assembler import Assembler
+    from emu.blob.asm.state import AsmState
 
 
 @pseudo_op(".file", ".ident", ".loc", ".arch", ".cpu", ".arch_extension", ".addrsig", ".addrsig_sym",
            ".variant_pcs", ".hidden", ".protected", ".internal", ".print", ".warning", ".loc_mark_labels",
            ".tlsdesccall", ".noaltmacro")  # fmt: skip
-def _ignored(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _ignored(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     if name in (".hidden", ".protected", ".internal"):
         for sym in split_top(args):
             asm.check_name(sym)
 
 
-def _cfi(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _cfi(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     pass
 
 
 @pseudo_op(".section", ".pushsection")
-def _section_directive(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _section_directive(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     push = name == ".pushsection"
     sec, sub, flags, kind = asm.parse_section_args(split_top(args), push)
     chunk = asm.enter_section(sec, sub, flags, kind, stmt)
@@ -58,33 +58,33 @@ def _section_directive(asm: Assembler, name: str, args: str, stmt: Stmt) -> None
 
 
 @pseudo_op(".popsection")
-def _popsection(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _popsection(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     if not asm.section_stack:
         raise Fail(".popsection without .pushsection")
     asm.chunk, asm.previous = asm.section_stack.pop()
 
 
 @pseudo_op(".previous")
-def _previous(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _previous(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     if asm.previous is None:
         raise Fail(".previous without an earlier section")
     asm.chunk, asm.previous = asm.previous, asm.chunk
 
 
 @pseudo_op(".text", ".data", ".bss")
-def _simple_section(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _simple_section(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     sub = asm.absolute(args, "subsection") if args else 0
     asm.switch(asm.enter_section(name, sub, "", "", stmt))
 
 
 @pseudo_op(".subsection")
-def _subsection(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _subsection(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     sub = asm.absolute(args, "subsection")
     asm.switch(asm.enter_section(asm.chunk.section.name, sub, "", "", stmt))
 
 
 @pseudo_op(".globl", ".global", ".local", ".weak")
-def _binding(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _binding(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     binding = {".globl": Binding.GLOBAL, ".global": Binding.GLOBAL, ".local": Binding.LOCAL, ".weak": Binding.WEAK}[name]
     names = [n for n in re.split(r"[\s,]+", args) if n]
     if not names:
@@ -103,7 +103,7 @@ _TYPES = {
 
 
 @pseudo_op(".type")
-def _type(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _type(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     parts = split_top(args)
     if len(parts) != 2:
         raise Fail(".type needs a symbol and a type")
@@ -114,7 +114,7 @@ def _type(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
 
 
 @pseudo_op(".size")
-def _size(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _size(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     parts = split_top(args)
     if len(parts) != 2 or not parts[1]:
         raise Fail(".size needs a symbol and an expression")
@@ -124,7 +124,7 @@ def _size(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
 
 
 @pseudo_op(".set", ".equ", ".eqv", ".equiv")
-def _set(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _set(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     parts = split_top(args)
     if len(parts) < 2:
         raise Fail(f"{name} needs a symbol and a value")
@@ -132,7 +132,7 @@ def _set(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
 
 
 @pseudo_op(".comm", ".lcomm")
-def _comm(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _comm(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     parts = split_top(args)
     if len(parts) not in (2, 3):
         raise Fail(f"{name} needs a symbol, a size and an optional alignment")
@@ -172,7 +172,7 @@ _DATA_SIZES = {
 
 
 @pseudo_op(*_DATA_SIZES)
-def _data(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _data(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     asm.data_values(_DATA_SIZES[name], args, stmt)
 
 
@@ -188,7 +188,7 @@ def _leb128(value: int, signed: bool) -> bytes:
 
 
 @pseudo_op(".uleb128", ".sleb128")
-def _leb(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _leb(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     # The size depends on the value, so it must be known where the directive stands.
     for item in split_top(args):
         value = asm.absolute(item, f"{name} value")
@@ -198,20 +198,20 @@ def _leb(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
 
 
 @pseudo_op(".inst")
-def _inst(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _inst(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     if not args:
         raise Fail(".inst needs a value")
     asm.data_values(4, args, stmt, inst=True)
 
 
 @pseudo_op(".ascii", ".asciz", ".string")
-def _ascii(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _ascii(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     for data in parse_strings(args):
         asm.emit(data + (b"\0" if name != ".ascii" else b""))
 
 
 @pseudo_op(".zero", ".skip", ".space")
-def _skip(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _skip(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     parts = split_top(args)
     if not parts[0] or len(parts) > 2 or (name == ".zero" and len(parts) > 1):
         raise Fail(f"{name} needs a size" + ("" if name == ".zero" else " and an optional fill byte"))
@@ -221,7 +221,7 @@ def _skip(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
 
 
 @pseudo_op(".fill")
-def _fill(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _fill(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     parts = split_top(args)
     if not parts[0] or len(parts) > 3:
         raise Fail(".fill needs a repeat count, and optionally a size and a value")
@@ -236,7 +236,7 @@ def _fill(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
 
 
 @pseudo_op(".align", ".p2align", ".p2alignw", ".p2alignl", ".balign", ".balignw", ".balignl")
-def _align(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _align(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     parts = split_top(args) if args else [""]
     if not parts[0] or len(parts) > 3:
         raise Fail(f"{name} needs an alignment, and optionally a fill value and a maximum skip")
@@ -259,7 +259,7 @@ def _align(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
 
 
 @pseudo_op(".org")
-def _org(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _org(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     parts = split_top(args)
     if not parts[0] or len(parts) > 2:
         raise Fail(".org needs a location and an optional fill byte")
@@ -279,28 +279,28 @@ def _org(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
 
 
 @pseudo_op(".ltorg", ".pool")
-def _ltorg(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _ltorg(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     asm.dump_pool(asm.chunk)
 
 
 @pseudo_op(".end")
-def _end(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _end(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     asm.ended = True
 
 
 @pseudo_op(".err")
-def _err(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _err(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     raise Fail(".err encountered")
 
 
 @pseudo_op(".error")
-def _error(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _error(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     message = unquote(args) if args else ".error directive invoked"
     message = message if message.strip() else ".error directive invoked"
     raise Fail(printable(message))
 
 
-def _search_path(asm: Assembler, stmt: Stmt, target: str) -> list[Path]:
+def _search_path(asm: AsmState, stmt: Stmt, target: str) -> list[Path]:
     """Beside the including file, then the include directories, then the working directory."""
     here = Path(stmt.loc.file)
     candidates = [here.parent / target] if here.is_file() else []
@@ -323,7 +323,7 @@ def _read_limited(path: Path, skip: int, limit: int, what: str) -> bytes:
 
 
 @pseudo_op(".include")
-def _include(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _include(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     target = unquote(args)
     if not target:
         raise Fail(".include needs a file name")
@@ -338,7 +338,7 @@ def _include(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
 
 
 @pseudo_op(".incbin")
-def _incbin(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _incbin(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     parts = split_top(args)
     target = unquote(parts[0])
     skip = asm.absolute(parts[1], "skip") if len(parts) > 1 else 0

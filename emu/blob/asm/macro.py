@@ -1,39 +1,23 @@
 """Macros and loops, like GNU as's macro.c: ``.macro``, ``.rept``, ``.irp``, ``.irpc``.
 
-Owns macro definitions and their parameters, splitting a macro call's
+Owns defining and invoking macros (their ``Macro`` records are
+state.py's), splitting a macro call's
 arguments (``split_macro_args``), substituting ``\\param``, ``\\@`` and
 ``\\()`` (``substitute_params``), and pushing an expansion or a loop body
-as a new input frame for the statement loop of read.py.
+as a new input frame for the statement loop of loop.py.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from emu.blob.asm.common import MAX_LINE, MAX_MACRO_DEPTH, MAX_STATEMENTS, Fail
 from emu.blob.asm.read import Frame, Stmt, pseudo_op, split_statements, unquote
-from emu.errors import SourceLoc
+from emu.blob.asm.state import Macro, MacroParam
 
 if TYPE_CHECKING:
-    from emu.blob.asm.assembler import Assembler
-
-
-@dataclass
-class MacroParam:
-    name: str
-    default: str = ""
-    required: bool = False
-    vararg: bool = False
-
-
-@dataclass
-class Macro:
-    name: str
-    params: list[MacroParam]
-    body: list[Stmt]
-    loc: SourceLoc
+    from emu.blob.asm.state import AsmState
 
 
 _MACRO_REF = re.compile(r"\\(@|\(\)|[A-Za-z_.$][A-Za-z0-9_.$]*)")
@@ -121,13 +105,13 @@ def _expanded_lines(text: str, values: dict[str, str], counter: str | None, what
 
 
 class Macros:
-    """The macro side of an Assembler: definitions and the frames they expand into."""
+    """The macro side of an AsmState: definitions and the frames they expand into."""
 
     frames: list[Frame]
     macros: dict[str, Macro]
     macro_count: int
 
-    def invoke_macro(self: Assembler, macro: Macro, rest: str, stmt: Stmt) -> None:
+    def invoke_macro(self: AsmState, macro: Macro, rest: str, stmt: Stmt) -> None:
         depth = sum(1 for f in self.frames if f.kind == "macro")
         if depth >= MAX_MACRO_DEPTH:
             raise Fail(f"macros nested more than {MAX_MACRO_DEPTH} deep (recursive macro '{macro.name}'?)")
@@ -162,7 +146,7 @@ class Macros:
                 expanded.append(Stmt(piece, body.loc, stmt.where, f" (in macro '{macro.name}' at {body.loc})"))
         self.frames.append(Frame(expanded, "macro", len(self.cond), macro.name))
 
-    def push_loop(self: Assembler, body: list[Stmt], kind: str = "loop") -> None:
+    def push_loop(self: AsmState, body: list[Stmt], kind: str = "loop") -> None:
         if len(self.frames) > MAX_MACRO_DEPTH * 4:
             raise Fail("loops and macros nested too deeply")
         self.frames.append(Frame(body, kind, len(self.cond)))
@@ -170,7 +154,7 @@ class Macros:
 
 
 @pseudo_op(".macro")
-def _macro(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _macro(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     m = re.match(r"\s*([A-Za-z_.$][A-Za-z0-9_.$]*)\s*,?(.*)", args, re.S)
     if not m:
         raise Fail(".macro needs a name")
@@ -194,12 +178,12 @@ def _macro(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
 
 
 @pseudo_op(".endm", ".endr")
-def _stray_end(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _stray_end(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     raise Fail(f"{name} without {'.macro' if name == '.endm' else '.rept/.irp/.irpc'}")
 
 
 @pseudo_op(".exitm")
-def _exitm(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _exitm(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     while asm.frames and asm.frames[-1].kind == "loop":
         frame = asm.frames.pop()
         del asm.cond[frame.cond_depth :]
@@ -210,7 +194,7 @@ def _exitm(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
 
 
 @pseudo_op(".purgem")
-def _purgem(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _purgem(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     macro_name = args.strip().lower()
     if macro_name not in asm.macros:
         raise Fail(f"macro '{macro_name}' is not defined")
@@ -221,7 +205,7 @@ _LOOP_OPENERS = {".rept", ".irp", ".irpc"}
 
 
 @pseudo_op(".rept")
-def _rept(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _rept(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     count = asm.absolute(args, "repeat count") if args else 0
     body = asm.collect(stmt, _LOOP_OPENERS, ".endr")
     if count > 0 and body:
@@ -231,7 +215,7 @@ def _rept(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
 
 
 @pseudo_op(".irp", ".irpc")
-def _irp(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _irp(asm: AsmState, name: str, args: str, stmt: Stmt) -> None:
     m = re.match(r"\s*([A-Za-z_.$][A-Za-z0-9_.$]*)\s*,?(.*)", args, re.S)
     if not m:
         raise Fail(f"{name} needs a parameter name")

@@ -1,11 +1,10 @@
 """Reading source, like GNU as's read.c (with input-scrub.c): text to statements.
 
 Owns comments and logical lines (``read_lines``), splitting a line into
-statements and operands, string literals, the input frames (files, macro
-expansions, loop bodies) and the statement loop that dispatches each
-statement to a label, an assignment, a ``.req``, a macro, a pseudo-op of the
-table ``PSEUDO_OPS`` (read.c's potable; handlers register with
-``@pseudo_op``) or the back end's instruction parser.
+statements and operands, string literals, the statements and input frames
+(files, macro expansions, loop bodies: ``Stmt``, ``Frame``) and the table of
+pseudo-ops ``PSEUDO_OPS`` (read.c's potable; handlers register with
+``@pseudo_op``). The loop over the statements is loop.py's.
 """
 
 from __future__ import annotations
@@ -13,19 +12,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
-from emu.blob.asm.common import MAX_INCLUDE_DEPTH, MAX_LINE, MAX_STATEMENTS, Fail
-from emu.blob.expr import ExprError
+from emu.blob.asm.common import MAX_LINE, Fail
 from emu.errors import AsmError, SourceLoc
-
-if TYPE_CHECKING:
-    from emu.blob.asm.assembler import Assembler
-    from emu.blob.asm.cond import Cond
 
 SYMBOL = re.compile(r"[A-Za-z_.$][A-Za-z0-9_.$]*")
 LABEL = re.compile(r"\s*([A-Za-z_.$][A-Za-z0-9_.$]*|[0-9]+)\s*:(?!:)")
-_ASSIGN = re.compile(r"\s*([A-Za-z_.$][A-Za-z0-9_.$]*)\s*=(?!=)(.*)", re.S)
+ASSIGN = re.compile(r"\s*([A-Za-z_.$][A-Za-z0-9_.$]*)\s*=(?!=)(.*)", re.S)
 WORD = re.compile(r"\s*([A-Za-z_.$][A-Za-z0-9_.$]*)(.*)", re.S)
 
 # ---------------------------------------------------------------------------
@@ -254,7 +248,8 @@ def directive_word(text: str) -> str | None:
 # ---------------------------------------------------------------------------
 # The pseudo-op table
 
-Handler = Callable[["Assembler", str, str, Stmt], None]
+# The first argument is the assembly (state.py AsmState, which sits above this module).
+Handler = Callable[[Any, str, str, Stmt], None]
 PSEUDO_OPS: dict[str, Handler] = {}
 
 
@@ -267,119 +262,3 @@ def pseudo_op(*names: str) -> Callable[[Handler], Handler]:
         return fn
 
     return register
-
-
-# ---------------------------------------------------------------------------
-# The statement loop
-
-
-class Reader:
-    """The input side of an Assembler: frames of statements and the loop over them."""
-
-    filename: str
-    frames: list[Frame]
-    cond: list[Cond]
-    statements: int
-    stmt: Stmt | None
-    ended: bool
-
-    def push_file(self: Assembler, text: str, filename: str) -> None:
-        if len(self.frames) and sum(f.kind == "file" for f in self.frames) >= MAX_INCLUDE_DEPTH:
-            raise Fail(f".include nested more than {MAX_INCLUDE_DEPTH} deep (an include loop?)")
-        stmts: list[Stmt] = []
-        for line, loc in read_lines(text, filename):
-            if len(line) > MAX_LINE:
-                raise AsmError(f"line longer than {MAX_LINE} characters", loc)
-            for piece in split_statements(line):
-                stmts.append(Stmt(piece, loc, loc))
-            # More statements than an assembly may run: refused now, not
-            # after holding every line of a huge file.
-            if len(stmts) > MAX_STATEMENTS:
-                raise AsmError(f"more than {MAX_STATEMENTS} statements in {filename}", loc)
-        self.frames.append(Frame(stmts, "file", len(self.cond), filename))
-
-    def run(self: Assembler) -> None:
-        while self.frames and not self.ended:
-            frame = self.frames[-1]
-            if frame.pos >= len(frame.stmts):
-                self.pop_frame()
-                continue
-            stmt = frame.stmts[frame.pos]
-            frame.pos += 1
-            self.statements += 1
-            if self.statements > MAX_STATEMENTS:
-                raise self.error_at(f"more than {MAX_STATEMENTS} statements (runaway .rept or macro?)", stmt)
-            self.stmt = stmt
-            try:
-                self.statement(stmt)
-            except Fail as fail:
-                raise self.error_at(str(fail), stmt) from None
-            except ExprError as fail:
-                raise self.error_at(str(fail), stmt) from None
-        if not self.ended:
-            self.stmt = None
-
-    def pop_frame(self: Assembler) -> None:
-        frame = self.frames.pop()
-        if len(self.cond) > frame.cond_depth:
-            if frame.kind == "file":
-                raise AsmError(".if without .endif at the end of the file", self.cond[-1].loc)
-            raise AsmError(".if without .endif at the end of a macro or loop body", self.cond[-1].loc)
-        if len(self.cond) < frame.cond_depth:
-            raise self.error_at(".endif closes a conditional opened outside this macro or loop", self.stmt)
-
-    def collect(self: Assembler, opener: Stmt, openers: set[str], closer: str) -> list[Stmt]:
-        """The statements up to the matching closer, taken from the current frame."""
-        frame = self.frames[-1]
-        body: list[Stmt] = []
-        depth = 1
-        while frame.pos < len(frame.stmts):
-            stmt = frame.stmts[frame.pos]
-            frame.pos += 1
-            word = directive_word(stmt.text)
-            if word in openers:
-                depth += 1
-            elif word == closer:
-                depth -= 1
-                if depth == 0:
-                    return body
-            body.append(stmt)
-        what = directive_word(opener.text) or "block"
-        raise self.error_at(f"{what} without {closer}", opener)
-
-    def statement(self: Assembler, stmt: Stmt) -> None:
-        text = stmt.text
-        if not text.strip():
-            return
-        if self.cond and not self.cond[-1].active:
-            self.skipped(text)
-            return
-        while True:
-            m = LABEL.match(text)
-            if not m:
-                break
-            self.define_label(m.group(1), stmt)
-            text = text[m.end() :]
-        if not text.strip():
-            return
-        assign = _ASSIGN.match(text)
-        if assign:
-            self.set_symbol(assign.group(1), assign.group(2), stmt)
-            return
-        if self.target.register_alias_statement(text):
-            return
-        word = WORD.match(text)
-        if not word:
-            raise Fail(f"junk at the start of the statement: {text.strip()[:40]!r}")
-        name, rest = word.group(1), word.group(2)
-        low = name.lower()
-        if low in self.macros:
-            self.invoke_macro(self.macros[low], rest, stmt)
-            return
-        if name.startswith("."):
-            handler = PSEUDO_OPS.get(low)
-            if handler is None:
-                raise Fail(f"unknown directive {name}")
-            handler(self, low, rest.strip(), stmt)
-            return
-        self.instruction(low, rest, stmt)

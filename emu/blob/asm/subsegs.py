@@ -1,7 +1,8 @@
 """Sections, subsections and literal pools, like GNU as's subsegs.c (and the
 frag-growing half of frags.c).
 
-Owns the sections an assembly makes (``SectionState``, flags from
+Owns the sections an assembly makes (``SectionState``: the records of
+this module are state.py's; flags from
 ``.section`` or GNU's defaults by name), their subsections (``Chunk``: the
 bytes of one subsection until write.py lays the sections out), where the
 next byte goes (``chunk``, ``.previous``, the ``.pushsection`` stack),
@@ -14,89 +15,17 @@ and at the end).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from emu.blob import expr as ex
 from emu.blob.asm.common import MAX_NOBITS_BYTES, MAX_OUTPUT_BYTES, MAX_SECTION_BYTES, NOP, Fail
 from emu.blob.asm.read import Stmt, kept, split_top, unquote
-from emu.blob.asm.symbols import LabelDef
+from emu.blob.asm.state import Chunk, DataFix, LabelDef, PoolEntry, SectionState
 from emu.blob.expr import Evaluator, ExprError, Node, Value
 from emu.blob.objfile import SectionFlags
 
 if TYPE_CHECKING:
-    from emu.blob.asm.assembler import Assembler
-    from emu.blob.asm.tc_aarch64 import Operand
-
-
-@dataclass
-class SectionState:
-    name: str
-    flags: SectionFlags
-    order: int
-    chunks: dict[int, Chunk] = field(default_factory=dict)
-    data_size: int = 0  # bytes of contents in all its chunks (MAX_SECTION_BYTES)
-
-    @property
-    def key(self) -> str:
-        return "\x00" + self.name
-
-    @property
-    def code(self) -> bool:
-        return self.flags.execute
-
-
-@dataclass
-class PoolEntry:
-    size: int
-    node: Node
-    label: str
-    stmt: Stmt
-    seq: int
-
-
-@dataclass
-class Chunk:
-    """One subsection of a section: its own bytes until the sections are laid out."""
-
-    section: SectionState
-    sub: int
-    data: bytearray = field(default_factory=bytearray)
-    nobits_size: int = 0
-    align: int = 1
-    start: int = 0
-    pool: list[PoolEntry] = field(default_factory=list)
-    pool_index: dict[tuple[int, object], PoolEntry] = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return f"\x00{self.section.name}\x00{self.sub}"
-
-    @property
-    def offset(self) -> int:
-        return self.nobits_size if self.section.flags.nobits else len(self.data)
-
-
-@dataclass
-class DataFix:
-    chunk: Chunk
-    offset: int
-    size: int
-    node: Node
-    stmt: Stmt
-    seq: int
-    inst: bool = False
-
-
-@dataclass
-class InsnRec:
-    chunk: Chunk
-    offset: int
-    mnemonic: str
-    operands: list[Operand]
-    stmt: Stmt
-    seq: int
-
+    from emu.blob.asm.state import AsmState
 
 
 _DEFAULT_FLAGS = (
@@ -134,7 +63,7 @@ def _pool_key(node: Node) -> object:
 
 
 class Sections:
-    """The section side of an Assembler: where bytes go while the source is read."""
+    """The section side of an AsmState: where bytes go while the source is read."""
 
     sections: dict[str, SectionState]
     section_stack: list[tuple[Chunk, Chunk | None]]
@@ -144,7 +73,7 @@ class Sections:
     pool_count: int
     seq: int
 
-    def _section(self: Assembler, name: str, flags: str, kind: str) -> SectionState:
+    def _section(self: AsmState, name: str, flags: str, kind: str) -> SectionState:
         state = self.sections.get(name)
         if state is not None:
             return state
@@ -162,17 +91,17 @@ class Sections:
         self.sections[name] = state
         return state
 
-    def _chunk(self: Assembler, section: SectionState, sub: int) -> Chunk:
+    def _chunk(self: AsmState, section: SectionState, sub: int) -> Chunk:
         chunk = section.chunks.get(sub)
         if chunk is None:
             chunk = section.chunks[sub] = Chunk(section, sub)
         return chunk
 
-    def switch(self: Assembler, chunk: Chunk) -> None:
+    def switch(self: AsmState, chunk: Chunk) -> None:
         # Like GNU as, even a switch to the current section makes it the .previous one.
         self.previous, self.chunk = self.chunk, chunk
 
-    def parse_section_args(self: Assembler, args: list[str], allow_subsection: bool) -> tuple[str, int, str, str]:
+    def parse_section_args(self: AsmState, args: list[str], allow_subsection: bool) -> tuple[str, int, str, str]:
         if not args or not args[0]:
             raise Fail("missing section name")
         name = unquote(args[0])
@@ -195,7 +124,7 @@ class Sections:
                 raise Fail(f"unsupported section type {rest[1]!r}")
         return name, sub, flags, kind
 
-    def enter_section(self: Assembler, name: str, sub: int, flags: str, kind: str, stmt: Stmt) -> Chunk:
+    def enter_section(self: AsmState, name: str, sub: int, flags: str, kind: str, stmt: Stmt) -> Chunk:
         if not 0 <= sub < 8192:
             raise Fail(f"subsection {sub} out of range [0, 8192)")
         section = self._section(name, flags, kind)
@@ -203,7 +132,7 @@ class Sections:
 
     # -- symbols -------------------------------------------------------------------
 
-    def emit(self: Assembler, data: bytes | bytearray) -> None:
+    def emit(self: AsmState, data: bytes | bytearray) -> None:
         chunk = self.chunk
         if chunk.section.flags.nobits:
             if any(data):
@@ -215,7 +144,7 @@ class Sections:
         self.reserve_output(chunk, len(data))
         chunk.data += data
 
-    def emit_fill(self: Assembler, count: int, pattern: bytes) -> None:
+    def emit_fill(self: AsmState, count: int, pattern: bytes) -> None:
         if count < 0:
             raise Fail(f"negative size {count}")
         chunk = self.chunk
@@ -232,13 +161,13 @@ class Sections:
         else:
             chunk.data += (pattern * (count // len(pattern) + 1))[:count]
 
-    def output_room(self: Assembler, chunk: Chunk) -> int:
+    def output_room(self: AsmState, chunk: Chunk) -> int:
         """Bytes ``chunk`` may still grow by: within its section's limit and
         the assembly's total (checked before anything is read or allocated)."""
         section_room = MAX_SECTION_BYTES - chunk.section.data_size
         return max(0, min(section_room, MAX_OUTPUT_BYTES - self.output_bytes))
 
-    def reserve_output(self: Assembler, chunk: Chunk, size: int) -> None:
+    def reserve_output(self: AsmState, chunk: Chunk, size: int) -> None:
         """Account ``size`` more bytes of ``chunk``, or Fail if a limit would be passed."""
         if size > self.output_room(chunk):
             if chunk.section.data_size + size > MAX_SECTION_BYTES:
@@ -248,7 +177,7 @@ class Sections:
         self.output_bytes += size
         chunk.section.data_size += size
 
-    def align_to(self: Assembler, align: int, fill: bytes | None, max_skip: int | None, fill_size: int = 1) -> None:
+    def align_to(self: AsmState, align: int, fill: bytes | None, max_skip: int | None, fill_size: int = 1) -> None:
         chunk = self.chunk
         chunk.align = max(chunk.align, align)
         pad = -chunk.offset % align
@@ -264,17 +193,17 @@ class Sections:
         else:
             self.emit_fill(pad, b"\0")
 
-    def code_align(self: Assembler) -> None:
+    def code_align(self: AsmState) -> None:
         chunk = self.chunk
         chunk.align = max(chunk.align, 4)
         if chunk.section.code and chunk.offset % 4:
             self.emit_fill(-chunk.offset % 4, b"\0")
 
-    def next_seq(self: Assembler) -> int:
+    def next_seq(self: AsmState) -> int:
         self.seq += 1
         return self.seq
 
-    def data_values(self: Assembler, size: int, args: str, stmt: Stmt, inst: bool = False) -> None:
+    def data_values(self: AsmState, size: int, args: str, stmt: Stmt, inst: bool = False) -> None:
         stmt = kept(stmt)
         items = split_top(args)
         if items == [""]:
@@ -297,7 +226,7 @@ class Sections:
 
     # -- macros ------------------------------------------------------------------
 
-    def pool_literal(self: Assembler, register: str, node: Node, stmt: Stmt) -> str:
+    def pool_literal(self: AsmState, register: str, node: Node, stmt: Stmt) -> str:
         kind = register[0]
         size = {"x": 8, "w": 4, "s": 4, "d": 8, "q": 16}.get(kind)
         if size is None or register in ("sp", "wsp"):
@@ -314,7 +243,7 @@ class Sections:
             chunk.pool_index[key] = entry
         return entry.label
 
-    def dump_pool(self: Assembler, chunk: Chunk) -> None:
+    def dump_pool(self: AsmState, chunk: Chunk) -> None:
         if not chunk.pool:
             return
         saved = self.chunk

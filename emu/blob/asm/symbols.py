@@ -5,47 +5,25 @@ Owns labels (numeric local labels ``1:``/``1b``/``1f`` included), equates
 ``.size`` give a name, binding an expression to what is known where it
 stands (``prepare``, ``value_now``: ``.``, local labels, equates) and to
 what is known at the end (``value_final``), and the object's symbol table.
-A label lives in a subsection (a ``Chunk`` of subsegs.py) at an offset;
-values are chunk-relative until write.py lays the sections out.
+A label lives in a subsection (a ``Chunk``) at an offset (``LabelDef``; the
+records are state.py's); values are chunk-relative until write.py lays the
+sections out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from emu.blob import expr as ex
 from emu.blob.asm.common import MAX_EQUATE_NODES, Fail
 from emu.blob.asm.read import SYMBOL, Stmt
+from emu.blob.asm.state import Equate, LabelDef, SymAttrs
 from emu.blob.expr import Const, Evaluator, ExprError, Node, Num, Sym, Value
-from emu.blob.objfile import Binding, Symbol, SymbolType
-from emu.errors import AsmError, SourceLoc
+from emu.blob.objfile import Binding, Symbol
+from emu.errors import AsmError
 
 if TYPE_CHECKING:
-    from emu.blob.asm.assembler import Assembler
-    from emu.blob.asm.subsegs import Chunk
-
-
-@dataclass
-class LabelDef:
-    chunk: Chunk
-    offset: int
-    loc: SourceLoc
-
-
-@dataclass
-class Equate:
-    node: Node
-    size: int
-    loc: SourceLoc
-
-
-@dataclass
-class SymAttrs:
-    binding: Binding | None = None
-    type: SymbolType | None = None
-    size: Node | None = None
-    size_stmt: Stmt | None = None
+    from emu.blob.asm.state import AsmState
 
 
 def local_name(number: int, count: int) -> str:
@@ -70,12 +48,12 @@ class Symbols:
     local_counts: dict[int, int]
     internal: set[str]  # literal pool labels: never in the symbol table
 
-    def check_name(self: Assembler, name: str) -> str:
+    def check_name(self: AsmState, name: str) -> str:
         if not SYMBOL.fullmatch(name):
             raise Fail(f"bad symbol name {name!r}")
         return name
 
-    def define_label(self: Assembler, name: str, stmt: Stmt) -> None:
+    def define_label(self: AsmState, name: str, stmt: Stmt) -> None:
         if name.isdigit():
             number = int(name)
             count = self.local_counts.get(number, 0) + 1
@@ -85,7 +63,7 @@ class Symbols:
             raise Fail(f"symbol '{name}' is already defined")
         self.labels[name] = LabelDef(self.chunk, self.chunk.offset, stmt.where)
 
-    def local_ref(self: Assembler, number: int, forward: bool) -> str:
+    def local_ref(self: AsmState, number: int, forward: bool) -> str:
         count = self.local_counts.get(number, 0)
         if forward:
             return local_name(number, count + 1)
@@ -93,10 +71,10 @@ class Symbols:
             raise ExprError(f"backward reference {number}b to a local label not yet defined")
         return local_name(number, count)
 
-    def dot(self: Assembler) -> Value:
+    def dot(self: AsmState) -> Value:
         return Value.base(self.chunk.key, self.chunk.offset)
 
-    def prepare(self: Assembler, text: str) -> tuple[Node, int]:
+    def prepare(self: AsmState, text: str) -> tuple[Node, int]:
         """Parse an expression and bind what is known now: ``.``, numeric labels, equates."""
         node = ex.parse_expression(text)
         if isinstance(node, Num):
@@ -122,10 +100,10 @@ class Symbols:
             raise ExprError("expression too complex (equates expand to too many terms)")
         return node, size
 
-    def pre(self: Assembler, text: str) -> Node:
+    def pre(self: AsmState, text: str) -> Node:
         return self.prepare(text)[0]
 
-    def value_now(self: Assembler, node: Node) -> Value:
+    def value_now(self: AsmState, node: Node) -> Value:
         """Evaluate with what is defined so far (chunk-relative labels)."""
 
         def resolve(name: str) -> Value | None:
@@ -139,13 +117,13 @@ class Symbols:
 
         return Evaluator(resolve)(node)
 
-    def absolute(self: Assembler, text: str, what: str) -> int:
+    def absolute(self: AsmState, text: str, what: str) -> int:
         value = self.value_now(self.pre(text))
         if not value.is_absolute:
             raise Fail(f"{what} must be an absolute expression")
         return value.const
 
-    def set_symbol(self: Assembler, name: str, text: str, stmt: Stmt, redefine: bool = True) -> None:
+    def set_symbol(self: AsmState, name: str, text: str, stmt: Stmt, redefine: bool = True) -> None:
         self.check_name(name)
         if name in self.labels:
             raise Fail(f"symbol '{name}' is already defined as a label")
@@ -161,7 +139,7 @@ class Symbols:
             pass  # forward references: evaluated when the object is finished
         self.equates[name] = Equate(node, size, stmt.where)
 
-    def attrs_of(self: Assembler, name: str) -> SymAttrs:
+    def attrs_of(self: AsmState, name: str) -> SymAttrs:
         self.check_name(name)
         attrs = self.attrs.get(name)
         if attrs is None:
@@ -169,7 +147,7 @@ class Symbols:
         return attrs
 
     # -- emitting bytes -----------------------------------------------------------
-    def value_final(self: Assembler, node: Node) -> Value:
+    def value_final(self: AsmState, node: Node) -> Value:
         """Evaluate with every label placed: section-relative, undefined symbols as their own bases."""
         active: set[str] = set()
 
@@ -210,7 +188,7 @@ class Symbols:
         evaluator = Evaluator(resolve, alias=alias)
         return self.section_value(evaluator(node))
 
-    def symbol_name_for(self: Assembler, value: Value, key: str) -> tuple[str, int]:
+    def symbol_name_for(self: AsmState, value: Value, key: str) -> tuple[str, int]:
         """A symbol for base ``key`` of value: (name, addend)."""
         hint = value.hint(key)
         if key.startswith("\x00"):
@@ -219,11 +197,11 @@ class Symbols:
             return key[1:], value.const
         return key, value.const
 
-    def is_global(self: Assembler, name: str) -> bool:
+    def is_global(self: AsmState, name: str) -> bool:
         attrs = self.attrs.get(name)
         return attrs is not None and attrs.binding in (Binding.GLOBAL, Binding.WEAK)
 
-    def absolute_final(self: Assembler, node: Node | None, what: str) -> int:
+    def absolute_final(self: AsmState, node: Node | None, what: str) -> int:
         if node is None:
             raise Fail(f"missing {what}")
         value = self.value_final(node)
@@ -231,7 +209,7 @@ class Symbols:
             raise Fail(f"{what} must be an absolute expression (use :lo12:/:abs_gN: for addresses)")
         return value.const
 
-    def symbol_table(self: Assembler, errors: list[tuple[int, AsmError]]) -> dict[str, Symbol]:
+    def symbol_table(self: AsmState, errors: list[tuple[int, AsmError]]) -> dict[str, Symbol]:
         symbols: dict[str, Symbol] = {}
         for name, label in self.labels.items():
             if name in self.internal:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from emu.blob import expr as ex
 from emu.blob.asm.aarch64_opc import (
@@ -51,9 +51,6 @@ from emu.blob.asm.read import Stmt, pseudo_op, split_top
 from emu.blob.expr import Node, Sym, Value
 from emu.blob.ksworker import KeystoneWorker, shared_worker
 from emu.blob.objfile import Relocation, RelocType
-
-if TYPE_CHECKING:
-    from emu.blob.asm.assembler import Assembler
 
 ABSOLUTE_SYMBOL = "*ABS*"  # a local absolute symbol of value 0, for "adrp xN, <number>"
 
@@ -603,6 +600,12 @@ class AArch64:
         return None
 
 
+class _HasTarget(Protocol):
+    """What ``.unreq`` needs of the assembly (state.py's AsmState, above this module)."""
+
+    target: AArch64
+
+
 @pseudo_op(".unreq")
-def _unreq(asm: Assembler, name: str, args: str, stmt: Stmt) -> None:
+def _unreq(asm: _HasTarget, name: str, args: str, stmt: Stmt) -> None:
     asm.target.remove_register_alias(args.strip())

@@ -15,15 +15,14 @@ from typing import TYPE_CHECKING
 
 from emu.blob import expr as ex
 from emu.blob.asm.common import NOP, Fail, hex_text
-from emu.blob.asm.subsegs import Chunk, DataFix, InsnRec
+from emu.blob.asm.state import Chunk, DataFix, InsnRec, SectionState
 from emu.blob.asm.tc_aarch64 import ABSOLUTE_SYMBOL, AArch64, Insn, Plan
 from emu.blob.expr import ExprError, Value
 from emu.blob.objfile import Binding, ObjectFile, Relocation, RelocType, Section, Symbol, SymbolType
 from emu.errors import AsmError
 
 if TYPE_CHECKING:
-    from emu.blob.asm.assembler import Assembler
-    from emu.blob.asm.subsegs import SectionState
+    from emu.blob.asm.state import AsmState
 
 
 class Writer:
@@ -35,7 +34,7 @@ class Writer:
     target: AArch64
     absolute_symbol_used: bool
 
-    def finish(self: Assembler) -> ObjectFile:
+    def finish(self: AsmState) -> ObjectFile:
         for section in list(self.sections.values()):
             for chunk in list(section.chunks.values()):
                 first = chunk.pool[0].stmt if chunk.pool else None
@@ -75,7 +74,7 @@ class Writer:
             raise min(errors, key=lambda e: e[0])[1]
         return self.build_object(relocations, symbols)
 
-    def layout(self: Assembler) -> None:
+    def layout(self: AsmState) -> None:
         """Place each section's subsections one after the other, each at its alignment."""
         for section in self.sections.values():
             position = 0
@@ -85,7 +84,7 @@ class Writer:
                 chunk.start = position
                 position += chunk.offset
 
-    def section_value(self: Assembler, value: Value) -> Value:
+    def section_value(self: AsmState, value: Value) -> Value:
         """Rewrite chunk bases as section bases plus the chunk's start."""
         if not any(k.count("\x00") == 2 for k, _ in value.terms):
             return value
@@ -115,13 +114,13 @@ class Writer:
                 unique.append((key, hint))
         return Value(ex.wrap64(const), kept, tuple(unique))
 
-    def _chunk_by_key(self: Assembler, key: str) -> Chunk | None:
+    def _chunk_by_key(self: AsmState, key: str) -> Chunk | None:
         if key.count("\x00") != 2:
             return None
         _, name, sub = key.split("\x00")
         return self.sections[name].chunks[int(sub)]
 
-    def finish_data(self: Assembler, fix: DataFix) -> Relocation | None:
+    def finish_data(self: AsmState, fix: DataFix) -> Relocation | None:
         value = self.value_final(fix.node)
         chunk = fix.chunk
         position = chunk.start + fix.offset
@@ -153,7 +152,7 @@ class Writer:
             raise Fail("cannot relocate a difference of symbols in different sections")
         raise Fail("expression too complex for a relocation")
 
-    def store(self: Assembler, chunk: Chunk, offset: int, size: int, value: int, inst: bool = False) -> None:
+    def store(self: AsmState, chunk: Chunk, offset: int, size: int, value: int, inst: bool = False) -> None:
         bits = size * 8
         if size < 8 and not -(1 << (bits - 1)) <= value < (1 << bits):
             raise Fail(f"value {hex_text(value)} does not fit in {size} byte(s)")
@@ -163,7 +162,7 @@ class Writer:
 
     # -- instruction encoding -----------------------------------------------------
 
-    def build_object(self: Assembler, relocations: dict[str, list[tuple[int, Relocation]]], symbols: dict[str, Symbol]) -> ObjectFile:
+    def build_object(self: AsmState, relocations: dict[str, list[tuple[int, Relocation]]], symbols: dict[str, Symbol]) -> ObjectFile:
         obj = ObjectFile(self.filename)
         for state in sorted(self.sections.values(), key=lambda s: s.order):
             if state.name == ".note.GNU-stack" and not any(c.offset for c in state.chunks.values()):
