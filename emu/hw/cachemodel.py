@@ -761,18 +761,21 @@ class CacheModel:
         """A machine.window_listeners entry: ``vcpu``'s measurement window opens
         (sys_window), so its stats from now on are what stats() reports."""
         for variant in self.variants:
-            self._window_base[(vcpu.index, variant)] = self._stats_since_attach(vcpu.index, variant)
+            self._window_base[(vcpu.index, variant)] = self.all_stats(vcpu.index, variant)
 
     def stats(self, cpu: int, variant: Variant | None = None) -> CacheStats:
         """CPU ``cpu``'s counts in ``variant`` (default: the primary one) inside
         its measurement window (all of them if it never opened one), scaled
         back by the sampling factor for a sampled hierarchy."""
         variant = variant or self.primary_variant
-        now = self._stats_since_attach(cpu, variant)
+        now = self.all_stats(cpu, variant)
         base = self._window_base.get((cpu, variant))
         return now if base is None else now.minus(base)
 
-    def _stats_since_attach(self, cpu: int, variant: Variant) -> CacheStats:
+    def all_stats(self, cpu: int, variant: Variant | None = None) -> CacheStats:
+        """CPU ``cpu``'s counts in ``variant`` since the model was attached,
+        boot and set-up included (stats() has the window's)."""
+        variant = variant or self.primary_variant
         index = self.variant_index(variant)
         if self.reference is not None:
             return self.reference.hierarchies[index].stats(cpu)
