@@ -38,14 +38,27 @@ def write_json(path: str | Path, report: dict) -> None:
     atomic_write_text(path, json.dumps(report, indent=2, sort_keys=False) + "\n")
 
 
+def measured_counts(cpu: dict) -> dict:
+    """The part of a CPU's counts the comparison charges: its measurement
+    window (a report from before windows: all of them)."""
+    return cpu.get("window") or cpu
+
+
 def local_kernel_share(run: dict, node: int) -> float | None:
-    """Share of kernel-text fetches of ``node``'s CPUs served by ``node`` itself."""
+    """Share of kernel-text fetches of ``node``'s CPUs served by ``node`` itself,
+    inside the measurement window."""
     local = total = 0
     for cpu in run["cpus"]:
         if cpu["node"] == node:
-            local += cpu["kernel_fetches_by_node"][node]
-            total += sum(cpu["kernel_fetches_by_node"])
+            fetches = measured_counts(cpu)["kernel_fetches_by_node"]
+            local += fetches[node]
+            total += sum(fetches)
     return None if total == 0 else local / total
+
+
+def iteration_noun(run: dict) -> str:
+    """What one workload iteration is ("query", "syscall", ...)."""
+    return (run.get("window") or {}).get("noun", "query")
 
 
 def run_label(run: dict) -> str:
@@ -67,12 +80,37 @@ def _node_cycles(run: dict, node: int) -> float:
     return sum(cpu["cycles"] for cpu in run["cost"]["cpus"] if cpu["node"] == node)
 
 
-def _per_query(run: dict, node: int) -> str:
-    cpus = sum(1 for cpu in run["cpus"] if cpu["node"] == node)
-    queries = run.get("iterations") or 0
-    if not queries or not cpus:
+def _per_iteration(run: dict, node: int) -> str:
+    """Window cycles per window iteration of ``node``'s CPUs ("-" when unknown)."""
+    cpus = [cpu for cpu in run["cpus"] if cpu["node"] == node]
+    if cpus and all("window" in cpu for cpu in cpus):
+        counts = [cpu["window"]["iterations"] for cpu in cpus]
+        iterations = sum(counts) if None not in counts else 0
+    else:  # a report from before windows: every task ran run["iterations"]
+        iterations = (run.get("iterations") or 0) * len(cpus)
+    if not iterations:
         return "-"
-    return f"{_node_cycles(run, node) / (queries * cpus):,.0f}"
+    return f"{_node_cycles(run, node) / iterations:,.0f}"
+
+
+def format_window(run: dict, label: str) -> list[str]:
+    """Boot and set-up apart from the measured window, for one run."""
+    window = run.get("window")
+    if not window:
+        return []
+    if not window["cpus_opened"]:
+        return [f"  {label}: no task opened a measurement window: the whole run is charged"]
+    noun = window["noun"]
+    iterations = window["iterations"]
+    counted = f"{iterations:,} {noun}{'' if iterations == 1 else 's'}" if iterations else (
+        f"{noun}s not known (a task did not finish)")
+    warmup = f", after {window['warmup']:,} warm-up per task" if window["warmup"] else ""
+    opened = len(run["cpus"])
+    missing = "" if window["cpus_opened"] == opened else (
+        f"; {opened - window['cpus_opened']} CPU(s) never opened theirs, charged whole")
+    return [f"  {label}: boot and set-up {window['setup_instructions']:,} instructions "
+            f"(not charged); window {window['instructions']:,} instructions, "
+            f"{counted}{warmup}{missing}"]
 
 
 def _mib(value: float) -> str:
@@ -80,14 +118,16 @@ def _mib(value: float) -> str:
 
 
 def format_cost(runs: Sequence[dict], labels: Sequence[str]) -> list[str]:
-    """Modelled cycles per query, speed-up, and per-node DRAM traffic with balance."""
+    """Modelled cycles per workload iteration, speed-up, and per-node DRAM
+    traffic with balance, all of the measurement windows."""
     model = runs[0]["cost"]["model"]
     nodes = len(runs[0]["cost"]["node_traffic_bytes"])
-    head = f"{'node':>4}  " + "".join(f"{'cycles/query ' + lab:>26}" for lab in labels)
+    per = "cycles/" + iteration_noun(runs[0])
+    head = f"{'node':>4}  " + "".join(f"{per + ' ' + lab:>26}" for lab in labels)
     head += "".join(f"{'DRAM MiB ' + lab:>22}" for lab in labels)
     lines = [f"cost model: {model}", head]
     for node in range(nodes):
-        row = f"{node:>4}  " + "".join(f"{_per_query(run, node):>26}" for run in runs)
+        row = f"{node:>4}  " + "".join(f"{_per_iteration(run, node):>26}" for run in runs)
         row += "".join(f"{_mib(run['cost']['node_traffic_bytes'][node]):>22}" for run in runs)
         lines.append(row)
     if all("balance_max_mean" in run["cost"] for run in runs):
@@ -211,6 +251,8 @@ def format_report(report: dict) -> str:
             lines.append(f"  {label}: console output capped at {limit:,} bytes: "
                          f"{run['console_dropped_bytes']:,} more bytes dropped")
     lines += format_cnp(runs, labels)
+    for run, label in zip(runs, labels, strict=True):
+        lines += format_window(run, label)
     header = f"{'node':>4}  {'CPUs':>4}  " + "  ".join(
         f"{'local kernel fetches (' + label + ')':>32}" for label in labels
     )

@@ -29,7 +29,7 @@ from typing import Any
 
 from emu.api import Report, run_comparison
 from emu.errors import EmuError, UsageError
-from emu.report import local_kernel_share
+from emu.report import local_kernel_share, measured_counts
 from emu.run_options import RunOptions
 
 STATUS_OK = "ok"
@@ -123,14 +123,19 @@ def make_row(point: Point, report: dict | None, error: BaseException | None,
 
 def summarize_run(run: dict) -> dict:
     """The key results of one RUN of the ``{"runs": [...]}`` report."""
-    local = sum(cpu["kernel_fetches_by_node"][cpu["node"]] for cpu in run["cpus"])
-    total = sum(sum(cpu["kernel_fetches_by_node"]) for cpu in run["cpus"])
+    # kernel fetches of the measurement windows (boot and set-up apart)
+    local = sum(measured_counts(cpu)["kernel_fetches_by_node"][cpu["node"]] for cpu in run["cpus"])
+    total = sum(sum(measured_counts(cpu)["kernel_fetches_by_node"]) for cpu in run["cpus"])
+    window = run.get("window") or {}
     summary: dict[str, Any] = {
         "ktext": run["ktext"],
         "ktext_message": run.get("ktext_message"),
         "stop_reason": run.get("stop_reason"),
         "iterations": run.get("iterations"),
         "instructions": run["instructions"],
+        "window_iterations": window.get("iterations"),
+        "window_instructions": window.get("instructions"),
+        "setup_instructions": window.get("setup_instructions"),
         "migrations": run.get("migrations"),
         "kernel_fetches": total,
         "local_kernel_fetches": local,

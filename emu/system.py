@@ -22,6 +22,8 @@ from unicorn.arm64_const import (
 
 from emu.blob.build import shipped_kernel_elf
 from emu.blob.elf import MAX_FILE_SIZE as MAX_ELF_BYTES
+from emu.blob.footprint_data import default_footprint, footprint_json
+from emu.blob.synth import Footprint
 from emu.config import MachineConfig
 from emu.errors import ElfError, GuestFault, UsageError
 from emu.fileio import read_input_file
@@ -43,6 +45,7 @@ from emu.kernel.layout import (
 )
 from emu.kernel.pgtable_prot import PAGE_KERNEL, PAGE_KERNEL_RO
 from emu.kernel.sched import Scheduler
+from emu.workloads import workload_defaults
 
 DEFAULT_MAX_INSTRUCTIONS = 50_000_000
 
@@ -67,6 +70,8 @@ class RunSpec:
     count_fetches: bool = True  # False: no accounting at all (the benchmark's baseline)
     is_domain: str = "machine"  # Inner Shareable domains: "machine" (Linux) or "node" (emu/hw/tlb.py)
     ro_replicas: bool = False  # rodata copies PAGE_KERNEL_RO, not the series' PAGE_KERNEL
+    warmup: int = 0  # iterations per task run before its measurement window opens
+    footprint: Footprint | None = None  # generated paths and dbsim; None: default_footprint()
 
 
 def file_sha256(path: str | Path) -> str:
@@ -94,11 +99,14 @@ class System:
             config.topology, self.physmem, spec.quantum, spec.data_accesses, spec.count_fetches
         )
         self.machine.tlbs.set_domains(is_domains(self.machine.tlbs.cpu_nodes, spec.is_domain))
+        self.footprint: Footprint | None = None  # what the shipped kernel was generated with
         if spec.kernel is None:
             defsyms = {"KIMAGE_VADDR": layout.kimage_vaddr,
                        "PHYS_OFFSET_LOAD": self.physmem.banks[0].base,
                        "PAGE_SIZE": self.geometry.granule}  # fmt: skip
-            elf = shipped_kernel_elf(defsyms, spec.extra_sources, spec.user_sources)
+            self.footprint = spec.footprint or default_footprint()
+            elf = shipped_kernel_elf(defsyms, spec.extra_sources, spec.user_sources,
+                                     self.footprint)
         else:
             elf = spec.kernel
         self.image = load_kernel_image(elf)
@@ -107,6 +115,7 @@ class System:
             ktext=spec.ktext,
             workload=spec.workload,
             iterations=spec.iterations,
+            warmup=spec.warmup,
             cpu_features=frozenset(spec.cpu_features),
             rodata_prot=PAGE_KERNEL_RO if spec.ro_replicas else PAGE_KERNEL,
             syscalls=spec.syscalls,
@@ -316,9 +325,11 @@ class System:
         image = self.image
         repl = self.kernel.replication
         cpus = []
+        accounting = self.machine.accounting
         for vcpu in self.machine.cpus:
-            counts = self.machine.accounting.counts(vcpu.index)
+            counts = accounting.counts(vcpu.index)
             ttbr1 = self.cpu_ttbr1(vcpu.index)
+            setup = accounting.setup_counts(vcpu.index)
             cpus.append({
                 "cpu": vcpu.index,
                 "node": vcpu.node,
@@ -332,6 +343,12 @@ class System:
                 "fetches_by_node": list(counts.fetches_by_node),
                 "remote_filled_kernel_fetches_by_node":
                     list(counts.remote_filled_kernel_fetches_by_node),
+                "setup": None if setup is None else setup.to_json(),
+                "window": {
+                    "opened": setup is not None,
+                    "iterations": self.window_iterations(vcpu.index),
+                    **accounting.window_counts(vcpu.index).to_json(),
+                },
             })  # fmt: skip
         nodes = [
             {"node": node, "pgd": hexa(repl.pgd_phys[node]),
@@ -371,6 +388,8 @@ class System:
             "cnp": self.cnp_report(),
             "stop_reason": result.reason.value if result else None,
             "instructions": result.instructions if result else 0,
+            "window": self.window_summary(cpus),
+            "footprint": None if self.footprint is None else footprint_json(self.footprint),
             "cpus": cpus,
             "nodes": nodes,
             "tasks": self.scheduler.report(),
@@ -387,6 +406,30 @@ class System:
             "console_cpus": list(self.machine.console_cpus),  # the CPU of each console write
             "console_dropped_bytes": self.machine.firmware.console_dropped_bytes,
             "tasks_finished": all(cpu.power is not PowerState.ON for cpu in self.machine.cpus),
+        }
+
+    def window_iterations(self, cpu: int) -> int | None:
+        """Iterations ``cpu``'s task ran inside its measurement window: all of
+        its ``iterations`` once it opened the window and exited with status 0;
+        None when that is not known (still running, failed, or no window)."""
+        vcpu = self.machine.cpus[cpu]
+        if (not self.machine.accounting.window_opened(cpu) or vcpu.exit_status != 0
+                or self.spec.iterations == 0):
+            return None
+        return self.spec.iterations
+
+    def window_summary(self, cpus: list[dict]) -> dict:
+        """The run's measurement window: what the cost compares, apart from boot and set-up."""
+        known = workload_defaults(self.spec.workload)
+        opened = [cpu for cpu in cpus if cpu["window"]["opened"]]
+        counts = [cpu["window"]["iterations"] for cpu in opened]
+        return {
+            "noun": known.noun if known else "iteration",
+            "warmup": self.spec.warmup,
+            "cpus_opened": len(opened),
+            "iterations": sum(counts) if counts and None not in counts else None,
+            "instructions": sum(cpu["window"]["instructions"] for cpu in cpus),
+            "setup_instructions": sum(cpu["setup"]["instructions"] for cpu in opened),
         }
 
     def close(self) -> None:

@@ -1,10 +1,13 @@
 """The workloads ktext-emu ships: what each stands for and how it runs.
 
 A workload is an EL0 function ``workload_<name>`` in the kernel image
-(``kernel_blob/workloads.S``, or a user's ``--add FILE.S``), started on every
-CPU with x0 = task number and x1 = iterations.  This table adds what the
-host needs to know about the shipped ones; any other ``workload_<name>`` in
-the image runs with the defaults.
+(``kernel_blob/workloads.S``, the generated ``dbsim`` of emu/blob/synth.py,
+or a user's ``--add FILE.S``), started on every CPU with x0 = task number,
+x1 = iterations, x2 = tasks and x3 = warm-up iterations.  A task calls
+sys_window (``__NR_window``) when its set-up and warm-up are done; the cost
+compares what runs after that.  This table adds what the host needs to know
+about the shipped ones; any other ``workload_<name>`` in the image runs with
+the defaults.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ class Workload:
     default_iterations: int
     migrate_every: int = 0  # instructions per CPU between migrations; 0: none
     data_accesses: bool = True  # the cost model charges data accesses too
+    noun: str = "iteration"  # what one iteration is, for "cycles per <noun>"
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -31,14 +35,29 @@ WORKLOADS: dict[str, Workload] = {
             "exception entry/return, the syscall table (replicated rodata), a small handler "
             "reading rodata and updating shared and per-CPU counters",
             default_iterations=1000,
+            noun="syscall",
         ),
         Workload(
             "dbsim",
-            "a database-like load: key lookups in a shared hash index, rows copied out of "
-            "kernel buffers into user memory, three syscalls per query",
-            "kernel text (lookup, copy_to_user-like loop) and rodata replicated per node; "
-            "the index and rows are shared data in node 0's memory; user buffers node-local",
+            "a database-like load with a real footprint: per query a hash-index probe and a "
+            "few rows out of MBs of shared user memory, a plan of generated operator "
+            "functions (hundreds of KiB of EL0 code over the plans) and three syscalls, each "
+            "running a generated kernel path sized like a real arm64 kernel's",
+            "kernel text (the generated paths, tens of KiB per query) and rodata replicated "
+            "per node, evicted between syscalls by the user code and data; the index and rows "
+            "in node 0's memory, built by the tasks before their window opens",
+            default_iterations=100,
+            noun="query",
+        ),
+        Workload(
+            "dbsim_tiny",
+            "the old dbsim, a negative control: key lookups in a shared hash index in kernel "
+            "buffers, rows copied out to user memory, three syscalls per query, all of it a "
+            "few hundred bytes of text",
+            "a kernel path that fits in any L1 (about 100 instructions a syscall): replication "
+            "cannot gain much here",
             default_iterations=300,
+            noun="query",
         ),
         Workload(
             "patchstorm",
@@ -55,6 +74,7 @@ WORKLOADS: dict[str, Workload] = {
             "a task keeping its virtual PC across nodes and fetching from each node's copy",
             default_iterations=1000,
             migrate_every=5000,
+            noun="round trip",
         ),
     )
 }

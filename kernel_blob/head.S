@@ -220,9 +220,12 @@ cpu_startup_common:
 	ldr	x9, [x8, x0, lsl #3]
 	msr	sp_el0, x9
 	ldr	x1, [x5, #BOOT_USER_ARG]
+	ldr	x2, [x5, #BOOT_NR_CPUS]
+	ldr	x3, [x5, #BOOT_USER_WARMUP]
 	// Nothing of the kernel's leaks to EL0 (Linux starts a task with its
-	// registers cleared): only x0 (task) and x1 (argument) are set.
-	.irp	reg, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30
+	// registers cleared): only x0 (task), x1 (iterations), x2 (tasks) and
+	// x3 (warm-up iterations) are set.
+	.irp	reg, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30
 	mov	x\reg, xzr
 	.endr
 	eret

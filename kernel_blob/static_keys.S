@@ -90,9 +90,11 @@ storm_flippers_running:
 	.type	workload_key_storm, %function
 workload_key_storm:
 	mov	x19, x1
+	mov	x22, x0
+	window_start_unless_warmup	xzr	// no warm-up: the storm is the measurement
 	adr	x20, storm_flippers_started
 	adr	x21, storm_flippers_running
-	tbnz	x0, #0, .Lstorm_watch
+	tbnz	x22, #0, .Lstorm_watch
 	mov	x2, #1
 	str	x2, [x20]
 1:	ldxr	x3, [x21]
@@ -132,6 +134,7 @@ workload_key_storm:
 	.type	workload_static_keys, %function
 workload_static_keys:
 	mov	x19, x1
+	window_start_unless_warmup	x3
 1:	mov	x0, #0				// probe_key_false
 	mov	x1, #2
 	mov	x8, #__NR_static_key
@@ -149,6 +152,7 @@ workload_static_keys:
 	.type	workload_key_watch, %function
 workload_key_watch:
 	mov	x19, x1
+	window_start_unless_warmup	x3
 1:	mov	x8, #__NR_static_probe
 	svc	#0
 	next_iteration_or_exit

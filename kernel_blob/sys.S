@@ -19,7 +19,13 @@ sys_call_table:
 	.quad	sys_db_lookup			// 8
 	.quad	sys_db_read			// 9
 	.quad	sys_scenario			// 10 (scenarios.S)
-	.rept	__NR_syscalls - 11
+	.quad	sys_window			// 11
+	.rept	__NR_synth_base - 12
+	.quad	sys_ni_syscall
+	.endr
+	.quad	sys_synth_0, sys_synth_1, sys_synth_2, sys_synth_3	// 16-23: the generated
+	.quad	sys_synth_4, sys_synth_5, sys_synth_6, sys_synth_7	// paths (synth.S)
+	.rept	__NR_syscalls - __NR_synth_base - __NR_synth_max
 	.quad	sys_ni_syscall
 	.endr
 	.size	sys_call_table, . - sys_call_table
@@ -93,6 +99,28 @@ sys_puts:
 	smc	#0
 	ret
 	.size	sys_puts, . - sys_puts
+
+// long sys_window(void): the calling task's set-up and warm-up are done.  The
+// firmware snapshots this CPU's counters: what ran before is set-up, what
+// runs after is the measured window (emu/hw/accounting.py).
+	.globl	sys_window
+	.type	sys_window, %function
+sys_window:
+	ldr	x0, =KTEXT_SIP_WINDOW
+	smc	#0
+	ret
+	.size	sys_window, . - sys_window
+
+// The generated paths (emu/blob/synth.py) define sys_synth_<n>; a kernel
+// built without them answers those numbers like any missing syscall.  Weak
+// stubs of their own, so that sys_ni_syscall keeps its address to itself.
+	.irp	n, 0, 1, 2, 3, 4, 5, 6, 7
+	.weak	sys_synth_\n
+	.type	sys_synth_\n, %function
+sys_synth_\n:
+	b	sys_ni_syscall
+	.size	sys_synth_\n, . - sys_synth_\n
+	.endr
 
 	.globl	sys_ni_syscall
 	.type	sys_ni_syscall, %function

@@ -12,7 +12,7 @@ def test_short_benchmark_runs_and_reports(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["--short", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert {row["workload"] for row in result["speed"]} == {"syscall", "dbsim"}
+    assert {row["workload"] for row in result["speed"]} == {"syscall", "dbsim", "dbsim_tiny"}
     for row in result["speed"]:
         assert row["instructions"] > 0 and row["fast_vs_baseline"] > 0
     assert [row["cpus"] for row in result["scaling"]] == [2, 8]

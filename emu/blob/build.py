@@ -13,6 +13,8 @@ found on disk), so any change rebuilds and nothing stale is ever loaded.
 from __future__ import annotations
 
 import atexit
+import copy
+import functools
 import hashlib
 import os
 import shutil
@@ -28,6 +30,7 @@ from emu.blob.elf import elf_bytes
 from emu.blob.ldscript import load_script
 from emu.blob.link import LinkedImage, link
 from emu.blob.objfile import ObjectFile
+from emu.blob.synth import Footprint, write_source
 from emu.blob.usercode import as_user_object
 from emu.errors import BlobError, OutputError
 from emu.fileio import atomic_write_bytes, atomic_write_text, printable, read_input_file
@@ -71,12 +74,14 @@ def build_kernel(
     extra: Sequence[Path] = (),
     defsyms: Mapping[str, int] | None = None,
     user: Sequence[Path] = (),
+    objects: Sequence[ObjectFile] = (),
 ) -> LinkedImage:
     """Assemble and link a kernel.
 
     ``sources`` default to the shipped kernel_blob/*.S; ``extra`` files are
     appended (``build --add``), then the ``user`` files, whose .text, .rodata,
-    .data and .bss become user sections (``--add-user``, emu/blob/usercode.py).
+    .data and .bss become user sections (``--add-user``, emu/blob/usercode.py),
+    then the already assembled ``objects``.
     A ``.c`` file among ``extra`` or ``user`` is compiled first (emu/blob/cc.py).
     kernel_blob/ is always an include directory, after each file's own directory.
     """
@@ -93,13 +98,22 @@ def build_kernel(
     script_path = Path(script) if script is not None else default_script()
     parsed = load_script(script_path)
     assemble = _assembler()
-    objects = []
+    assembled = []
     with tempfile.TemporaryDirectory(prefix="ktext-emu-cc-") as scratch:
         for path, is_user in files:
             source = compile_c(path, Path(scratch)) if is_c_source(path) else path
             obj = assemble(source, (path.parent, kernel_blob_dir()))
-            objects.append(as_user_object(obj) if is_user else obj)
-    return link(objects, parsed, defsyms or {})
+            assembled.append(as_user_object(obj) if is_user else obj)
+    return link([*assembled, *objects], parsed, defsyms or {})
+
+
+@functools.lru_cache(maxsize=4)
+def _generated_object(footprint: Footprint) -> ObjectFile:
+    """The generated source for ``footprint``, assembled once per process: every
+    kernel built with it (each ``--add`` is a build of its own) links a copy."""
+    with tempfile.TemporaryDirectory(prefix="ktext-synth-") as generated:
+        source = write_source(footprint, Path(generated))
+        return _assembler()(source, (source.parent, kernel_blob_dir()))
 
 
 def cache_dir() -> Path:
@@ -158,11 +172,15 @@ def build_key(
     defsyms: Mapping[str, int] | None = None,
     extra: Sequence[Path] = (),
     user: Sequence[Path] = (),
+    footprint: Footprint | None = None,
 ) -> str:
     """The hash naming a cached build of ``blob_dir`` (+ ``extra`` and ``user``
-    files) with ``script`` and ``defsyms``; with a C file, the compiler too."""
+    files, + the code generated for ``footprint``) with ``script`` and
+    ``defsyms``; with a C file, the compiler too."""
     digest = hashlib.sha256()
     digest.update(toolchain_version().encode())
+    if footprint is not None:
+        digest.update(b"\0generated\0" + footprint.cache_token().encode())
     if any(is_c_source(Path(p)) for p in (*extra, *user)):
         digest.update(b"\0cc\0" + compiler_version().encode() + " ".join(CFLAGS).encode())
     for path in user:
@@ -180,10 +198,11 @@ def build_key(
 
 def shipped_kernel_elf(
     defsyms: Mapping[str, int] | None = None, extra: Sequence[Path] = (),
-    user: Sequence[Path] = (),
+    user: Sequence[Path] = (), footprint: Footprint | None = None,
 ) -> Path:
-    """The shipped kernel (plus ``extra`` sources and ``user`` sources made
-    user code) as an ELF file, built on first use and cached.
+    """The shipped kernel (plus ``extra`` sources, ``user`` sources made user
+    code, and the paths and dbsim workload generated for ``footprint``) as an
+    ELF file, built on first use and cached.
 
     An entry is used only if the SHA-256 of the ELF matches the one in its
     sidecar (``kernel-KEY.elf.sha256``, written after the ELF, both
@@ -195,7 +214,7 @@ def shipped_kernel_elf(
     blob_dir, script = kernel_blob_dir(), default_script()
     if not kernel_sources(blob_dir):
         raise BlobError(f"no kernel sources (*.S) in {blob_dir}")
-    key = build_key(blob_dir, script, defsyms, extra, user)
+    key = build_key(blob_dir, script, defsyms, extra, user, footprint)
     name = f"kernel-{key[:24]}.elf"
     private = _private_dir() / name
     if _entry_state(private) == "ok":  # this process already runs uncached
@@ -207,7 +226,8 @@ def shipped_kernel_elf(
         return path
     if state != "absent":
         _note(f"cached kernel {path} {state}: rebuilding it")
-    data = elf_bytes(build_kernel(None, script, extra, defsyms, user))
+    generated = () if footprint is None else (copy.deepcopy(_generated_object(footprint)),)
+    data = elf_bytes(build_kernel(None, script, extra, defsyms, user, generated))
     try:
         directory.mkdir(parents=True, exist_ok=True)
         _store_entry(path, data)

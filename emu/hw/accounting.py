@@ -210,6 +210,32 @@ class CpuCounts:
     def instructions(self) -> int:
         return sum(self.kernel_fetches_by_node) + sum(self.other_fetches_by_node)
 
+    def minus(self, earlier: CpuCounts) -> CpuCounts:
+        """What was counted since ``earlier`` (a snapshot of the same CPU)."""
+
+        def sub(now: tuple[int, ...], then: tuple[int, ...]) -> tuple[int, ...]:
+            return tuple(a - b for a, b in zip(now, then, strict=True))
+
+        return CpuCounts(
+            sub(self.kernel_fetches_by_node, earlier.kernel_fetches_by_node),
+            sub(self.other_fetches_by_node, earlier.other_fetches_by_node),
+            sub(self.data_reads_by_node, earlier.data_reads_by_node),
+            sub(self.data_writes_by_node, earlier.data_writes_by_node),
+            sub(self.remote_filled_kernel_fetches_by_node,
+                earlier.remote_filled_kernel_fetches_by_node),
+            sub(self.remote_filled_other_fetches_by_node,
+                earlier.remote_filled_other_fetches_by_node),
+        )  # fmt: skip
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "instructions": self.instructions,
+            "kernel_fetches_by_node": list(self.kernel_fetches_by_node),
+            "fetches_by_node": list(self.fetches_by_node),
+            "data_reads_by_node": list(self.data_reads_by_node),
+            "data_writes_by_node": list(self.data_writes_by_node),
+        }
+
 
 class Accounting:
     """Counters and the page table the block hook reads."""
@@ -271,6 +297,9 @@ class Accounting:
         # instruction count (see start()).
         self.counts_instructions = False
         self.counts_fetches = False
+        # Each CPU's counts when its measurement window opened (sys_window):
+        # before it, boot and set-up; after it, what the cost model charges.
+        self._window_base: dict[int, CpuCounts] = {}
 
     @property
     def compiled(self) -> bool:
@@ -461,6 +490,24 @@ class Accounting:
             remote_filled_kernel_fetches_by_node=remote_kernel,
             remote_filled_other_fetches_by_node=remote_other,
         )
+
+    def open_window(self, cpu: int) -> None:
+        """Start ``cpu``'s measurement window now (again, if it was open)."""
+        self._window_base[cpu] = self.counts(cpu)
+
+    def window_opened(self, cpu: int) -> bool:
+        return cpu in self._window_base
+
+    def setup_counts(self, cpu: int) -> CpuCounts | None:
+        """``cpu``'s counts before its window opened; None if it never did."""
+        return self._window_base.get(cpu)
+
+    def window_counts(self, cpu: int) -> CpuCounts:
+        """``cpu``'s counts since its window opened; all of them if it never did
+        (a workload that does not call sys_window is measured whole)."""
+        base = self._window_base.get(cpu)
+        now = self.counts(cpu)
+        return now if base is None else now.minus(base)
 
     def instructions(self, cpu: int) -> int:
         base = cpu * self._fetch_row

@@ -220,6 +220,8 @@ class CacheModel:
         self.accounting = accounting
         self.parameters = parameters or resolve_parameters(topology)
         self.detail = detail
+        # Each (CPU, hierarchy)'s stats when the CPU's measurement window opened.
+        self._window_base: dict[tuple[int, Variant], CacheStats] = {}
         geometry = self.parameters.cache
         self.geometry = geometry
         n_cpus, nodes = topology.n_cpus, topology.nodes
@@ -431,9 +433,24 @@ class CacheModel:
     def variant_index(self, variant: Variant) -> int:
         return self.variants.index(variant)
 
+    def open_window(self, vcpu: Any) -> None:
+        """A machine.window_listeners entry: ``vcpu``'s measurement window opens
+        (sys_window), so its stats from now on are what stats() reports."""
+        for variant in self.variants:
+            self._window_base[(vcpu.index, variant)] = self.all_stats(vcpu.index, variant)
+
     def stats(self, cpu: int, variant: Variant | None = None) -> CacheStats:
-        """CPU ``cpu``'s counts in ``variant`` (default: the primary one),
-        scaled back by the sampling factor for a sampled hierarchy."""
+        """CPU ``cpu``'s counts in ``variant`` (default: the primary one) inside
+        its measurement window (all of them if it never opened one), scaled
+        back by the sampling factor for a sampled hierarchy."""
+        variant = variant or self.primary_variant
+        now = self.all_stats(cpu, variant)
+        base = self._window_base.get((cpu, variant))
+        return now if base is None else now.minus(base)
+
+    def all_stats(self, cpu: int, variant: Variant | None = None) -> CacheStats:
+        """CPU ``cpu``'s counts in ``variant`` since the model was attached,
+        boot and set-up included (stats() has the window's)."""
         variant = variant or self.primary_variant
         index = self.variant_index(variant)
         if self.reference is not None:
@@ -488,14 +505,14 @@ class CacheModel:
     def cost_report(self, counts: Sequence[CpuCounts] | None = None,
                     variant: Variant | None = None, point: CostPoint | None = None) -> CostReport:  # fmt: skip
         """The CostReport of ``variant`` (default: the primary one) at
-        ``point`` (default: every range at its midpoint); ``counts`` default
-        to the accounting's."""
+        ``point`` (default: every range at its midpoint), of the measurement
+        windows; ``counts`` default to the accounting's window counts."""
         variant = variant or self.primary_variant
         params = self.parameters
         point = point or params.mid_point()
         n_cpus = self.topology.n_cpus
         if counts is None:
-            counts = [self.accounting.counts(cpu) for cpu in range(n_cpus)]
+            counts = [self.accounting.window_counts(cpu) for cpu in range(n_cpus)]
         all_stats = [self.stats(cpu, variant) for cpu in range(n_cpus)]
         cycles, lines, detail = [], [], []
         for cpu, stats in enumerate(all_stats):
@@ -534,6 +551,7 @@ def attach_cache_model(system: RunningSystem, backend: str = "auto", detail: str
                        state.bank_size, backend=backend, detail=detail, sampled=sampled)  # fmt: skip
     model.install(machine.uc, data_from_accounting=data_from_accounting)
     machine.switch_listeners.append(model.on_switch)
+    machine.window_listeners.append(model.open_window)
     if machine.current is not None:
         model.select_cpu(machine.current.index)
     # Hooks apply only to blocks translated after they were added.

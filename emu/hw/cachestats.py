@@ -77,6 +77,15 @@ class CacheStats:
     prefetch_fills_by_node: tuple[int, ...]
     writebacks_by_node: tuple[int, ...]
 
+    def minus(self, earlier: CacheStats) -> CacheStats:
+        """What was counted since ``earlier`` (a snapshot of the same CPU and hierarchy)."""
+        values = {}
+        for name in self.__dataclass_fields__:
+            now, then = getattr(self, name), getattr(earlier, name)
+            values[name] = (tuple(a - b for a, b in zip(now, then, strict=True))
+                            if isinstance(now, tuple) else now - then)  # fmt: skip
+        return CacheStats(**values)
+
     @classmethod
     def from_row(cls, row: Sequence[int], nodes: int, scale: int = 1) -> CacheStats:
         fixed = {name: int(row[i]) * scale for i, name in enumerate(STAT_NAMES)}

@@ -434,16 +434,17 @@ def _at(values: Sequence[int], index: int) -> int:
 
 
 def cost_of_run(system: RunningSystem, cache_model: Any = None) -> CostReport:
-    """The cost of ``system``'s run so far: the report of the CacheModel that
-    attach_cache_model() installed before ``system.run()`` (``--detail fast``
-    or ``cache``).  Without one, the counts-only formula fast_cost(), which
-    needs the machine's fixed hit rates.
+    """The cost of ``system``'s run so far, inside each CPU's measurement
+    window (boot and set-up are not charged; emu/hw/accounting.py): the
+    report of the CacheModel that attach_cache_model() installed before
+    ``system.run()`` (``--detail fast`` or ``cache``).  Without one, the
+    counts-only formula fast_cost(), which needs the machine's fixed hit rates.
     """
     if cache_model is not None:
         return cache_model.cost_report()
     machine = system.machine
     topology = system.config.topology
-    counts = [machine.accounting.counts(cpu) for cpu in range(topology.n_cpus)]
+    counts = [machine.accounting.window_counts(cpu) for cpu in range(topology.n_cpus)]
     return fast_cost(counts, topology)
 
 

@@ -1,5 +1,5 @@
 """The machine's firmware: PSCI (CPU_ON, CPU_OFF, SYSTEM_OFF) and ktext-emu's
-SiP service (panic, console), reached by the guest with ``smc #0`` under the
+SiP service (panic, console, measurement window), reached by the guest with ``smc #0`` under the
 SMC Calling Convention (function ID in x0, arguments x1-x3, result in x0).
 
 PSCI is how Linux brings secondaries up (``psci_cpu_on``) and down; the SiP
@@ -12,7 +12,7 @@ FaultReport.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from unicorn import Uc
@@ -36,6 +36,7 @@ PSCI_CPU_ON_64 = 0xC4000003
 PSCI_SYSTEM_OFF = 0x84000008
 SIP_PANIC = 0xC2000001
 SIP_PUTS = 0xC2000002
+SIP_WINDOW = 0xC2000003  # the calling CPU's measurement window opens (sys_window)
 
 PSCI_RET_SUCCESS = 0
 PSCI_RET_NOT_SUPPORTED = -1
@@ -95,6 +96,9 @@ class Firmware:
         self.max_console_bytes = DEFAULT_MAX_CONSOLE_BYTES
         self.console_bytes = 0  # bytes kept in ``console``
         self.console_dropped_bytes = 0  # written past max_console_bytes
+        # Told of the CPU whose measurement window opens (SIP_WINDOW), in order:
+        # the machine puts the accounting's snapshot first.
+        self.window_listeners: list[Callable[[VCpu], None]] = []
 
     def call(self, cpu: VCpu) -> CallEnd | FaultReport:
         """Serve the ``smc`` ``cpu`` just executed (PC is past it)."""
@@ -125,6 +129,11 @@ class Firmware:
                                                spsr=uc.reg_read(UC_ARM64_REG_X4))
         elif function == SIP_PUTS:
             result = self._console_write(cpu.index, x1, x2)
+        elif function == SIP_WINDOW:
+            # Set-up and warm-up are done: what this CPU runs from here on is measured.
+            for listener in self.window_listeners:
+                listener(cpu)
+            result = 0
         else:
             result = SMCCC_RET_NOT_SUPPORTED
         uc.reg_write(UC_ARM64_REG_X0, to_u64(result))

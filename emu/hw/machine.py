@@ -123,6 +123,7 @@ class Machine:
         self.current: VCpu | None = None
         self.forensics = Forensics(uc, self.mmu, physmem, self.accounting)
         self.firmware = Firmware(uc, self, self.mmu, physmem, self.forensics)
+        self.firmware.window_listeners.append(lambda cpu: self.accounting.open_window(cpu.index))
         self.exceptions = ExceptionEntry(uc, self.accounting, self.forensics, topology.n_cpus)
         self.tlb_maintenance = TlbMaintenance(uc, self.tlbs, self.cpus, lambda: self.current)
         uc.hook_add(UC_HOOK_TLB_FILL, self.mmu.fill)
@@ -148,6 +149,12 @@ class Machine:
         self._next_cpu = 0  # round-robin position, kept across run() calls
         # Called with the CPU just put on the engine (e.g. a cache model's select_cpu).
         self.switch_listeners: list[Callable[[VCpu], None]] = []
+
+    @property
+    def window_listeners(self) -> list[Callable[[VCpu], None]]:
+        """Told of a CPU whose measurement window opens (SIP_WINDOW), after the
+        accounting took its snapshot (e.g. a cache model's open_window)."""
+        return self.firmware.window_listeners
 
     @property
     def console(self) -> list[str]:

@@ -63,6 +63,7 @@ class BootParams:
     ktext: bool = False  # the ktext= command-line switch; the series defaults to off
     workload: str = "syscall"
     iterations: int = 1000  # per task; 0 runs until the instruction limit
+    warmup: int = 0  # iterations per task before its measurement window opens
     rodata_prot: Prot = PAGE_KERNEL  # what the series maps the rodata copies with
     cpu_features: frozenset[str] = frozenset()  # emulated CPU capabilities (--cpu-features)
     syscalls: tuple[tuple[int, str], ...] = ()  # --syscall NR=SYMBOL, after the image's own
@@ -348,7 +349,7 @@ def boot(machine: Machine, image: KernelImage, geometry: Geometry, params: BootP
         ("BOOT_IDMAP_TTBR0", idmap_pa), ("BOOT_KIMAGE_VOFFSET", image.kimage_voffset),
         ("BOOT_USER_TTBR0", make_ttbr(user_pgd)), ("BOOT_USER_PC", user_pc),
         ("BOOT_USER_ARG", params.iterations), ("BOOT_NR_CPUS", topology.n_cpus),
-        ("BOOT_NR_NODES", topology.nodes),
+        ("BOOT_NR_NODES", topology.nodes), ("BOOT_USER_WARMUP", params.warmup),
     ):  # fmt: skip
         physmem.write_u64(boot_regs + image.sym(field_name), value)
 

@@ -8,15 +8,17 @@ counts here also check the decoder on whole workloads."""
 from __future__ import annotations
 
 import pytest
+from ktext_testlib import SMALL_FOOTPRINT
 
 from emu.hw.accounting import NO_ACCEL_ENV
 
 
 @pytest.mark.parametrize("ktext", [True, False])
-@pytest.mark.parametrize("workload", ["syscall", "dbsim", "migrate", "patchstorm"])
+@pytest.mark.parametrize("workload", ["syscall", "dbsim", "dbsim_tiny", "migrate", "patchstorm"])
 def test_python_fallback_matches_compiled_hooks(make_system, monkeypatch, workload, ktext):
     options = dict(nodes=2, cpus_per_node=2, ktext=ktext, workload=workload, iterations=30,
-                   migrate_every=2000 if workload == "migrate" else 0, data_accesses=True)
+                   migrate_every=2000 if workload == "migrate" else 0, data_accesses=True,
+                   footprint=SMALL_FOOTPRINT)
     fast = make_system(**options)
     if not fast.machine.accounting.compiled:
         pytest.skip("the C extension is not built (no compiler when installing)")

@@ -343,7 +343,7 @@ def test_ctrl_c_inside_any_machine_run_is_a_clean_keyboard_interrupt():
         import sys
         from emu.config import machine_config
         from emu.system import RunSpec, System
-        system = System(machine_config(), RunSpec(workload="dbsim", iterations=0))
+        system = System(machine_config(), RunSpec(workload="dbsim_tiny", iterations=0))
         print("running", flush=True)
         try:
             system.run(max_instructions=10**12)

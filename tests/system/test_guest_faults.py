@@ -342,7 +342,7 @@ CASES = [
 
 
 def test_emulator_stays_usable_after_every_fault(make_system):
-    before = make_system(nodes=2, cpus_per_node=2, workload="dbsim")
+    before = make_system(nodes=2, cpus_per_node=2, workload="dbsim_tiny")
     before.run()
     expected = before.report()
     for source, workload, setup in CASES:
@@ -353,7 +353,7 @@ def test_emulator_stays_usable_after_every_fault(make_system):
             system.call(0, setup[0], linear_alias(system, "vectors"), setup[1])
         fault_of(system)
         system.close()
-    after = make_system(nodes=2, cpus_per_node=2, workload="dbsim")
+    after = make_system(nodes=2, cpus_per_node=2, workload="dbsim_tiny")
     assert after.run().reason is StopReason.ALL_OFF
     assert after.report() == expected
     assert all(after.report()["checks"].values())
