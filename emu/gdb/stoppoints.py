@@ -1,0 +1,115 @@
+"""Breakpoints and watchpoints kept in the emulator, not in guest memory.
+
+A breakpoint is a Unicorn code hook bounded to its one address, so it hits
+whichever node's copy a CPU fetches that VA from and no copy's bytes change
+(``verify`` stays clean).  A watchpoint is a memory hook bounded to its
+range; while any exists, a code hook on every instruction makes Unicorn stop
+right after the accessing instruction (it checks for a stop request only
+where a code hook runs).  Hooks exist only while stop points do: a run
+with none has no hook of ours at all.  A hit records what and where, then
+stops the engine; the quantum ends there (``Machine.run_quantum``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, Uc
+
+from emu.hw.machine import Machine
+
+# Z packet types
+SOFTWARE, HARDWARE, WRITE_WATCH, READ_WATCH, ACCESS_WATCH = range(5)
+WATCH_NAMES = {WRITE_WATCH: "watch", READ_WATCH: "rwatch", ACCESS_WATCH: "awatch"}
+_WATCH_HOOKS = {WRITE_WATCH: UC_HOOK_MEM_WRITE, READ_WATCH: UC_HOOK_MEM_READ,
+                ACCESS_WATCH: UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Hit:
+    cpu: int
+    kind: int  # SOFTWARE/HARDWARE for a breakpoint, a *_WATCH for a watchpoint
+    address: int  # the breakpoint's, or the watched address accessed
+
+
+class StopPoints:
+    """The session's breakpoints and watchpoints and their Unicorn hooks."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self.breakpoints: dict[int, int] = {}  # address -> hook handle
+        self.watchpoints: dict[tuple[int, int, int], int] = {}  # (kind, address, length) -> hook
+        self._step_hook: int | None = None
+        self.hit: Hit | None = None
+        self.suppress_breakpoints = False  # while stepping off one
+
+    def _flush(self) -> None:
+        # Code already translated carries the hooks it was translated with.
+        self.machine.uc.ctl_flush_tb()
+
+    def insert(self, kind: int, address: int, length: int) -> bool:
+        uc = self.machine.uc
+        if kind in (SOFTWARE, HARDWARE):
+            if address not in self.breakpoints:
+                self.breakpoints[address] = uc.hook_add(UC_HOOK_CODE, self._on_break, kind,
+                                                        address, address)
+                self._flush()
+            return True
+        if kind not in _WATCH_HOOKS or length <= 0:
+            return False
+        key = (kind, address, length)
+        if key not in self.watchpoints:
+            self.watchpoints[key] = uc.hook_add(_WATCH_HOOKS[kind], self._on_access, key,
+                                                address, address + length - 1)
+            if self._step_hook is None:
+                self._step_hook = uc.hook_add(UC_HOOK_CODE, _instruction_boundary)
+            self._flush()
+        return True
+
+    def remove(self, kind: int, address: int, length: int) -> bool:
+        uc = self.machine.uc
+        if kind in (SOFTWARE, HARDWARE):
+            handle = self.breakpoints.pop(address, None)
+        else:
+            handle = self.watchpoints.pop((kind, address, length), None)
+        if handle is None:
+            return False
+        uc.hook_del(handle)
+        if not self.watchpoints and self._step_hook is not None:
+            uc.hook_del(self._step_hook)
+            self._step_hook = None
+        self._flush()
+        return True
+
+    def clear(self) -> None:
+        """Remove every hook (detach, disconnect, end of the session)."""
+        for address in list(self.breakpoints):
+            self.remove(SOFTWARE, address, 4)
+        for kind, address, length in list(self.watchpoints):
+            self.remove(kind, address, length)
+
+    def take_hit(self) -> Hit | None:
+        hit, self.hit = self.hit, None
+        return hit
+
+    def _cpu(self) -> int:
+        current = self.machine.current
+        return -1 if current is None else current.index
+
+    def _on_break(self, uc: Uc, address: int, _size: int, kind: int) -> None:
+        if self.suppress_breakpoints or self.hit is not None:
+            return
+        self.hit = Hit(self._cpu(), kind, address)
+        uc.emu_stop()
+
+    def _on_access(self, uc: Uc, _access: int, address: int, _size: int, _value: int,
+                   key: tuple[int, int, int]) -> None:  # fmt: skip
+        if self.hit is not None:
+            return
+        kind, start, _length = key
+        self.hit = Hit(self._cpu(), kind, max(address, start))
+        uc.emu_stop()
+
+
+def _instruction_boundary(_uc: Uc, _address: int, _size: int, _user: object) -> None:
+    """Nothing: its presence makes Unicorn honour a stop request per instruction."""
