@@ -178,7 +178,7 @@ class GdbStub:
         self.ctx = ctx
         self.machine = ctx.machine
         self.target = Target(ctx)
-        self.points = StopPoints(self.machine)
+        self.points = StopPoints(self.machine, self.target.physical_addresses)
         self.conn: Connection | None = Connection(sock)
         self.dispatcher = Dispatcher(self.target, self.points, stop)
         self.stopped = True
@@ -272,13 +272,13 @@ class GdbStub:
         vcpu = self.machine.cpus[stop.cpu]
         if (stop.watch is None and self.points.breakpoints and vcpu.power is PowerState.ON
                 and self.target.pc(vcpu) in self.points.breakpoints):
-                self.points.suppress_breakpoints = True
-                try:
-                    self.machine.switch_to(vcpu)
-                    self.machine.run_quantum(vcpu, 1)
-                finally:
-                    self.points.suppress_breakpoints = False
-                    self.points.take_hit()
+            self.points.suppress_breakpoints = True
+            try:
+                self.machine.switch_to(vcpu)
+                self.machine.run_quantum(vcpu, 1)
+            finally:
+                self.points.suppress_breakpoints = False
+                self.points.take_hit()
 
     def end(self, why: str) -> None:
         """Close the session: hooks out, the machine runs on undebugged."""

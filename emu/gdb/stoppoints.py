@@ -2,8 +2,10 @@
 
 A breakpoint is a Unicorn code hook bounded to its one address, so it hits
 whichever node's copy a CPU fetches that VA from and no copy's bytes change
-(``verify`` stays clean).  A watchpoint is a memory hook bounded to its
-range; while any exists, a code hook on every instruction makes Unicorn stop
+(``verify`` stays clean).  A watchpoint is a memory hook bounded to the
+physical range(s) its VA maps to (Unicorn's memory hooks see physical
+addresses when the TLB is the project's own, UC_TLB_VIRTUAL), found through
+every CPU's translation when it is set; while any exists, a code hook on every instruction makes Unicorn stop
 right after the accessing instruction (it checks for a stop request only
 where a code hook runs).  Hooks exist only while stop points do: a run
 with none has no hook of ours at all.  A hit records what and where, then
@@ -12,6 +14,7 @@ stops the engine; the quantum ends there (``Machine.run_quantum``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, Uc
@@ -35,10 +38,13 @@ class Hit:
 class StopPoints:
     """The session's breakpoints and watchpoints and their Unicorn hooks."""
 
-    def __init__(self, machine: Machine) -> None:
+    def __init__(self, machine: Machine, physical: Callable[[int], set[int]]) -> None:
         self.machine = machine
+        # The PAs a VA has for any CPU (set when a watchpoint is inserted).
+        self.physical = physical
         self.breakpoints: dict[int, int] = {}  # address -> hook handle
-        self.watchpoints: dict[tuple[int, int, int], int] = {}  # (kind, address, length) -> hook
+        # (kind, address, length) -> hook handles, one per physical range
+        self.watchpoints: dict[tuple[int, int, int], list[int]] = {}
         self._step_hook: int | None = None
         self.hit: Hit | None = None
         self.suppress_breakpoints = False  # while stepping off one
@@ -59,8 +65,14 @@ class StopPoints:
             return False
         key = (kind, address, length)
         if key not in self.watchpoints:
-            self.watchpoints[key] = uc.hook_add(_WATCH_HOOKS[kind], self._on_access, key,
-                                                address, address + length - 1)
+            pas = self.physical(address)
+            if not pas:
+                return False
+            self.watchpoints[key] = [
+                uc.hook_add(_WATCH_HOOKS[kind], self._on_access, (kind, address, pa),
+                            pa, pa + length - 1)
+                for pa in sorted(pas)
+            ]
             if self._step_hook is None:
                 self._step_hook = uc.hook_add(UC_HOOK_CODE, _instruction_boundary)
             self._flush()
@@ -70,11 +82,13 @@ class StopPoints:
         uc = self.machine.uc
         if kind in (SOFTWARE, HARDWARE):
             handle = self.breakpoints.pop(address, None)
+            handles = [] if handle is None else [handle]
         else:
-            handle = self.watchpoints.pop((kind, address, length), None)
-        if handle is None:
+            handles = self.watchpoints.pop((kind, address, length), [])
+        if not handles:
             return False
-        uc.hook_del(handle)
+        for handle in handles:
+            uc.hook_del(handle)
         if not self.watchpoints and self._step_hook is not None:
             uc.hook_del(self._step_hook)
             self._step_hook = None
@@ -106,8 +120,8 @@ class StopPoints:
                    key: tuple[int, int, int]) -> None:  # fmt: skip
         if self.hit is not None:
             return
-        kind, start, _length = key
-        self.hit = Hit(self._cpu(), kind, max(address, start))
+        kind, va, pa = key
+        self.hit = Hit(self._cpu(), kind, va + max(0, address - pa))
         uc.emu_stop()
 
 

@@ -32,7 +32,16 @@ from unicorn.arm64_const import (
 )
 
 from emu.gdb.target_xml import REGISTERS
-from emu.hw.cpu import SCTLR_EL1, SCTLR_M, SPSR_EL1, TCR_EL1, VCpu, read_sysreg, write_sysreg
+from emu.hw.cpu import (
+    SCTLR_EL1,
+    SCTLR_M,
+    SPSR_EL1,
+    TCR_EL1,
+    PowerState,
+    VCpu,
+    read_sysreg,
+    write_sysreg,
+)
 from emu.hw.pagetable import TTBR_CNP, Access, FaultKind, WalkResult, current_asid, decode_tcr, walk
 from emu.hw.physmem import PhysAddrError
 from emu.kernel.context import KernelContext
@@ -91,7 +100,9 @@ class Target:
         return self.machine.cpus[index]
 
     def online(self, vcpu: VCpu) -> bool:
-        return vcpu.context is not None
+        """Has registers: brought up once, or powered on and about to start
+        (``switch_to`` gives it its entry state, as its first quantum would)."""
+        return vcpu.context is not None or vcpu.power is PowerState.ON
 
     def _select(self, vcpu: VCpu) -> None:
         if not self.online(vcpu):
@@ -170,6 +181,20 @@ class Target:
         if pa is None or not self.machine.physmem.is_ram(pa):
             raise TargetError(f"{va:#x} is not mapped for CPU {vcpu.index}")
         return pa
+
+    def physical_addresses(self, va: int) -> set[int]:
+        """Every PA ``va`` has for some CPU that has registers (a watchpoint's
+        ranges: copies differ per node, data is usually one)."""
+        pas = set()
+        current = self.machine.current
+        for vcpu in self.machine.cpus:
+            if self.online(vcpu):
+                pa = self.translate(vcpu, va).pa
+                if pa is not None:
+                    pas.add(pa)
+        if current is not None:
+            self.machine.switch_to(current)
+        return pas
 
     def read_memory(self, vcpu: VCpu, va: int, length: int) -> bytes:
         """``length`` bytes at ``va`` through ``vcpu``'s translation, page by page;
