@@ -5,9 +5,11 @@ whichever node's copy a CPU fetches that VA from and no copy's bytes change
 (``verify`` stays clean).  A watchpoint is a memory hook bounded to the
 physical range(s) its VA maps to (Unicorn's memory hooks see physical
 addresses when the TLB is the project's own, UC_TLB_VIRTUAL), found through
-every CPU's translation when it is set; while any exists, a code hook on every instruction makes Unicorn stop
-right after the accessing instruction (it checks for a stop request only
-where a code hook runs).  Hooks exist only while stop points do: a run
+every CPU's translation when it is set.  Stopping the engine from the
+memory hook itself leaves the PC on the store, which has already been
+done, so the CPU would run it twice; the hit is only noted there, and a
+code hook on every instruction (present while any watchpoint is) stops the
+engine before the next instruction: the access has retired, PC is past it.  Hooks exist only while stop points do: a run
 with none has no hook of ours at all.  A hit records what and where, then
 stops the engine; the quantum ends there (``Machine.run_quantum``).
 """
@@ -47,6 +49,7 @@ class StopPoints:
         self.watchpoints: dict[tuple[int, int, int], list[int]] = {}
         self._step_hook: int | None = None
         self.hit: Hit | None = None
+        self._pending: Hit | None = None  # a watchpoint hit waiting for its instruction to retire
         self.suppress_breakpoints = False  # while stepping off one
 
     def _flush(self) -> None:
@@ -74,7 +77,7 @@ class StopPoints:
                 for pa in sorted(pas)
             ]
             if self._step_hook is None:
-                self._step_hook = uc.hook_add(UC_HOOK_CODE, _instruction_boundary)
+                self._step_hook = uc.hook_add(UC_HOOK_CODE, self._instruction_boundary)
             self._flush()
         return True
 
@@ -103,7 +106,8 @@ class StopPoints:
             self.remove(kind, address, length)
 
     def take_hit(self) -> Hit | None:
-        hit, self.hit = self.hit, None
+        hit = self.hit or self._pending  # pending: the quantum ended right after the access
+        self.hit = self._pending = None
         return hit
 
     def _cpu(self) -> int:
@@ -118,12 +122,12 @@ class StopPoints:
 
     def _on_access(self, uc: Uc, _access: int, address: int, _size: int, _value: int,
                    key: tuple[int, int, int]) -> None:  # fmt: skip
-        if self.hit is not None:
+        if self.hit is not None or self._pending is not None:
             return
         kind, va, pa = key
-        self.hit = Hit(self._cpu(), kind, va + max(0, address - pa))
-        uc.emu_stop()
+        self._pending = Hit(self._cpu(), kind, va + max(0, address - pa))
 
-
-def _instruction_boundary(_uc: Uc, _address: int, _size: int, _user: object) -> None:
-    """Nothing: its presence makes Unicorn honour a stop request per instruction."""
+    def _instruction_boundary(self, uc: Uc, _address: int, _size: int, _user: object) -> None:
+        if self._pending is not None:
+            self.hit, self._pending = self._pending, None
+            uc.emu_stop()
