@@ -27,13 +27,13 @@ class Stub:
         return self.process.returncode, self.stderr_path.read_text()
 
 
-def start_stub(tmp_path: Path, *args: str, gdb: str = "--gdb") -> Stub:
+def start_stub(tmp_path: Path, *args: str, gdb: str = "--gdb", command: str = "run") -> Stub:
     stderr_path = tmp_path / "emu.err"
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     with open(stderr_path, "w") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "emu", "run", "--quiet", gdb, "0", *args],
+            [sys.executable, "-m", "emu", command, "--quiet", gdb, "0", *args],
             stdout=subprocess.DEVNULL, stderr=err, env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

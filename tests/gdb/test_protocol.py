@@ -204,3 +204,16 @@ def test_another_address_is_refused_unless_asked(address):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "--gdb-allow-remote" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_storm_takes_gdb_too(tmp_path):
+    stub = start_stub(tmp_path, "--nodes", "2", "--cpus-per-node", "2", "--flips", "20",
+                      command="storm")
+    client = Client(stub.host, stub.port)
+    assert client.ask(b"?") == b"T05thread:1;"
+    node = bytes.fromhex(client.ask(b"qRcmd," + b"node".hex().encode()).decode()).decode()
+    assert "CPU 0: node 0" in node
+    assert client.ask(b"D") == b"OK"
+    client.close()
+    status, err = stub.finish()
+    assert status == 0, err
