@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from stub_process import start_stub
@@ -125,3 +126,32 @@ def test_scripted_session(tmp_path, nodes, layout):
     assert "[Inferior 1 (Remote target) detached]" in output
     assert "session ended: detached" in emu_err
     assert report["stop_reason"] == "all CPUs powered off"
+
+
+def test_gdb_on_fault_opens_the_faulted_machine(tmp_path):
+    """A guest load from unmapped memory: GDB attaches after the fault, sees
+    the faulting CPU stopped with SIGSEGV and FAR_EL1 the address."""
+    asm = Path(__file__).parents[1] / "system" / "asm" / "bad_unmapped.S"
+    stub = start_stub(tmp_path, "--ktext", "on", "--nodes", "2", "--cpus-per-node", "2",
+                      "--add", str(asm), "--workload", "bad_load", gdb="--gdb-on-fault")
+    script = tmp_path / "fault.gdb"
+    script.write_text(f"""set pagination off
+set confirm off
+file {stub.elf}
+target remote {stub.host}:{stub.port}
+echo @FAR\\n
+p/x $FAR_EL1
+echo @NODE\\n
+monitor node
+continue
+echo @END\\n
+""")
+    gdb = subprocess.run([GDB, "-batch", "-nx", "-x", str(script)], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, timeout=240)
+    status, emu_err = stub.finish()
+    output = gdb.stdout
+    assert "SIGSEGV" in output, output
+    assert int(re.search(r"= (0x[0-9a-f]+)", _section(output, "FAR"))[1], 16) == 0x7F00_0000_0133
+    assert re.search(r"CPU \d: node \d", _section(output, "NODE"))
+    assert "Program terminated with signal SIGSEGV" in output
+    assert status != 0 and "fault" in emu_err
