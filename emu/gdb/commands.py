@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from unicorn import UcError
+
 from emu.gdb import packets
 from emu.gdb.monitor import run_monitor
 from emu.gdb.packets import ProtocolError, le_hex, parse_hex
@@ -101,8 +103,8 @@ class Dispatcher:
             return self._handle(payload)
         except TargetError as err:
             return E_NOTHREAD if str(err).startswith("no CPU") else E_MEMORY
-        except (PhysAddrError, ValueError, IndexError):
-            return E_BADARGS
+        except (PhysAddrError, ProtocolError, UcError, ValueError, IndexError):
+            return E_BADARGS  # a malformed argument fails this request, not the session
 
     def _handle(self, payload: bytes) -> bytes | Resume:
         if not payload:
@@ -217,10 +219,7 @@ class Dispatcher:
             state = vcpu.power.value if self.target.online(vcpu) else "not up"
             return f"CPU {vcpu.index} node {vcpu.node} {state}".encode().hex().encode()
         if payload.startswith(b"qRcmd,"):
-            try:
-                line = bytes.fromhex(payload[6:].decode()).decode()
-            except (ValueError, UnicodeDecodeError):
-                raise ProtocolError("qRcmd: the command is not hex") from None
+            line = bytes.fromhex(payload[6:].decode()).decode()
             return run_monitor(self.target, self._vcpu(), line).encode().hex().encode()
         if payload == b"qSymbol::":
             return b"OK"

@@ -140,6 +140,9 @@ def test_session_over_a_socket(tmp_path):
         assert "COPIES DIFFER" in copies
         client.ask(b"qRcmd," + b"text-writes all".hex().encode())
         assert client.ask(f"X{site:x},4:".encode() + elf.read(site, 4)) == b"OK"
+        # Malformed arguments fail the request, not the session.
+        for bad in (b"mzz,4", b"p999", b"Hg99", b"Z0,xyz", b"qRcmd,zz", b"M0,4:00"):
+            assert client.ask(bad).startswith(b"E"), bad
         # A bad checksum is nacked; the session goes on.
         client.raw(b"$g#00")
         assert client.read_byte() == b"-"
