@@ -41,6 +41,10 @@ echo @THREAD\\n
 p $_thread
 echo @NODE\\n
 monitor node
+echo @TLB\\n
+monitor tlb
+echo @WALK\\n
+monitor walk static_key_probe
 echo @TTBR1\\n
 p/x $TTBR1_EL1
 echo @PC\\n
@@ -102,6 +106,10 @@ def test_scripted_session(tmp_path, nodes, layout):
     node_text = _section(output, "NODE")
     assert f"CPU {CPU}: node {node}" in node_text
     assert f"on node {node}, from {copy}" in node_text and "local copy" in node_text
+    # Its TLB holds the page it is running from; the walk ends in its copy.
+    tlb = _section(output, "TLB")
+    assert f"CPU {CPU} (node {node}):" in tlb and re.search(r"-> 0x[0-9a-f]+ node \d", tlb)
+    assert re.search(rf"-> PA 0x[0-9a-f]+ \(node {node}\)", _section(output, "WALK"))
     # TTBR1_EL1 as gdb reads it is the report's, and node's root.
     report = json.loads(report_path.read_text())["runs"][0]
     ttbr1 = int(re.search(r"= (0x[0-9a-f]+)", _section(output, "TTBR1"))[1], 16)
