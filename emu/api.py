@@ -34,7 +34,7 @@ from emu.run_options import DEFAULT_WORKLOAD, RunOptions, parse_syscall_hooks
 from emu.system import RunSpec, System
 from emu.workloads import workload_defaults
 
-__all__ = ["DEFAULT_WORKLOAD", "Progress", "Report", "RunOptions", "run_comparison"]
+__all__ = ["DEFAULT_WORKLOAD", "Progress", "Report", "RunOptions", "Session", "run_comparison"]
 
 DEFAULT_ITERATIONS = 1000  # for a workload the registry does not know
 
@@ -191,8 +191,13 @@ def _no_progress(label: str) -> Iterator[None]:
     yield None
 
 
+# Called with a booted System and its run's label; the context it returns is
+# entered around the run (a GDB session, emu/gdb/server.py's debug_session).
+Session = Callable[[System, str], AbstractContextManager[None]]
+
+
 def run_comparison(options: RunOptions, *, progress: Progress | None = None,
-                   report: Report | None = None) -> Report:
+                   report: Report | None = None, session: Session | None = None) -> Report:
     """Run ``options`` once per replication setting and return the Report.
 
     The runs go into ``report`` (a fresh one if None) as they finish, so a
@@ -200,7 +205,8 @@ def run_comparison(options: RunOptions, *, progress: Progress | None = None,
     or KeyboardInterrupt comes out of here (a guest fault's or Ctrl-C's run
     is in it, with its ``fault`` or ``stop_reason``; ``complete`` stays
     False).  The machine configuration is built per run, inside, because the
-    ``ktext=`` boot parameter is part of it.
+    ``ktext=`` boot parameter is part of it.  ``session`` (None: none) is
+    entered around each run, after boot.
     """
     check_options(options)
     report = Report() if report is None else report
@@ -214,7 +220,9 @@ def run_comparison(options: RunOptions, *, progress: Progress | None = None,
         system.machine.firmware.max_console_bytes = options.max_console_bytes
         model = attach_cache_model(system, detail=options.detail)
         booted = time.perf_counter()
-        with progress("ktext " + ("on" if config.ktext else "off")) as update:
+        label = "ktext " + ("on" if config.ktext else "off")
+        around = session(system, label) if session is not None else contextlib.nullcontext()
+        with progress(label) as update, around:
             try:
                 system.run(progress=update)
                 check_finished(system)

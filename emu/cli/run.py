@@ -15,6 +15,7 @@ from typing import TextIO
 
 from emu.api import Report, check_options, run_comparison
 from emu.cli.args import input_files
+from emu.cli.debugging import add_gdb_arguments, gdb_server
 from emu.errors import EmuError, GuestFault
 from emu.fileio import STDOUT, check_outputs
 from emu.plot import require_matplotlib, write_plot
@@ -36,6 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="node x node fetch-traffic heat maps and per-CPU cycles (matplotlib; - for "
                      "standard output)")
     out.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    add_gdb_arguments(parser)
     parser.set_defaults(run=run_command)
 
 
@@ -51,7 +53,8 @@ def run_command(args: argparse.Namespace) -> int:
     report = Report()
     progress = ProgressBars(args.quiet, options)
     try:
-        run_comparison(options, progress=progress, report=report)
+        with gdb_server(args) as session:
+            run_comparison(options, progress=progress, report=report, session=session)
     except (EmuError, KeyboardInterrupt) as err:
         if not args.quiet:
             print_console(report.runs, text_out)  # what the guest wrote before it failed

@@ -9,12 +9,14 @@ else was wrong.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 
 from emu.checks.icache import IcacheChecker, JumpSiteObserver
 from emu.checks.verify import verify
 from emu.cli.args import input_files
+from emu.cli.debugging import add_gdb_arguments, gdb_server
 from emu.cli.patching import (
     STORM_KEY,
     STORM_QUANTUM,
@@ -48,6 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help=f"instructions per CPU turn (default {STORM_QUANTUM})")
     parser.add_argument("--no-cache-check", action="store_true",
                         help="skip the cache-maintenance checker (faster)")
+    add_gdb_arguments(parser)
     parser.set_defaults(run=storm_command)
 
 
@@ -57,13 +60,16 @@ def storm_command(args: argparse.Namespace) -> int:
     flippers = (config.topology.n_cpus + 1) // 2
     per_flipper = max(1, -(-args.flips // flippers))
     system = None
+    debugging = contextlib.ExitStack()
+    session = debugging.enter_context(gdb_server(args))  # binds --gdb's socket before booting
     try:
         system = boot_system(args, STORM_WORKLOAD, per_flipper, config)
         checker = None if args.no_cache_check else IcacheChecker(
             system, watch=_key_sites(system))  # fmt: skip
         observer = JumpSiteObserver(system, _key_entries(system))
         started = time.perf_counter()
-        outcome = system.run()
+        with session(system, "storm") if session else contextlib.nullcontext():
+            outcome = system.run()
         elapsed = time.perf_counter() - started
         flips = system.physmem.read_u64(system.image.pa_of(system.image.sym("static_key_flips")))
         result = verify(system)
@@ -110,6 +116,7 @@ def storm_command(args: argparse.Namespace) -> int:
     finally:
         if system is not None:
             system.close()
+        debugging.close()
 
 
 def _key_entries(system: System) -> list[jump_label.JumpEntry]:

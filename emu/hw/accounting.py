@@ -420,6 +420,16 @@ class Accounting:
         self._tcache[(key - 1) & ((1 << TCACHE_BITS) - 1)].key = 0
         return complete
 
+    def fetch_page(self, va: int) -> tuple[int, int, bool] | None:
+        """(node, PA, remote-filled) the block hook charges a fetch at ``va``
+        to, from the last fill of its page (None: no fill described it)."""
+        entry = self._pages.get((va >> QEMU_PAGE_SHIFT) + 1)
+        if entry is None:
+            return None
+        slot, pa_page = entry
+        remote, node = divmod(slot // KINDS, self.n_nodes)
+        return node, pa_page << QEMU_PAGE_SHIFT | (va & ((1 << QEMU_PAGE_SHIFT) - 1)), bool(remote)
+
     def clear_pages(self) -> None:
         ctypes.memset(self._keys, 0, ctypes.sizeof(self._keys))
         ctypes.memset(self._tcache, 0, ctypes.sizeof(self._tcache))

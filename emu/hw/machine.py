@@ -29,6 +29,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from unicorn import (
     UC_ARCH_ARM64,
@@ -70,6 +71,26 @@ class StopReason(enum.Enum):
     ALL_OFF = "all CPUs powered off"
     INSTRUCTION_LIMIT = "instruction limit reached"
     INTERRUPTED = "interrupted"
+    DEBUGGER = "stopped by the debugger"
+
+
+class Debugger(Protocol):
+    """What the run loop consults between quanta while one is attached
+    (``Machine.debugger``; None, the default, costs one test per quantum).
+
+    A debugger (the GDB stub of emu/gdb/, the tracer of emu/trace.py) installs
+    its own Unicorn hooks while it needs them and removes them after; the
+    loop only gives it the CPU boundaries where it may stop the machine.
+    """
+
+    def before_quantum(self, cpu: VCpu, budget: int) -> int:
+        """Called before ``cpu`` runs; returns the budget to run it with (0:
+        end the run now, StopReason.DEBUGGER).  May block (a stopped target)."""
+        ...
+
+    def after_quantum(self, cpu: VCpu) -> None:
+        """Called after ``cpu``'s quantum (ended early by a breakpoint, say)."""
+        ...
 
 
 @dataclass
@@ -149,6 +170,8 @@ class Machine:
         self._next_cpu = 0  # round-robin position, kept across run() calls
         # Called with the CPU just put on the engine (e.g. a cache model's select_cpu).
         self.switch_listeners: list[Callable[[VCpu], None]] = []
+        # Consulted between quanta while attached (emu/gdb/, emu/trace.py).
+        self.debugger: Debugger | None = None
 
     @property
     def window_listeners(self) -> list[Callable[[VCpu], None]]:
@@ -311,9 +334,16 @@ class Machine:
                 if budget <= 0:
                     self.save_current()
                     return RunResult(StopReason.INSTRUCTION_LIMIT, self.total_instructions)
+                if self.debugger is not None:
+                    budget = self.debugger.before_quantum(cpu, budget)
+                    if budget <= 0:
+                        self.save_current()
+                        return RunResult(StopReason.DEBUGGER, self.total_instructions)
                 self._next_cpu = cpu.index + 1
                 self.switch_to(cpu)
                 self.run_quantum(cpu, budget)
+                if self.debugger is not None:
+                    self.debugger.after_quantum(cpu)
             if on_round is not None:
                 on_round()
 
@@ -471,4 +501,4 @@ class Machine:
         return self.forensics.report(cpu, pc, what, esr, far)
 
 
-__all__ = ["DEFAULT_QUANTUM", "DEFAULT_WATCHDOG", "FaultReport", "Machine", "RunResult", "StopReason"]
+__all__ = ["DEFAULT_QUANTUM", "DEFAULT_WATCHDOG", "Debugger", "FaultReport", "Machine", "RunResult", "StopReason"]

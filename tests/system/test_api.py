@@ -52,7 +52,9 @@ def test_run_options_default_as_the_run_command():
 def test_every_run_option_is_a_field():
     """A new ``run`` option must reach the API (and so the sweep)."""
     run_parser = build_parser().parse_args(["run"])
-    output = {"json", "plot", "quiet", "command", "run", "traceback"}
+    # Output and debugger options change how a run is seen, not what it computes.
+    output = {"json", "plot", "quiet", "command", "run", "traceback",
+              "gdb", "gdb_on_fault", "gdb_allow_remote"}
     assert set(vars(run_parser)) - output == {field.name for field in fields(RunOptions)}
 
 
