@@ -311,10 +311,13 @@ def _combine(children: st.SearchStrategy[tuple[str, str]]) -> st.SearchStrategy[
             return ld, f"D({pa}, {pb})"
         if op == "%":
             return ld, f"R({pa}, {pb})"
+        # GNU ld folds both operands of && and || (no short-circuit):
+        # `X = 0 && (0/0);` fails with "/ by zero" in aarch64-linux-gnu-ld 2.40,
+        # so the reference evaluates both sides too (& and | on bools do).
         if op == "&&":
-            return ld, f"int(bool({pa}) and bool({pb}))"
+            return ld, f"int(bool({pa}) & bool({pb}))"
         if op == "||":
-            return ld, f"int(bool({pa}) or bool({pb}))"
+            return ld, f"int(bool({pa}) | bool({pb}))"
         if op in ("<", "<=", ">", ">=", "==", "!="):
             return ld, f"int({pa} {op} {pb})"
         return ld, f"(({pa} {op} {pb}) & M)"
@@ -353,6 +356,13 @@ def test_evaluator_matches_python_reference(pair: tuple[str, str]) -> None:
             value_of(ld_text)
         return
     assert value_of(ld_text) == expected
+
+
+@pytest.mark.parametrize("text", ["0 && (0/0)", "1 || (1 % 0)"])
+def test_logical_operators_fold_both_sides_as_gnu_ld_does(text: str) -> None:
+    # aarch64-linux-gnu-ld 2.40: `X = 0 && (0/0);` is "/ by zero", not 0.
+    with pytest.raises(LinkError, match="by zero"):
+        value_of(text)
 
 
 _FLAT_OPS = st.sampled_from(["+", "-", "*", "&", "|", "^"])
