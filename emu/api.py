@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from unicorn.arm64_const import UC_ARM64_REG_PC
 
 from emu.blob.disasm import disassemble_block
+from emu.blob.footprint_data import footprint_with
+from emu.blob.synth import Footprint
 from emu.config import MachineConfig, machine_config
-from emu.errors import GuestFault, LimitReached, UsageError
+from emu.errors import BlobError, ConfigError, GuestFault, LimitReached, UsageError
 from emu.hw.accounting import compiled_extension_status
 from emu.hw.band import band_and_sanity
 from emu.hw.cachemodel import attach_cache_model
@@ -106,7 +108,27 @@ def run_spec(options: RunOptions, ktext: bool) -> RunSpec:
         data_accesses=True,  # the cost model charges data accesses too
         is_domain=options.is_domain,
         ro_replicas=options.ro_replicas,
+        warmup=options.warmup,
+        footprint=footprint_of(options),
     )
+
+
+FOOTPRINT_KNOBS = ("kernel_text_per_iter", "functions_per_path", "instructions_per_path",
+                   "user_code", "user_data", "rows_per_query", "plans")
+
+
+def footprint_of(options: RunOptions) -> Footprint | None:
+    """The Footprint the options ask for; None (the default) when no knob is given."""
+    overrides = {name: getattr(options, name) for name in FOOTPRINT_KNOBS
+                 if getattr(options, name) is not None}
+    if options.footprint_seed is not None:
+        overrides["seed"] = options.footprint_seed
+    if not overrides:
+        return None
+    try:
+        return footprint_with(overrides)
+    except BlobError as err:  # a knob out of its range is the user's configuration
+        raise ConfigError(str(err)) from None
 
 
 def check_options(options: RunOptions) -> None:

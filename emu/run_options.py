@@ -63,6 +63,17 @@ class RunOptions:
     is_domain: str = "machine"
     ro_replicas: bool = False
     detail: str = "fast"  # cost model: "fast" (one hierarchy) or "cache" (every variant)
+    warmup: int = 0  # iterations per task before its measurement window opens
+    # The generated kernel paths' and dbsim's knobs (emu/blob/synth.py
+    # Footprint); None: the default, from the measured Debian kernel.
+    kernel_text_per_iter: int | None = None
+    functions_per_path: int | None = None
+    instructions_per_path: int | None = None
+    user_code: int | None = None
+    user_data: int | None = None
+    rows_per_query: int | None = None
+    plans: int | None = None
+    footprint_seed: int | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunOptions:
@@ -194,6 +205,27 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> dict[str, argparse.Act
         work.add_argument("--migrate-every", type=non_negative_int, default=None, metavar="N",
                           help="move every task to the next node after each CPU ran N more "
                           "instructions (0: never; default: the workload's own)"),
+        work.add_argument("--warmup", type=non_negative_int, default=0, metavar="N",
+                          help="iterations each task runs before its measurement window opens "
+                          "(boot and set-up are never charged; default 0)"),
+        work.add_argument("--kernel-text-per-iter", type=positive_int, default=None,
+                          metavar="BYTES", help="distinct kernel text one dbsim query runs "
+                          "through its generated syscall paths (default: measured, 13,968)"),
+        work.add_argument("--functions-per-path", type=positive_int, default=None, metavar="N",
+                          help="functions one generated syscall path runs (default: measured)"),
+        work.add_argument("--instructions-per-path", type=positive_int, default=None,
+                          metavar="N", help="kernel instructions one generated syscall path "
+                          "retires (default: measured)"),
+        work.add_argument("--user-code", type=positive_int, default=None, metavar="BYTES",
+                          help="dbsim's generated EL0 code, all plans (default 256 KiB)"),
+        work.add_argument("--user-data", type=positive_int, default=None, metavar="BYTES",
+                          help="dbsim's index and rows in shared user memory (default 16 MiB)"),
+        work.add_argument("--rows-per-query", type=positive_int, default=None, metavar="N",
+                          help="rows one dbsim query scans (default 100, sysbench's range_size)"),
+        work.add_argument("--plans", type=positive_int, default=None, metavar="N",
+                          help="dbsim query plans, each its own operator code (default 5)"),
+        work.add_argument("--footprint-seed", type=non_negative_int, default=None, metavar="N",
+                          help="seed of the generated code (default 1)"),
         work.add_argument("--max-instructions", type=positive_int,
                           default=DEFAULT_MAX_INSTRUCTIONS, metavar="N",
                           help="stop after N instructions in all "
