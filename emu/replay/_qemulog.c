@@ -1,0 +1,141 @@
+/*
+ * The QEMU -d exec log scanner at C speed (optional: emu/replay/formats.py
+ * has a numpy path and a line-by-line reference parser with the same result).
+ *
+ * scan(data, first_line, cpu, pc, line, other) walks whole lines of `data`:
+ * a well-formed exec record
+ *
+ *     Trace VCPU: [0x]HOST [CS_BASE/PC/FLAGS/CFLAGS][ SYMBOL]
+ *
+ * (QEMU 7.2 accel/tcg/cpu-exec.c, log_cpu_exec) goes into the cpu/pc/line
+ * arrays; every other line's index within the chunk (in_asm blocks,
+ * "Stopped execution ...", separators, and anything malformed) goes into
+ * `other` as (index within the chunk, byte offset) pairs, for Python to
+ * judge and, if bad, to name.  Returns
+ * (records, others, records without CF_NO_GOTO_TB).
+ * The output arrays are writable buffers of int64/uint64 with room for one
+ * entry per line (two for `other`).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define CF_NO_GOTO_TB 0x200
+
+static inline int hexval(unsigned char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Parse 1..16 hex digits at *p up to `stop`; advance *p.  -1 on failure. */
+static inline int hexfield(const unsigned char **p, const unsigned char *end, unsigned char stop,
+                           uint64_t *value) {
+    const unsigned char *s = *p;
+    uint64_t v = 0;
+    int n = 0, d;
+    while (s < end && (d = hexval(*s)) >= 0) {
+        if (++n > 16) return -1;
+        v = (v << 4) | (uint64_t)d;
+        s++;
+    }
+    if (n == 0 || s >= end || *s != stop) return -1;
+    *p = s + 1;
+    *value = v;
+    return 0;
+}
+
+/* One exec record in [s, end) (end at the newline); 0 if well formed. */
+static int parse_trace(const unsigned char *s, const unsigned char *end, int64_t *cpu,
+                       uint64_t *pc, uint64_t *cflags) {
+    uint64_t v, skip;
+    int64_t c = 0;
+    int digits = 0;
+    if (end - s < 6 || memcmp(s, "Trace ", 6) != 0) return -1;
+    s += 6;
+    while (s < end && *s >= '0' && *s <= '9') {
+        if (++digits > 9) return -1;
+        c = c * 10 + (*s - '0');
+        s++;
+    }
+    if (digits == 0 || end - s < 2 || s[0] != ':' || s[1] != ' ') return -1;
+    s += 2;
+    if (end - s >= 2 && s[0] == '0' && s[1] == 'x') s += 2;
+    if (hexfield(&s, end, ' ', &skip)) return -1;
+    if (s >= end || *s != '[') return -1;
+    s++;
+    if (hexfield(&s, end, '/', &skip)) return -1;
+    if (hexfield(&s, end, '/', &v)) return -1;
+    *pc = v;
+    if (hexfield(&s, end, '/', &skip)) return -1;
+    if (hexfield(&s, end, ']', &v)) return -1;
+    *cflags = v;
+    if (s < end && *s != ' ') return -1;
+    *cpu = c;
+    return 0;
+}
+
+static PyObject *scan(PyObject *self, PyObject *args) {
+    Py_buffer data, cpu_b, pc_b, line_b, other_b;
+    long long first_line;
+    PyObject *result = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*Lw*w*w*w*", &data, &first_line, &cpu_b, &pc_b, &line_b,
+                          &other_b))
+        return NULL;
+    {
+        const unsigned char *p = (const unsigned char *)data.buf;
+        const unsigned char *end = p + data.len;
+        int64_t *cpu = (int64_t *)cpu_b.buf, *line = (int64_t *)line_b.buf;
+        int64_t *other = (int64_t *)other_b.buf;
+        uint64_t *pc = (uint64_t *)pc_b.buf;
+        Py_ssize_t room = cpu_b.len / 8, n = 0, n_other = 0, chained = 0, index = 0;
+        if (pc_b.len / 8 < room) room = pc_b.len / 8;
+        if (line_b.len / 8 < room) room = line_b.len / 8;
+        if (other_b.len / 16 < room) room = other_b.len / 16;
+        while (p < end) {
+            const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
+            int64_t c;
+            uint64_t v, cflags;
+            if (nl == NULL) nl = end;
+            if (n >= room || n_other >= room) {
+                PyErr_SetString(PyExc_ValueError, "scan: output arrays too small");
+                goto done;
+            }
+            if (parse_trace(p, nl, &c, &v, &cflags) == 0) {
+                cpu[n] = c;
+                pc[n] = v;
+                line[n] = first_line + index;
+                n++;
+                chained += !(cflags & CF_NO_GOTO_TB);
+            } else {
+                other[2 * n_other] = index;
+                other[2 * n_other + 1] = (int64_t)(p - (const unsigned char *)data.buf);
+                n_other++;
+            }
+            index++;
+            p = nl + 1;
+        }
+        result = Py_BuildValue("nnnn", n, n_other, chained, index);
+    }
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&cpu_b);
+    PyBuffer_Release(&pc_b);
+    PyBuffer_Release(&line_b);
+    PyBuffer_Release(&other_b);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_VARARGS, "Scan whole lines of a QEMU exec log into record arrays."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_qemulog", "C-speed QEMU -d exec log scanner.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__qemulog(void) { return PyModule_Create(&module); }

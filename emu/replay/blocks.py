@@ -1,0 +1,193 @@
+"""Translated-block sizes for traces that give only each block's start: from
+the kernel's own instructions (a vmlinux ELF or an arm64 ``Image``), or from
+the next record of the same CPU.
+
+QEMU's AArch64 translator (target/arm/translate-a64.c, 7.2) ends a block
+after any instruction that changes the PC other than by falling through
+(B, BL, B.cond, CBZ/CBNZ, TBZ/TBNZ, BR/BLR/RET/ERET and their
+pointer-authenticated forms), after exception generation (SVC, HVC, SMC,
+BRK, HLT), after MSR writes to system registers and PSTATE fields, ISB, WFI,
+WFE and YIELD, at the end of a 4 KiB guest page, and at 512 instructions
+(TCG_MAX_INSNS).  ``image_block_ends`` marks those; the image is the
+unpatched kernel, so a site that alternatives or static keys rewrite at boot
+(a NOP that becomes a branch) can end a block where the image does not: an
+estimate, which the report says.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emu.replay.errors import TraceError
+from emu.replay.formats import INSN_BYTES, Records
+from emu.replay.symbols import KernelMap
+
+PAGE_BYTES = 4096  # QEMU's TARGET_PAGE_SIZE for AArch64 system emulation
+MAX_BLOCK_INSNS = 512  # TCG_MAX_INSNS
+IMAGE_MAGIC_OFFSET = 0x38  # arm64 Image header (Documentation/arm64/booting.rst)
+IMAGE_MAGIC = b"ARM\x64"
+
+# (mask, value) of the A64 encodings after which QEMU ends a block
+BLOCK_ENDERS = (
+    (0x7C000000, 0x14000000),  # B, BL
+    (0xFF000010, 0x54000000),  # B.cond
+    (0x7E000000, 0x34000000),  # CBZ, CBNZ
+    (0x7E000000, 0x36000000),  # TBZ, TBNZ
+    (0xFE000000, 0xD6000000),  # BR, BLR, RET, ERET, DRPS and the PAC forms
+    (0xFF000000, 0xD4000000),  # SVC, HVC, SMC, BRK, HLT, DCPS
+    (0xFFF00000, 0xD5100000),  # MSR (register)
+    (0xFFF8F01F, 0xD500401F),  # MSR (immediate): PSTATE fields
+    (0xFFFFF0FF, 0xD50330DF),  # ISB
+    (0xFFFFFFDF, 0xD503205F),  # WFE, WFI
+    (0xFFFFFFFF, 0xD503203F),  # YIELD
+)
+
+
+def block_ends(words: np.ndarray) -> np.ndarray:
+    """True for each instruction word after which QEMU ends a block."""
+    ends = np.zeros(len(words), bool)
+    for mask, value in BLOCK_ENDERS:
+        ends |= (words & np.uint32(mask)) == np.uint32(value)
+    return ends
+
+
+@dataclass(frozen=True)
+class ImageBlocks:
+    """Block length, in instructions, from every instruction of kernel text."""
+
+    base: int  # VA of words[0]
+    lengths: np.ndarray  # int64: instructions from this one to the block's end
+    path: str
+
+    @classmethod
+    def from_words(cls, base: int, words: np.ndarray, path: str = "") -> ImageBlocks:
+        count = len(words)
+        index = np.arange(count, dtype=np.int64)
+        ends = block_ends(words)
+        # The next ender at or after each instruction (count if none).
+        upcoming = np.where(ends, index, count)
+        upcoming = np.minimum.accumulate(upcoming[::-1])[::-1]
+        length = upcoming - index + 1
+        page_left = (PAGE_BYTES - ((base % PAGE_BYTES + index * INSN_BYTES) % PAGE_BYTES)) // INSN_BYTES
+        length = np.minimum(np.minimum(length, page_left), MAX_BLOCK_INSNS)
+        return cls(base, length.astype(np.int64), path)
+
+    def sizes(self, pcs: np.ndarray) -> np.ndarray:
+        """Block bytes for each PC; 0 outside the image's text or misaligned."""
+        offset = (pcs - np.uint64(self.base)).astype(np.int64)  # wraps below base
+        inside = (pcs >= np.uint64(self.base)) & \
+            (offset < len(self.lengths) * INSN_BYTES) & (offset % INSN_BYTES == 0)
+        result = np.zeros(len(pcs), np.int64)
+        result[inside] = self.lengths[offset[inside] // INSN_BYTES] * INSN_BYTES
+        return result
+
+
+def load_image_blocks(path: str | Path, kernel: KernelMap) -> ImageBlocks:
+    """Block lengths over ``[_stext, _etext)`` of a vmlinux ELF or an arm64
+    Image (raw or gzip), which starts at ``_text``."""
+    shown = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise TraceError(f"cannot read the kernel image: {err.strerror or err}", shown) from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise TraceError(f"bad gzip kernel image: {err}", shown) from None
+    if raw[:4] == b"\x7fELF":
+        text = _elf_text(raw, kernel, shown)
+    elif raw[IMAGE_MAGIC_OFFSET:IMAGE_MAGIC_OFFSET + 4] == IMAGE_MAGIC:
+        if kernel.text is None:
+            raise TraceError("an arm64 Image needs _text in the System.map (its load VA)", shown)
+        start = kernel.stext - kernel.text
+        end = kernel.etext - kernel.text
+        if end > len(raw):
+            raise TraceError(f"the Image is {len(raw):,} bytes, shorter than _etext - _text "
+                             f"= {end:,}: not this System.map's kernel", shown)  # fmt: skip
+        text = raw[start:end]
+    else:
+        raise TraceError("neither a vmlinux ELF nor an arm64 Image (no ARM\\x64 magic)", shown)
+    words = np.frombuffer(text[: len(text) // 4 * 4], "<u4")
+    return ImageBlocks.from_words(kernel.stext, words, shown)
+
+
+def _elf_text(raw: bytes, kernel: KernelMap, shown: str) -> bytes:
+    import io
+
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
+    try:
+        elf = ELFFile(io.BytesIO(raw))
+        for segment in elf.iter_segments():
+            if segment["p_type"] != "PT_LOAD":
+                continue
+            start, size = segment["p_vaddr"], segment["p_filesz"]
+            if start <= kernel.stext and kernel.etext <= start + size:
+                data = segment.data()
+                return data[kernel.stext - start: kernel.etext - start]
+    except ELFError as err:
+        raise TraceError(f"bad ELF kernel image: {err}", shown) from None
+    raise TraceError(f"no loadable segment holds [_stext, _etext) = [{kernel.stext:#x}, "
+                     f"{kernel.etext:#x})", shown)  # fmt: skip
+
+
+class NextRecordSizer:
+    """Sizes from the next record of the same CPU: a block that falls through
+    ends where that record starts.  Used for records no other source sized:
+    when the next start lies ahead within the same 4 KiB page and at most
+    ``MAX_BLOCK_INSNS`` on, the block is taken to run up to it (a forward
+    branch inside the page makes this an over-estimate); otherwise one
+    instruction (a lower bound).  The last record of each CPU in a chunk
+    waits for the next chunk."""
+
+    def __init__(self) -> None:
+        self.pending = Records.empty()
+        self.guessed_next = 0  # records sized by the next record
+        self.guessed_one = 0  # records given one instruction
+
+    def feed(self, records: Records) -> Records:
+        """Records of this chunk (and the held-back ones) with every size
+        known, except each CPU's last unsized record, held for the next call."""
+        records = Records.concat([self.pending, records]) if len(self.pending) else records
+        unsized = records.size == 0
+        if not unsized.any():
+            self.pending = Records.empty()
+            return records
+        order = np.lexsort((records.line, records.cpu))
+        cpu = records.cpu[order]
+        pc = records.pc[order].astype(np.int64)
+        last_of_cpu = np.ones(len(order), bool)
+        last_of_cpu[:-1] = cpu[1:] != cpu[:-1]
+        hold = order[last_of_cpu & unsized[order]]
+        nxt = np.empty(len(order), np.int64)
+        nxt[:-1] = pc[1:]
+        nxt[-1] = pc[-1]
+        gap = nxt - pc
+        page_left = PAGE_BYTES - (pc % PAGE_BYTES)
+        fits = ~last_of_cpu & (gap > 0) & (gap <= np.minimum(page_left, MAX_BLOCK_INSNS * INSN_BYTES))
+        target = unsized[order] & ~last_of_cpu
+        size = records.size
+        chosen = order[target & fits]
+        size[chosen] = gap[target & fits]
+        one = order[target & ~fits]
+        size[one] = INSN_BYTES
+        self.guessed_next += len(chosen)
+        self.guessed_one += len(one)
+        keep = np.ones(len(records), bool)
+        keep[hold] = False
+        self.pending = records.take(np.sort(hold))
+        return records.take(np.flatnonzero(keep))
+
+    def finish(self) -> Records:
+        """The held-back records, each given one instruction."""
+        rest = self.pending
+        rest.size[rest.size == 0] = INSN_BYTES
+        self.guessed_one += len(rest)
+        self.pending = Records.empty()
+        return rest

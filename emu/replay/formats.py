@@ -1,0 +1,624 @@
+"""Trace formats: QEMU ``-d exec[,nochain][,in_asm]`` logs and ``perf script``
+output (IP samples and ``brstack`` branch records), read in chunks into
+record arrays (vCPU, PC, block bytes, line number).
+
+QEMU 7.2 (Debian bookworm) writes, per translated block entered
+(accel/tcg/cpu-exec.c, log_cpu_exec)::
+
+    Trace 0: 0x7fcab0020480 [0000000000007001/ffff800009668fdc/00000021/ff080200] sym
+
+that is ``Trace VCPU: HOST_TB [CS_BASE/PC/FLAGS/CFLAGS] SYMBOL``; ``CF_NO_GOTO_TB``
+(0x200 in CFLAGS) is set under ``nochain``.  Without ``nochain`` blocks
+entered by direct chaining are not logged ("Linking TBs" lines appear), so
+counts are a lower bound.  ``Stopped execution of TB chain before HOST [PC]``
+means the block just logged for PC did not run: that record is dropped.
+With ``in_asm`` every translation is printed (``IN:`` then one line per
+instruction), which gives each block's exact size.
+
+QEMU logs are parsed by whole chunks with numpy (fixed-width fields located
+from each line's ``[``); any line the fast path cannot vouch for sends the
+chunk through the line-by-line reference parser, which names the bad line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from emu.hw.accounting import NO_ACCEL_ENV
+from emu.replay.errors import TraceError
+
+FORMAT_QEMU = "qemu-exec"
+FORMAT_PERF = "perf-script"
+FORMATS = (FORMAT_QEMU, FORMAT_PERF)
+
+CHUNK_BYTES = 32 << 20
+INSN_BYTES = 4  # A64 instructions
+CF_NO_GOTO_TB = 0x200  # include/exec/exec-all.h (QEMU 7.2): set by -d nochain
+KERNEL_SPACE = 1 << 63
+# A brstack range longer than this is not one straight-line run (a context
+# switch or a lost record between the two branches): dropped.
+MAX_BRANCH_RANGE = 64 << 10
+
+_PAD = b"\0" * 64
+_HEX = np.full(256, 255, np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX[_c] = _i
+for _i, _c in enumerate(b"ABCDEF"):
+    _HEX[_c] = 10 + _i
+_SHIFTS16 = np.arange(60, -4, -4, dtype=np.uint64)
+_ARANGE16 = np.arange(16)
+
+_TRACE = re.compile(
+    rb"Trace (\d+): (?:0x)?[0-9a-f]+ \[([0-9a-f]{1,16})/([0-9a-f]{1,16})/([0-9a-f]{1,8})/"
+    rb"([0-9a-f]{1,8})\](?: .*)?"
+)
+_STOPPED = re.compile(rb"Stopped execution of TB chain before (?:0x)?[0-9a-f]+ \[([0-9a-f]+)\].*")
+_INSN = re.compile(rb"0x([0-9a-f]+):  .*")
+_IN = re.compile(rb"IN:(?: .*)?")
+_SKIPPED = re.compile(rb"(?:-{16}|Linking TBs .*|OBJD-[HT]: .*|)")
+
+
+@dataclass
+class Records:
+    """Trace records in file order: block start PCs with their vCPU, size in
+    bytes (0 while unknown) and line number."""
+
+    cpu: np.ndarray
+    pc: np.ndarray
+    size: np.ndarray
+    line: np.ndarray
+
+    @classmethod
+    def empty(cls) -> Records:
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.uint64), np.zeros(0, np.int64),
+                   np.zeros(0, np.int64))  # fmt: skip
+
+    @classmethod
+    def concat(cls, parts: list[Records]) -> Records:
+        if not parts:
+            return cls.empty()
+        return cls(*(np.concatenate([getattr(p, f) for p in parts])
+                     for f in ("cpu", "pc", "size", "line")))  # fmt: skip
+
+    def take(self, index: np.ndarray) -> Records:
+        return Records(self.cpu[index], self.pc[index], self.size[index], self.line[index])
+
+    def __len__(self) -> int:
+        return len(self.pc)
+
+
+@dataclass
+class TraceStats:
+    """What the parser saw, for the report's ``source`` object."""
+
+    format: str
+    lines: int = 0
+    records: int = 0
+    dropped_stopped: int = 0
+    unmatched_stopped: int = 0
+    translations: int = 0
+    chained: bool = False  # a record without CF_NO_GOTO_TB, or "Linking TBs" lines
+    brstack_ranges_dropped: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------- detection
+
+
+def detect_format(path: str | Path) -> str:
+    """FORMAT_QEMU or FORMAT_PERF from the first meaningful lines."""
+    with open_trace(path) as handle:
+        head = handle.read(1 << 16)
+    for number, raw in enumerate(head.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith(b"#"):
+            continue
+        if line.startswith((b"Trace ", b"----------------", b"IN:", b"Stopped execution")):
+            return FORMAT_QEMU
+        if re.search(rb"\[\d+\]", line):
+            return FORMAT_PERF
+        raise TraceError("neither a QEMU -d exec log nor perf script output (with the cpu field): "
+                         f"{_shown(raw)}", str(path), number)  # fmt: skip
+    raise TraceError("the trace is empty", str(path))
+
+
+def open_trace(path: str | Path) -> BinaryIO:
+    try:
+        return open(path, "rb")  # the caller closes it
+    except OSError as err:
+        raise TraceError(f"cannot read the trace: {err.strerror or err}", str(path)) from None
+
+
+def _shown(line: bytes) -> str:
+    return repr(line[:72].decode("ascii", errors="replace"))
+
+
+def read_chunks(path: str | Path, chunk_bytes: int = CHUNK_BYTES,
+                cut: bytes = b"\n") -> Iterator[bytes]:  # fmt: skip
+    """The file in pieces of whole lines, cut before ``cut`` where possible.
+    The last piece ends with a newline even if the file does not (the parser
+    then sees a complete line and judges it)."""
+    rest = b""
+    with open_trace(path) as handle:
+        while True:
+            block = handle.read(chunk_bytes)
+            if not block:
+                break
+            data = rest + block if rest else block
+            end = data.rfind(cut)
+            end = end + 1 if end >= 0 else data.rfind(b"\n") + 1
+            if end <= 0:
+                rest = data
+                continue
+            rest = data[end:]
+            yield data[:end] if end < len(data) else data
+    if rest:
+        yield rest if rest.endswith(b"\n") else rest + b"\n"
+
+
+# -------------------------------------------------------------- QEMU exec
+
+
+@dataclass
+class QemuState:
+    """What carries over from one chunk to the next: every translation's size
+    by PC (the latest wins, as QEMU's own TB lookup would find it)."""
+
+    path: str
+    sizes: dict[int, int] = field(default_factory=dict)
+    stats: TraceStats = field(default_factory=lambda: TraceStats(FORMAT_QEMU))
+    _table: tuple[np.ndarray, np.ndarray] | None = None
+
+    def table(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._table is None:
+            pcs = np.fromiter(self.sizes.keys(), np.uint64, len(self.sizes))
+            sizes = np.fromiter(self.sizes.values(), np.int64, len(self.sizes))
+            order = np.argsort(pcs)
+            self._table = (pcs[order], sizes[order])
+        return self._table
+
+    def learn(self, pcs: np.ndarray, sizes: np.ndarray) -> None:
+        if len(pcs):
+            self.sizes.update(zip(pcs.tolist(), sizes.tolist(), strict=True))
+            self._table = None
+
+
+def parse_qemu(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> tuple[Iterator[Records],
+                                                                        QemuState]:  # fmt: skip
+    """Records of a QEMU exec log, chunk by chunk; the state's stats fill in as
+    the iterator runs."""
+    state = QemuState(str(path))
+
+    def chunks() -> Iterator[Records]:
+        for data in read_chunks(path, chunk_bytes, cut=b"\nTrace "):
+            records = parse_qemu_chunk(data, state.stats.lines + 1, state)
+            state.stats.records += len(records)
+            yield records
+
+    return chunks(), state
+
+
+def _load_scanner():
+    """The C scanner's ``scan``, or None (not built, or KTEXT_EMU_NO_ACCEL=1)."""
+    if os.environ.get(NO_ACCEL_ENV) == "1":
+        return None
+    try:
+        from emu.replay import _qemulog  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _qemulog.scan
+
+
+_SCAN = _load_scanner()
+
+
+def parse_qemu_chunk(data: bytes, first_line: int, state: QemuState,
+                     backend: str = "auto") -> Records:  # fmt: skip
+    """One chunk of whole lines: the exec records, sizes resolved from in_asm
+    translations where the log has them.  ``backend``: "auto" (C if built,
+    else numpy), "c", "numpy" or "python" (the reference); all give the same
+    records, and any line the fast ones cannot vouch for goes to the reference,
+    which names it."""
+    if backend == "c" and _SCAN is None:
+        raise RuntimeError("the C QEMU log scanner (emu.replay._qemulog) is not built")
+    fast = None
+    if backend in ("auto", "c") and _SCAN is not None:
+        fast, lines = _qemu_chunk_c(data, first_line)
+    else:
+        lines = data.count(b"\n")
+        if backend in ("auto", "numpy"):
+            fast = _qemu_chunk_numpy(data, first_line)
+    state.stats.lines += lines
+    if fast is None:
+        exec_part, translations, stopped, chained = _qemu_chunk_python(data, first_line,
+                                                                       state.path)  # fmt: skip
+    else:
+        exec_part, translations, stopped, chained = fast
+    state.stats.chained |= chained
+    if len(stopped):
+        exec_part = _drop_stopped(exec_part, stopped, state.stats)
+    t_pc, t_size, t_line = translations
+    state.stats.translations += len(t_pc)
+    _resolve_sizes(exec_part, t_pc, t_size, t_line, state)
+    state.learn(t_pc, t_size)
+    return exec_part
+
+
+def _qemu_chunk_c(data: bytes, first_line: int):
+    """The C scanner for exec records; the other lines judged here."""
+    n_lines = data.count(b"\n")
+    cpu = np.empty(n_lines, np.int64)
+    pc = np.empty(n_lines, np.uint64)
+    line = np.empty(n_lines, np.int64)
+    other = np.empty(2 * n_lines, np.int64)
+    n, n_other, chained, lines = _SCAN(data, first_line, cpu, pc, line, other)
+    records = Records(cpu[:n], pc[:n], np.zeros(n, np.int64), line[:n])
+    items = ((index, data[offset:data.index(b"\n", offset)])
+             for index, offset in other[: 2 * n_other].reshape(-1, 2).tolist())  # fmt: skip
+    judged = _judge_other_lines(items, first_line)
+    if judged is None:
+        return None, lines
+    translations, stopped, linking = judged
+    return (records, translations, stopped, bool(chained) or linking), lines
+
+
+def _judge_other_lines(items, first_line: int):
+    """In_asm translations, Stopped lines and chaining evidence from the
+    non-record lines, given as (index in chunk, text) in order; None at the
+    first line that is none of those (the reference parser then names it)."""
+    t_pc: list[int] = []
+    t_size: list[int] = []
+    t_line: list[int] = []
+    stopped: list[tuple[int, int]] = []
+    linking = False
+    open_at = -2  # index of the last IN: or instruction line of an open block
+    for index, line in items:
+        if line[:2] == b"0x":
+            match = _INSN.fullmatch(line)
+            if match is None or open_at != index - 1:
+                return None
+            if t_size[-1] == 0:
+                t_pc[-1] = int(match[1], 16)
+            t_size[-1] += INSN_BYTES
+            open_at = index
+            continue
+        if _IN.fullmatch(line):
+            t_pc.append(0)
+            t_size.append(0)
+            t_line.append(first_line + index)
+            open_at = index
+            continue
+        open_at = -2
+        match = _STOPPED.fullmatch(line)
+        if match:
+            stopped.append((first_line + index, int(match[1], 16)))
+            continue
+        if _SKIPPED.fullmatch(line):
+            linking |= line.startswith(b"Linking")
+            continue
+        return None
+    keep = [i for i, size in enumerate(t_size) if size]
+    translations = (np.array([t_pc[i] for i in keep], np.uint64),
+                    np.array([t_size[i] for i in keep], np.int64),
+                    np.array([t_line[i] for i in keep], np.int64))  # fmt: skip
+    return translations, stopped, linking
+
+
+def _hex_columns(buf: np.ndarray, at: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Values of the ``width``-digit hex fields at offsets ``at``, and which were valid."""
+    digits = _HEX[buf[at[:, None] + _ARANGE16[:width]]]
+    ok = (digits != 255).all(axis=1)
+    shifts = _SHIFTS16[16 - width:]
+    values = np.bitwise_or.reduce(digits.astype(np.uint64) << shifts, axis=1)
+    return values, ok
+
+
+def _qemu_chunk_numpy(data: bytes, first_line: int):
+    """The vectorised parser; None when some line needs the reference parser."""
+    n = len(data)
+    buf = np.frombuffer(data + _PAD, np.uint8)
+    ends = np.flatnonzero(buf[:n] == 10)
+    starts = np.empty(len(ends), np.int64)
+    starts[0:1] = 0
+    starts[1:] = ends[:-1] + 1
+    c0 = buf[starts]
+    trace = (c0 == ord("T")) & (buf[starts + 1] == ord("r")) & (buf[starts + 5] == ord(" ")) & \
+        (buf[starts + 2] == ord("a")) & (buf[starts + 3] == ord("c")) & (buf[starts + 4] == ord("e"))
+    insn = (c0 == ord("0")) & (buf[starts + 1] == ord("x"))
+    other = ~(trace | insn)
+    other_idx = np.flatnonzero(other)
+    # Separators, blank lines, IN:, Stopped, Linking: few; checked one by one.
+    stopped_lines: list[tuple[int, int]] = []
+    in_lines: list[int] = []
+    chained = False
+    for index in other_idx.tolist():
+        line = data[starts[index]:ends[index]]
+        if _SKIPPED.fullmatch(line):
+            chained |= line.startswith(b"Linking")
+            continue
+        if _IN.fullmatch(line):
+            in_lines.append(index)
+            continue
+        match = _STOPPED.fullmatch(line)
+        if match:
+            stopped_lines.append((first_line + index, int(match[1], 16)))
+            continue
+        return None
+    t_idx = np.flatnonzero(trace)
+    ts = starts[t_idx]
+    te = ends[t_idx]
+    # vCPU number: 1 to 4 digits after "Trace ", then ':'
+    cpu = np.zeros(len(ts), np.int64)
+    ndig = np.zeros(len(ts), np.int64)
+    going = np.ones(len(ts), bool)
+    for k in range(4):
+        ch = buf[ts + 6 + k].astype(np.int64)
+        digit = going & (ch >= 48) & (ch <= 57)
+        cpu = np.where(digit, cpu * 10 + ch - 48, cpu)
+        ndig += digit
+        going &= digit
+    if len(ts) and ((ndig == 0).any() or (buf[ts + 6 + ndig] != ord(":")).any()):
+        return None
+    brackets = np.flatnonzero(buf[:n] == ord("["))
+    pos = np.searchsorted(brackets, ts)
+    if len(ts) and (pos >= len(brackets)).any():
+        return None
+    b = brackets[np.minimum(pos, len(brackets) - 1)] if len(brackets) else ts
+    shape_ok = (b < te) & (b + 53 <= te) & (buf[b + 17] == ord("/")) & \
+        (buf[b + 34] == ord("/")) & (buf[b + 43] == ord("/")) & (buf[b + 52] == ord("]")) & \
+        ((b + 53 == te) | (buf[b + 53] == ord(" ")))
+    if not shape_ok.all():
+        return None
+    pc, ok = _hex_columns(buf, b + 18, 16)
+    cflags_digit = _HEX[buf[b + 44 + 5]]  # bits 8-11 of CFLAGS
+    if not ok.all() or (cflags_digit == 255).any():
+        return None
+    chained |= bool(((cflags_digit & (CF_NO_GOTO_TB >> 8)) == 0).any())
+    records = Records(cpu, pc, np.zeros(len(ts), np.int64), first_line + t_idx)
+    translations = _translations_numpy(data, starts, ends, np.flatnonzero(insn),
+                                       np.array(in_lines, np.int64), first_line)  # fmt: skip
+    if translations is None:
+        return None
+    return records, translations, stopped_lines, chained
+
+
+def _translations_numpy(data: bytes, starts: np.ndarray, ends: np.ndarray, insn_idx: np.ndarray,
+                        in_idx: np.ndarray, first_line: int):  # fmt: skip
+    """(PC, bytes, line) of each in_asm translation: the instruction lines
+    that follow an ``IN:`` line."""
+    if len(insn_idx) == 0:
+        empty = np.zeros(0, np.int64)
+        return empty.astype(np.uint64), empty, empty
+    if len(in_idx) == 0:
+        return None  # instruction lines with no IN: header (e.g. -d op): not ours
+    block = np.searchsorted(in_idx, insn_idx, side="right") - 1
+    if (block < 0).any():
+        return None
+    # An instruction line must follow its IN: line or another instruction line.
+    gap = np.empty(len(insn_idx), np.int64)
+    gap[0] = insn_idx[0] - in_idx[block[0]]
+    same = block[1:] == block[:-1]
+    gap[1:] = np.where(same, insn_idx[1:] - insn_idx[:-1], insn_idx[1:] - in_idx[block[1:]])
+    if (gap != 1).any():
+        return None
+    counts = np.bincount(block, minlength=len(in_idx))
+    has = np.flatnonzero(counts)
+    first_insn = np.searchsorted(block, has)
+    pcs = np.fromiter(
+        (int(data[starts[i] + 2:data.index(b":", starts[i], ends[i])], 16)
+         for i in insn_idx[first_insn].tolist()), np.uint64, len(has),
+    )  # fmt: skip
+    return pcs, counts[has].astype(np.int64) * INSN_BYTES, first_line + in_idx[has]
+
+
+def _qemu_chunk_python(data: bytes, first_line: int, path: str):
+    """Line by line: the reference parser, and the one that names a bad line."""
+    cpus: list[int] = []
+    pcs: list[int] = []
+    lines: list[int] = []
+    stopped: list[tuple[int, int]] = []
+    t_pc: list[int] = []
+    t_size: list[int] = []
+    t_line: list[int] = []
+    chained = False
+    block_open = False  # after IN: or an instruction line of its block
+    for offset, line in enumerate(data.split(b"\n")[:-1]):
+        number = first_line + offset
+        match = _TRACE.fullmatch(line)
+        if match:
+            cpus.append(int(match[1]))
+            pcs.append(int(match[3], 16))
+            lines.append(number)
+            chained |= not int(match[5], 16) & CF_NO_GOTO_TB
+            block_open = False
+            continue
+        match = _INSN.fullmatch(line)
+        if match:
+            if not block_open:
+                raise TraceError(f"an instruction line outside an in_asm block: {_shown(line)}",
+                                 path, number)  # fmt: skip
+            if t_size[-1] == 0:
+                t_pc[-1] = int(match[1], 16)
+            t_size[-1] += INSN_BYTES
+            continue
+        if _IN.fullmatch(line):
+            t_pc.append(0)
+            t_size.append(0)
+            t_line.append(number)
+            block_open = True
+            continue
+        block_open = False
+        match = _STOPPED.fullmatch(line)
+        if match:
+            stopped.append((number, int(match[1], 16)))
+            continue
+        if _SKIPPED.fullmatch(line):
+            chained |= line.startswith(b"Linking")
+            continue
+        if line.startswith(b"Trace"):
+            raise TraceError(f"truncated or malformed QEMU exec record: {_shown(line)}", path,
+                             number)  # fmt: skip
+        raise TraceError(f"not a QEMU -d exec/in_asm line: {_shown(line)}", path, number)
+    keep = [i for i, size in enumerate(t_size) if size]
+    records = Records(np.array(cpus, np.int64), np.array(pcs, np.uint64),
+                      np.zeros(len(pcs), np.int64), np.array(lines, np.int64))  # fmt: skip
+    translations = (np.array([t_pc[i] for i in keep], np.uint64),
+                    np.array([t_size[i] for i in keep], np.int64),
+                    np.array([t_line[i] for i in keep], np.int64))  # fmt: skip
+    return records, translations, stopped, chained
+
+
+def _drop_stopped(records: Records, stopped: list[tuple[int, int]], stats: TraceStats) -> Records:
+    """Drop the record each "Stopped execution of TB chain before" line names:
+    the latest record before it with that PC (a few records back at most)."""
+    keep = np.ones(len(records), bool)
+    lines = records.line
+    pcs = records.pc
+    for number, pc in stopped:
+        index = int(np.searchsorted(lines, number)) - 1
+        for candidate in range(index, max(index - 16, -1), -1):
+            if keep[candidate] and int(pcs[candidate]) == pc:
+                keep[candidate] = False
+                stats.dropped_stopped += 1
+                break
+        else:
+            stats.unmatched_stopped += 1
+    return records.take(np.flatnonzero(keep))
+
+
+def _resolve_sizes(records: Records, t_pc: np.ndarray, t_size: np.ndarray, t_line: np.ndarray,
+                   state: QemuState) -> None:  # fmt: skip
+    """Each record's size from the latest translation of its PC before it:
+    this chunk's translations first, then the ones carried from before."""
+    size = records.size
+    if len(t_pc):
+        pcs = np.concatenate([t_pc, records.pc])
+        lines = np.concatenate([t_line, records.line])
+        is_t = np.zeros(len(pcs), bool)
+        is_t[: len(t_pc)] = True
+        order = np.lexsort((~is_t, lines, pcs))  # by PC, then line; a translation first
+        idx = np.where(is_t[order], np.arange(len(order)), -1)
+        last = np.maximum.accumulate(idx)
+        ok = last >= 0
+        src = order[np.maximum(last, 0)]
+        ok &= pcs[src] == pcs[order]
+        rec = ~is_t[order] & ok
+        size[order[rec] - len(t_pc)] = t_size[src[rec]]
+    missing = np.flatnonzero(size == 0)
+    if len(missing) and state.sizes:
+        table_pc, table_size = state.table()
+        at = np.searchsorted(table_pc, records.pc[missing])
+        at = np.minimum(at, len(table_pc) - 1)
+        hit = table_pc[at] == records.pc[missing]
+        size[missing[hit]] = table_size[at[hit]]
+
+
+# ---------------------------------------------------------------- perf script
+
+_CPU_FIELD = re.compile(r"\[(\d+)\]")
+_BRSTACK = re.compile(r"0x([0-9a-fA-F]+)/0x([0-9a-fA-F]+)/")
+_HEXTOKEN = re.compile(r"(?:0x)?[0-9a-fA-F]+")
+_CALLCHAIN = re.compile(r"\s+(?:0x)?[0-9a-fA-F]+(?:\s.*)?")
+
+
+def parse_perf(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> tuple[Iterator[Records],
+                                                                        TraceStats]:  # fmt: skip
+    """Records of ``perf script`` output: one 4-byte fetch per kernel IP sample,
+    one straight-line range per pair of consecutive kernel branch records."""
+    stats = TraceStats(FORMAT_PERF)
+
+    def chunks() -> Iterator[Records]:
+        for data in read_chunks(path, chunk_bytes):
+            text = data.decode("utf-8", errors="replace")
+            records = _perf_chunk(text, stats.lines + 1, str(path), stats)
+            stats.lines += text.count("\n")
+            stats.records += len(records)
+            yield records
+
+    return chunks(), stats
+
+
+def _perf_chunk(text: str, first_line: int, path: str, stats: TraceStats) -> Records:
+    cpus: list[int] = []
+    pcs: list[int] = []
+    sizes: list[int] = []
+    lines: list[int] = []
+    for offset, line in enumerate(text.split("\n")[:-1]):
+        number = first_line + offset
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        cpu_match = _CPU_FIELD.search(line)
+        if cpu_match is None:
+            if _CALLCHAIN.fullmatch(line):
+                continue  # a callchain entry of the sample above (-g): the leaf IP is its own
+            raise TraceError("perf script line without a [cpu] field (record with -a and "
+                             f"print -F with cpu): {_shown(line.encode())}", path, number)
+        cpu = int(cpu_match[1])
+        rest = line[cpu_match.end():]
+        branches = _BRSTACK.findall(rest)
+        if branches:
+            _brstack_ranges(branches, cpu, number, stats, cpus, pcs, sizes, lines)
+            continue
+        ip = _sample_ip(rest)
+        if ip is None:
+            raise TraceError(f"perf script sample without an IP: {_shown(line.encode())}", path,
+                             number)  # fmt: skip
+        cpus.append(cpu)
+        pcs.append(ip)
+        sizes.append(INSN_BYTES)
+        lines.append(number)
+    return Records(np.array(cpus, np.int64), np.array(pcs, np.uint64),
+                   np.array(sizes, np.int64), np.array(lines, np.int64))  # fmt: skip
+
+
+def _sample_ip(rest: str) -> int | None:
+    """The IP of a sample line after its ``[cpu]``: the token after the last
+    ``time:``/``event:`` field, else the first token."""
+    head = rest.split("(", 1)[0].split()
+    start = 0
+    for index, token in enumerate(head):
+        if token.endswith(":"):
+            start = index + 1
+    if start >= len(head) or not _HEXTOKEN.fullmatch(head[start]):
+        return None
+    return int(head[start], 16)
+
+
+def _brstack_ranges(branches: list[tuple[str, str]], cpu: int, number: int, stats: TraceStats,
+                    cpus: list[int], pcs: list[int], sizes: list[int],
+                    lines: list[int]) -> None:  # fmt: skip
+    """perf lists branches newest first: between the target of branch i and
+    the source of the newer branch i - 1 the CPU ran straight-line code."""
+    entries = [(int(src, 16), int(dst, 16)) for src, dst in branches]
+    for newer, older in itertools.pairwise(entries):
+        start, end = older[1], newer[0]
+        length = end - start + INSN_BYTES
+        if start < KERNEL_SPACE or end < KERNEL_SPACE or not 0 < length <= MAX_BRANCH_RANGE:
+            stats.brstack_ranges_dropped += 1
+            continue
+        cpus.append(cpu)
+        pcs.append(start)
+        sizes.append(length)
+        lines.append(number)
+
+
+def parse_trace(path: str | Path, fmt: str | None = None,
+                chunk_bytes: int = CHUNK_BYTES) -> tuple[Iterator[Records], TraceStats]:  # fmt: skip
+    """The records of ``path`` in its format (detected unless given) and the
+    stats object the iterator fills in."""
+    fmt = fmt or detect_format(path)
+    if fmt == FORMAT_QEMU:
+        chunks, state = parse_qemu(path, chunk_bytes)
+        return chunks, state.stats
+    if fmt == FORMAT_PERF:
+        return parse_perf(path, chunk_bytes)
+    raise TraceError(f"unknown trace format {fmt!r} (known: {', '.join(FORMATS)})", str(path))

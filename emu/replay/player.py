@@ -1,0 +1,280 @@
+"""The player: turns trace records into per-CPU, per-node instruction-fetch
+counts for replication off and on, and those into the RUNs of a report.
+
+Model.  Each record is a block of instructions fetched at its kernel VA
+(4 bytes each, by 64-byte line for the cache model).  Fetches from the
+replicated range ``[_stext, __end_rodata)`` are served by node 0 with
+replication off and by the CPU's own node with it on; every other kernel
+address (modules, vmalloc, BPF) is node 0's in both.  Records outside kernel
+space (user code, the boot's physical-address phase) are not played.  The
+traces hold no data accesses: the RUN's data counts are absent, and the cost
+is that of the fetches alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from emu.config import MachineConfig
+from emu.hw.accounting import KIND_KERNEL_TEXT, Accounting, CpuCounts
+from emu.hw.cachemodel import CacheModel
+from emu.hw.cost import CostReport, fast_cost, gain, speedup
+from emu.hw.topology import Topology
+from emu.replay.blocks import ImageBlocks, NextRecordSizer
+from emu.replay.errors import TraceError
+from emu.replay.formats import INSN_BYTES, KERNEL_SPACE, Records, TraceStats
+from emu.replay.symbols import KernelMap
+
+LINE_SHIFT = 6  # 64-byte lines, the line size of every preset (emu/hw/presets/*.toml)
+VA_MASK = (1 << 48) - 1
+
+
+def cpu_map(topology: Topology, explicit: dict[int, int] | None = None) -> np.ndarray:
+    """Trace CPU -> machine CPU, -1 where the trace may not use that number.
+
+    Without ``explicit``, trace CPU c is machine CPU c (node c // cpus_per_node).
+    With a ``{trace CPU: node}`` map, the trace CPUs of each node take that
+    node's machine CPUs in order; a node given more trace CPUs than it has is
+    an error, and unmapped trace CPUs may not appear in the trace.
+    """
+    if not explicit:
+        return np.arange(topology.n_cpus, dtype=np.int64)
+    size = max(explicit) + 1
+    mapping = np.full(size, -1, np.int64)
+    used = [0] * topology.nodes
+    for trace_cpu in sorted(explicit):
+        node = explicit[trace_cpu]
+        if not 0 <= node < topology.nodes:
+            raise TraceError(f"--cpu-node {trace_cpu}={node}: the machine has nodes "
+                             f"0-{topology.nodes - 1}")  # fmt: skip
+        if used[node] == topology.cpus_per_node:
+            raise TraceError(f"--cpu-node: more than {topology.cpus_per_node} trace CPUs on "
+                             f"node {node}, which has {topology.cpus_per_node} CPUs")  # fmt: skip
+        mapping[trace_cpu] = node * topology.cpus_per_node + used[node]
+        used[node] += 1
+    return mapping
+
+
+@dataclass
+class FetchCounts:
+    """Per machine CPU: instructions and 64-byte lines fetched, by region."""
+
+    n_cpus: int
+    text: np.ndarray = field(init=False)  # [_stext, _etext)
+    rodata: np.ndarray = field(init=False)  # [_etext, __end_rodata): replicated, not text
+    other: np.ndarray = field(init=False)  # any other kernel address: node 0's
+    text_lines: np.ndarray = field(init=False)
+    rodata_lines: np.ndarray = field(init=False)
+    other_lines: np.ndarray = field(init=False)
+    trace_cpus: set[int] = field(default_factory=set)
+    records_played: int = 0
+    records_outside_kernel: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("text", "rodata", "other", "text_lines", "rodata_lines", "other_lines"):
+            setattr(self, name, np.zeros(self.n_cpus, np.int64))
+
+    def add(self, region: str, cpus: np.ndarray, insns: np.ndarray, lines: np.ndarray) -> None:
+        getattr(self, region)[:] += np.bincount(cpus, insns, self.n_cpus).astype(np.int64)
+        getattr(self, region + "_lines")[:] += np.bincount(cpus, lines, self.n_cpus).astype(np.int64)
+
+
+# A consumer of each chunk's played blocks: (machine CPUs, PCs, sizes in bytes,
+# replicated?) in trace order.
+BlockSink = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
+
+
+def play(chunks: Iterable[Records], kernel: KernelMap, mapping: np.ndarray, n_cpus: int,
+         path: str, image: ImageBlocks | None = None,
+         sinks: Sequence[BlockSink] = ()) -> tuple[FetchCounts, NextRecordSizer]:  # fmt: skip
+    """Count every chunk's kernel blocks; unsized blocks are sized from the
+    image, else from the next record (blocks.NextRecordSizer)."""
+    counts = FetchCounts(n_cpus)
+    sizer = NextRecordSizer()
+    for records in chunks:
+        if image is not None and len(records):
+            unsized = np.flatnonzero(records.size == 0)
+            if len(unsized):
+                records.size[unsized] = image.sizes(records.pc[unsized])
+        _count(sizer.feed(records), kernel, mapping, counts, path, sinks)
+    _count(sizer.finish(), kernel, mapping, counts, path, sinks)
+    return counts, sizer
+
+
+def _count(records: Records, kernel: KernelMap, mapping: np.ndarray, counts: FetchCounts,
+           path: str, sinks: Sequence[BlockSink]) -> None:  # fmt: skip
+    if not len(records):
+        return
+    bad = (records.cpu < 0) | (records.cpu >= len(mapping))
+    if not bad.any():
+        machine_cpu = mapping[records.cpu]
+        bad = machine_cpu < 0
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        cpu = int(records.cpu[first])
+        raise TraceError(f"trace CPU {cpu} is not on the machine (CPUs 0-{counts.n_cpus - 1}; "
+                         "--cpu-node CPU=NODE maps trace CPUs to nodes)", path,
+                         int(records.line[first]))  # fmt: skip
+    counts.trace_cpus.update(np.unique(records.cpu).tolist())
+    pc = records.pc
+    kernel_space = pc >= np.uint64(KERNEL_SPACE)
+    counts.records_outside_kernel += int(len(pc) - np.count_nonzero(kernel_space))
+    if not kernel_space.all():
+        keep = np.flatnonzero(kernel_space)
+        pc, machine_cpu, size = pc[keep], machine_cpu[keep], records.size[keep]
+    else:
+        size = records.size
+    counts.records_played += len(pc)
+    insns = size // INSN_BYTES
+    lines = ((pc + (size - 1).astype(np.uint64)) >> np.uint64(LINE_SHIFT)) - \
+        (pc >> np.uint64(LINE_SHIFT)) + np.uint64(1)
+    text = (pc >= np.uint64(kernel.stext)) & (pc < np.uint64(kernel.etext))
+    replicated = (pc >= np.uint64(kernel.stext)) & (pc < np.uint64(kernel.replicated_end))
+    rodata = replicated & ~text
+    other = ~replicated
+    for region, mask in (("text", text), ("rodata", rodata), ("other", other)):
+        if mask.any():
+            counts.add(region, machine_cpu[mask], insns[mask], lines[mask])
+    for sink in sinks:
+        sink(machine_cpu, pc, size, replicated)
+
+
+# ------------------------------------------------------------ cache model
+
+
+class CacheFeed:
+    """The one adapter between replay and the detailed cache model: a stream
+    of blocks (CPU, VA, bytes, home node) in, a CostReport out.
+
+    Today's model (emu/hw/cachemodel.py) finds a fetched line's memory node
+    from its physical address, through the accounting page table its block
+    hook reads.  Replay gives each line a synthetic PA that keeps its VA's
+    low 48 bits (so the same sets as a contiguous mapping) and puts the home
+    node above them (bank size 2^48): the same VA fetched from two nodes'
+    copies is two lines, as on hardware.
+    """
+
+    BANK = 1 << 48
+
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        self.accounting = Accounting(topology.n_cpus, topology.nodes, 0, self.BANK,
+                                     table_bits=20)  # fmt: skip
+        self.model = CacheModel(topology, self.accounting, 0, self.BANK)
+        self._block = self.model.hook_functions()[0]
+        self._pages: set[int] = set()
+        self._cpu = -1
+
+    def feed(self, cpus: np.ndarray, pcs: np.ndarray, sizes: np.ndarray,
+             homes: np.ndarray) -> None:  # fmt: skip
+        pas = (homes.astype(np.uint64) << np.uint64(48)) | (pcs & np.uint64(VA_MASK))
+        first_page = pas >> np.uint64(12)
+        last_page = (pas + (sizes - 1).astype(np.uint64)) >> np.uint64(12)
+        for page in np.unique(np.concatenate([first_page, last_page])).tolist():
+            if page not in self._pages:
+                self._pages.add(page)
+                pa = page << 12
+                self.accounting.record(pa, pa, pa // self.BANK, KIND_KERNEL_TEXT)
+        block = self._block
+        for cpu, pa, size in zip(cpus.tolist(), pas.tolist(), sizes.tolist(), strict=True):
+            if cpu != self._cpu:
+                self.model.select_cpu(cpu)
+                self._cpu = cpu
+            block(None, pa, size)
+
+    def cost_report(self, counts: Sequence[CpuCounts]) -> CostReport:
+        return self.model.cost_report(counts)
+
+
+def cache_sinks(topology: Topology, cpu_nodes: np.ndarray) -> tuple[list[BlockSink],
+                                                                    dict[bool, CacheFeed]]:  # fmt: skip
+    """One cache model per replication setting, each fed every block with the
+    home node that setting gives it."""
+    feeds = {False: CacheFeed(topology), True: CacheFeed(topology)}
+
+    def off(cpus: np.ndarray, pcs: np.ndarray, sizes: np.ndarray, replicated: np.ndarray) -> None:
+        feeds[False].feed(cpus, pcs, sizes, np.zeros(len(cpus), np.int64))
+
+    def on(cpus: np.ndarray, pcs: np.ndarray, sizes: np.ndarray, replicated: np.ndarray) -> None:
+        feeds[True].feed(cpus, pcs, sizes, np.where(replicated, cpu_nodes[cpus], 0))
+
+    return [off, on], feeds
+
+
+# ------------------------------------------------------------------ report
+
+
+def cpu_counts(counts: FetchCounts, topology: Topology, ktext: bool) -> list[CpuCounts]:
+    """The accounting's CpuCounts for one replication setting (data: none)."""
+    result = []
+    zeros = (0,) * topology.nodes
+    for cpu in range(topology.n_cpus):
+        home = topology.cpu_to_node(cpu) if ktext else 0
+        kernel = [0] * topology.nodes
+        other = [0] * topology.nodes
+        kernel[home] += int(counts.text[cpu])
+        other[home] += int(counts.rodata[cpu])
+        other[0] += int(counts.other[cpu])
+        result.append(CpuCounts(tuple(kernel), tuple(other), zeros, zeros))
+    return result
+
+
+def replay_runs(config: MachineConfig, kernel: KernelMap, counts: FetchCounts,
+                stats: TraceStats, source: dict, modes: Sequence[bool],
+                feeds: dict[bool, CacheFeed] | None = None) -> tuple[list[dict],
+                                                                     list[CostReport]]:  # fmt: skip
+    """The RUNs (the keys of ``ktext-emu run``'s) and their CostReports."""
+    topology = config.topology
+    runs, costs = [], []
+    for ktext in modes:
+        per_cpu = cpu_counts(counts, topology, ktext)
+        cost = feeds[ktext].cost_report(per_cpu) if feeds else fast_cost(per_cpu, topology)
+        cpus = []
+        for cpu, cpu_count in enumerate(per_cpu):
+            home = topology.cpu_to_node(cpu) if ktext else 0
+            lines = [0] * topology.nodes
+            lines[home] += int(counts.text_lines[cpu] + counts.rodata_lines[cpu])
+            lines[0] += int(counts.other_lines[cpu])
+            cpus.append({
+                "cpu": cpu,
+                "node": topology.cpu_to_node(cpu),
+                "ttbr1": None,
+                "instructions": cpu_count.instructions,
+                "kernel_fetches_by_node": list(cpu_count.kernel_fetches_by_node),
+                "fetches_by_node": list(cpu_count.fetches_by_node),
+                "fetch_lines_by_node": lines,
+            })  # fmt: skip
+        runs.append({
+            "machine": {
+                "name": topology.name,
+                "nodes": topology.nodes,
+                "cpus_per_node": topology.cpus_per_node,
+                "granule": config.granule,
+                "va_bits": config.va_bits,
+                "levels": config.pgtable_levels,
+                "distances": [list(row) for row in topology.distances],
+            },
+            "kernel": kernel.to_json(),
+            "ktext": ktext,
+            "ktext_requested": ktext,
+            "ktext_message": None,
+            "workload": "replay",
+            "stop_reason": "end of trace",
+            "instructions": sum(c["instructions"] for c in cpus),
+            "cpus": cpus,
+            "nodes": [{"node": node, "pgd": None, "text_pa": None}
+                      for node in range(topology.nodes)],
+            "data_accesses": None,  # not in the trace: absent, not zero
+            "source": source,
+            "cost": cost.to_json(),
+        })  # fmt: skip
+        costs.append(cost)
+    off = [cost for run, cost in zip(runs, costs, strict=True) if not run["ktext"]]
+    for run, cost in zip(runs, costs, strict=True):
+        if off:
+            run["cost"]["speedup"] = speedup(off[0], cost) if run["ktext"] else 1.0
+            run["cost"]["gain"] = gain(off[0], cost) if run["ktext"] else 0.0
+    return runs, costs
