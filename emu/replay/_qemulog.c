@@ -10,11 +10,11 @@
  * (QEMU 7.2 accel/tcg/cpu-exec.c, log_cpu_exec) goes into the cpu/pc/line
  * arrays; every other line's index within the chunk (in_asm blocks,
  * "Stopped execution ...", separators, and anything malformed) goes into
- * `other` as (index within the chunk, byte offset) pairs, for Python to
- * judge and, if bad, to name.  Returns
+ * `other` as (index within the chunk, start offset, end offset) triples, for
+ * Python to judge and, if bad, to name.  count_lines(data) counts newlines.  Returns
  * (records, others, records without CF_NO_GOTO_TB).
  * The output arrays are writable buffers of int64/uint64 with room for one
- * entry per line (two for `other`).
+ * entry per line (three for `other`).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -94,7 +94,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         Py_ssize_t room = cpu_b.len / 8, n = 0, n_other = 0, chained = 0, index = 0;
         if (pc_b.len / 8 < room) room = pc_b.len / 8;
         if (line_b.len / 8 < room) room = line_b.len / 8;
-        if (other_b.len / 16 < room) room = other_b.len / 16;
+        if (other_b.len / 24 < room) room = other_b.len / 24;
         while (p < end) {
             const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
             int64_t c;
@@ -111,8 +111,9 @@ static PyObject *scan(PyObject *self, PyObject *args) {
                 n++;
                 chained += !(cflags & CF_NO_GOTO_TB);
             } else {
-                other[2 * n_other] = index;
-                other[2 * n_other + 1] = (int64_t)(p - (const unsigned char *)data.buf);
+                other[3 * n_other] = index;
+                other[3 * n_other + 1] = (int64_t)(p - (const unsigned char *)data.buf);
+                other[3 * n_other + 2] = (int64_t)(nl - (const unsigned char *)data.buf);
                 n_other++;
             }
             index++;
@@ -129,7 +130,24 @@ done:
     return result;
 }
 
+static PyObject *count_lines(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    Py_ssize_t lines = 0;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*", &data)) return NULL;
+    {
+        const char *p = (const char *)data.buf, *end = p + data.len;
+        while (p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+            lines++;
+            p++;
+        }
+    }
+    PyBuffer_Release(&data);
+    return PyLong_FromSsize_t(lines);
+}
+
 static PyMethodDef methods[] = {
+    {"count_lines", count_lines, METH_VARARGS, "Newlines in a buffer."},
     {"scan", scan, METH_VARARGS, "Scan whole lines of a QEMU exec log into record arrays."},
     {NULL, NULL, 0, NULL},
 };

@@ -159,7 +159,7 @@ class NextRecordSizer:
         if not unsized.any():
             self.pending = Records.empty()
             return records
-        order = np.lexsort((records.line, records.cpu))
+        order = np.argsort(records.cpu, kind="stable")  # records are in line order
         cpu = records.cpu[order]
         pc = records.pc[order].astype(np.int64)
         last_of_cpu = np.ones(len(order), bool)

@@ -142,26 +142,35 @@ def _shown(line: bytes) -> str:
 
 
 def read_chunks(path: str | Path, chunk_bytes: int = CHUNK_BYTES,
-                cut: bytes = b"\n") -> Iterator[bytes]:  # fmt: skip
+                cut: bytes = b"\n") -> Iterator[memoryview]:  # fmt: skip
     """The file in pieces of whole lines, cut before ``cut`` where possible.
     The last piece ends with a newline even if the file does not (the parser
-    then sees a complete line and judges it)."""
-    rest = b""
+    then sees a complete line and judges it).  Each piece is a view of one
+    reused buffer, valid until the next is asked for."""
+    buffer = bytearray(chunk_bytes)
+    view = memoryview(buffer)
+    filled = 0
     with open_trace(path) as handle:
         while True:
-            block = handle.read(chunk_bytes)
-            if not block:
+            if filled == len(buffer):  # a line longer than the buffer: grow it
+                view.release()
+                buffer.extend(bytes(len(buffer)))
+                view = memoryview(buffer)
+            got = handle.readinto(view[filled:])
+            if not got:
                 break
-            data = rest + block if rest else block
-            end = data.rfind(cut)
-            end = end + 1 if end >= 0 else data.rfind(b"\n") + 1
+            filled += got
+            end = buffer.rfind(cut, 0, filled)
+            end = end + 1 if end >= 0 else buffer.rfind(b"\n", 0, filled) + 1
             if end <= 0:
-                rest = data
                 continue
-            rest = data[end:]
-            yield data[:end] if end < len(data) else data
-    if rest:
-        yield rest if rest.endswith(b"\n") else rest + b"\n"
+            yield view[:end]
+            rest = filled - end
+            buffer[:rest] = view[end:filled]
+            filled = rest
+    if filled:
+        tail = bytes(buffer[:filled])
+        yield memoryview(tail if tail.endswith(b"\n") else tail + b"\n")
 
 
 # -------------------------------------------------------------- QEMU exec
@@ -207,20 +216,21 @@ def parse_qemu(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> tuple[Iterat
 
 
 def _load_scanner():
-    """The C scanner's ``scan``, or None (not built, or KTEXT_EMU_NO_ACCEL=1)."""
+    """The C scanner's ``scan`` and ``count_lines``, or None (not built, or
+    KTEXT_EMU_NO_ACCEL=1)."""
     if os.environ.get(NO_ACCEL_ENV) == "1":
         return None
     try:
         from emu.replay import _qemulog  # type: ignore[attr-defined]
     except ImportError:
         return None
-    return _qemulog.scan
+    return _qemulog.scan, _qemulog.count_lines
 
 
-_SCAN = _load_scanner()
+_SCAN, _COUNT_LINES = _load_scanner() or (None, None)
 
 
-def parse_qemu_chunk(data: bytes, first_line: int, state: QemuState,
+def parse_qemu_chunk(data: bytes | memoryview, first_line: int, state: QemuState,
                      backend: str = "auto") -> Records:  # fmt: skip
     """One chunk of whole lines: the exec records, sizes resolved from in_asm
     translations where the log has them.  ``backend``: "auto" (C if built,
@@ -233,12 +243,13 @@ def parse_qemu_chunk(data: bytes, first_line: int, state: QemuState,
     if backend in ("auto", "c") and _SCAN is not None:
         fast, lines = _qemu_chunk_c(data, first_line)
     else:
+        data = bytes(data)
         lines = data.count(b"\n")
         if backend in ("auto", "numpy"):
             fast = _qemu_chunk_numpy(data, first_line)
     state.stats.lines += lines
     if fast is None:
-        exec_part, translations, stopped, chained = _qemu_chunk_python(data, first_line,
+        exec_part, translations, stopped, chained = _qemu_chunk_python(bytes(data), first_line,
                                                                        state.path)  # fmt: skip
     else:
         exec_part, translations, stopped, chained = fast
@@ -252,17 +263,17 @@ def parse_qemu_chunk(data: bytes, first_line: int, state: QemuState,
     return exec_part
 
 
-def _qemu_chunk_c(data: bytes, first_line: int):
+def _qemu_chunk_c(data: bytes | memoryview, first_line: int):
     """The C scanner for exec records; the other lines judged here."""
-    n_lines = data.count(b"\n")
+    n_lines = _COUNT_LINES(data)
     cpu = np.empty(n_lines, np.int64)
     pc = np.empty(n_lines, np.uint64)
     line = np.empty(n_lines, np.int64)
-    other = np.empty(2 * n_lines, np.int64)
+    other = np.empty(3 * n_lines, np.int64)
     n, n_other, chained, lines = _SCAN(data, first_line, cpu, pc, line, other)
     records = Records(cpu[:n], pc[:n], np.zeros(n, np.int64), line[:n])
-    items = ((index, data[offset:data.index(b"\n", offset)])
-             for index, offset in other[: 2 * n_other].reshape(-1, 2).tolist())  # fmt: skip
+    items = ((index, bytes(data[start:end]))
+             for index, start, end in other[: 3 * n_other].reshape(-1, 3).tolist())  # fmt: skip
     judged = _judge_other_lines(items, first_line)
     if judged is None:
         return None, lines
@@ -529,37 +540,70 @@ _HEXTOKEN = re.compile(r"(?:0x)?[0-9a-fA-F]+")
 _CALLCHAIN = re.compile(r"\s+(?:0x)?[0-9a-fA-F]+(?:\s.*)?")
 
 
+@dataclass
+class PerfState:
+    """Carried between chunks: a sample header (its CPU and line) whose IP
+    comes on the next line, as ``perf script`` prints samples with ``-g``."""
+
+    path: str
+    stats: TraceStats = field(default_factory=lambda: TraceStats(FORMAT_PERF))
+    awaiting: tuple[int, int] | None = None
+    in_callchain: bool = False
+
+
 def parse_perf(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> tuple[Iterator[Records],
                                                                         TraceStats]:  # fmt: skip
-    """Records of ``perf script`` output: one 4-byte fetch per kernel IP sample,
-    one straight-line range per pair of consecutive kernel branch records."""
-    stats = TraceStats(FORMAT_PERF)
+    """Records of ``perf script`` output: one 4-byte fetch per kernel IP sample
+    (the leaf of a callchain), one straight-line range per pair of
+    consecutive kernel branch records."""
+    state = PerfState(str(path))
+    stats = state.stats
 
     def chunks() -> Iterator[Records]:
         for data in read_chunks(path, chunk_bytes):
-            text = data.decode("utf-8", errors="replace")
-            records = _perf_chunk(text, stats.lines + 1, str(path), stats)
+            text = bytes(data).decode("utf-8", errors="replace")
+            records = _perf_chunk(text, stats.lines + 1, state)
             stats.lines += text.count("\n")
             stats.records += len(records)
             yield records
+        if state.awaiting is not None:
+            raise TraceError("truncated: the sample has no IP line after it", state.path,
+                             state.awaiting[1])  # fmt: skip
 
     return chunks(), stats
 
 
-def _perf_chunk(text: str, first_line: int, path: str, stats: TraceStats) -> Records:
+def _perf_chunk(text: str, first_line: int, state: PerfState) -> Records:
     cpus: list[int] = []
     pcs: list[int] = []
     sizes: list[int] = []
     lines: list[int] = []
+    path, stats = state.path, state.stats
     for offset, line in enumerate(text.split("\n")[:-1]):
         number = first_line + offset
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
+            if state.awaiting is not None:
+                raise TraceError("the sample has no IP (no line after it)", path,
+                                 state.awaiting[1])  # fmt: skip
+            state.in_callchain = False
             continue
+        if line[0] in " \t" and _CALLCHAIN.fullmatch(line) and (state.awaiting or
+                                                               state.in_callchain):
+            if state.awaiting is not None:  # the leaf: where the sample was taken
+                cpus.append(state.awaiting[0])
+                pcs.append(int(stripped.split()[0], 16))
+                sizes.append(INSN_BYTES)
+                lines.append(number)
+                state.awaiting = None
+                state.in_callchain = True
+            continue  # a caller: not executed at the sample
+        if state.awaiting is not None:
+            raise TraceError("the sample has no IP (no callchain line after it)", path,
+                             state.awaiting[1])  # fmt: skip
+        state.in_callchain = False
         cpu_match = _CPU_FIELD.search(line)
         if cpu_match is None:
-            if _CALLCHAIN.fullmatch(line):
-                continue  # a callchain entry of the sample above (-g): the leaf IP is its own
             raise TraceError("perf script line without a [cpu] field (record with -a and "
                              f"print -F with cpu): {_shown(line.encode())}", path, number)
         cpu = int(cpu_match[1])
@@ -570,6 +614,9 @@ def _perf_chunk(text: str, first_line: int, path: str, stats: TraceStats) -> Rec
             continue
         ip = _sample_ip(rest)
         if ip is None:
+            if rest.rstrip().endswith(":"):  # -g: the IP is the callchain's first line
+                state.awaiting = (cpu, number)
+                continue
             raise TraceError(f"perf script sample without an IP: {_shown(line.encode())}", path,
                              number)  # fmt: skip
         cpus.append(cpu)
@@ -588,7 +635,7 @@ def _sample_ip(rest: str) -> int | None:
     for index, token in enumerate(head):
         if token.endswith(":"):
             start = index + 1
-    if start >= len(head) or not _HEXTOKEN.fullmatch(head[start]):
+    if start >= len(head) or not _HEXTOKEN.fullmatch(head[start]) or len(head[start]) > 18:
         return None
     return int(head[start], 16)
 

@@ -267,6 +267,9 @@ def replay_runs(config: MachineConfig, kernel: KernelMap, counts: FetchCounts,
             "cpus": cpus,
             "nodes": [{"node": node, "pgd": None, "text_pa": None}
                       for node in range(topology.nodes)],
+            # A trace has no page tables or copies to check: not checked, not failed.
+            "checks": {"copies_identical": None, "roots_differ_only_in_kernel_slots": None,
+                       "ttbr1_matches_node": None},
             "data_accesses": None,  # not in the trace: absent, not zero
             "source": source,
             "cost": cost.to_json(),
