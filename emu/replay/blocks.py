@@ -87,8 +87,9 @@ class ImageBlocks:
 
 
 def load_image_blocks(path: str | Path, kernel: KernelMap) -> ImageBlocks:
-    """Block lengths over ``[_stext, _etext)`` of a vmlinux ELF or an arm64
-    Image (raw or gzip), which starts at ``_text``."""
+    """Block lengths from ``_stext`` to the end of the loaded image (kernel
+    text, and init text after rodata) of a vmlinux ELF or an arm64 Image (raw
+    or gzip), which starts at ``_text``."""
     shown = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -109,7 +110,7 @@ def load_image_blocks(path: str | Path, kernel: KernelMap) -> ImageBlocks:
         if end > len(raw):
             raise TraceError(f"the Image is {len(raw):,} bytes, shorter than _etext - _text "
                              f"= {end:,}: not this System.map's kernel", shown)  # fmt: skip
-        text = raw[start:end]
+        text = raw[start:]
     else:
         raise TraceError("neither a vmlinux ELF nor an arm64 Image (no ARM\\x64 magic)", shown)
     words = np.frombuffer(text[: len(text) // 4 * 4], "<u4")
@@ -129,8 +130,7 @@ def _elf_text(raw: bytes, kernel: KernelMap, shown: str) -> bytes:
                 continue
             start, size = segment["p_vaddr"], segment["p_filesz"]
             if start <= kernel.stext and kernel.etext <= start + size:
-                data = segment.data()
-                return data[kernel.stext - start: kernel.etext - start]
+                return segment.data()[kernel.stext - start:]
     except ELFError as err:
         raise TraceError(f"bad ELF kernel image: {err}", shown) from None
     raise TraceError(f"no loadable segment holds [_stext, _etext) = [{kernel.stext:#x}, "

@@ -143,25 +143,24 @@ def _shown(line: bytes) -> str:
 
 def read_chunks(path: str | Path, chunk_bytes: int = CHUNK_BYTES,
                 cut: bytes = b"\n") -> Iterator[memoryview]:  # fmt: skip
-    """The file in pieces of whole lines, cut before ``cut`` where possible.
-    The last piece ends with a newline even if the file does not (the parser
-    then sees a complete line and judges it).  Each piece is a view of one
-    reused buffer, valid until the next is asked for."""
+    """The file in pieces of whole lines, each ending just before a ``cut``
+    (the buffer grows until one arrives), the last at the end of the file,
+    with a newline added if the file has none (the parser then judges that
+    line).  Each piece is a view of one reused buffer, valid until the next
+    is asked for."""
     buffer = bytearray(chunk_bytes)
     view = memoryview(buffer)
     filled = 0
     with open_trace(path) as handle:
         while True:
-            if filled == len(buffer):  # a line longer than the buffer: grow it
-                view.release()
-                buffer.extend(bytes(len(buffer)))
+            if filled == len(buffer):  # no cut in a whole buffer: a bigger one
+                buffer = buffer + bytes(len(buffer))  # (views of the old may live on)
                 view = memoryview(buffer)
             got = handle.readinto(view[filled:])
             if not got:
                 break
             filled += got
-            end = buffer.rfind(cut, 0, filled)
-            end = end + 1 if end >= 0 else buffer.rfind(b"\n", 0, filled) + 1
+            end = buffer.rfind(cut, 0, filled) + 1
             if end <= 0:
                 continue
             yield view[:end]
@@ -200,15 +199,15 @@ class QemuState:
             self._table = None
 
 
-def parse_qemu(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> tuple[Iterator[Records],
-                                                                        QemuState]:  # fmt: skip
+def parse_qemu(path: str | Path, chunk_bytes: int = CHUNK_BYTES,
+               backend: str = "auto") -> tuple[Iterator[Records], QemuState]:  # fmt: skip
     """Records of a QEMU exec log, chunk by chunk; the state's stats fill in as
-    the iterator runs."""
+    the iterator runs (``backend``: see parse_qemu_chunk)."""
     state = QemuState(str(path))
 
     def chunks() -> Iterator[Records]:
         for data in read_chunks(path, chunk_bytes, cut=b"\nTrace "):
-            records = parse_qemu_chunk(data, state.stats.lines + 1, state)
+            records = parse_qemu_chunk(data, state.stats.lines + 1, state, backend)
             state.stats.records += len(records)
             yield records
 
