@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from emu import __version__
-from emu.cli import build, compare, disasm, run, scenarios, storm, sweep, symbols, verify
+from emu.cli import build, compare, disasm, replay, run, scenarios, storm, sweep, symbols, verify
 from emu.errors import EXIT_STATUS_DOC, EmuError
 from emu.fileio import printable
 from emu.hw.accounting import compiled_extension_status
@@ -36,7 +36,7 @@ class Command(Protocol):
 
 
 COMMANDS: tuple[Command, ...] = (
-    run, compare, sweep, verify, storm, scenarios, build, disasm, symbols
+    run, replay, compare, sweep, verify, storm, scenarios, build, disasm, symbols
 )
 
 

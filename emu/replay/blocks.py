@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emu.fileio import read_input_file
 from emu.replay.errors import TraceError
 from emu.replay.formats import INSN_BYTES, Records
 from emu.replay.symbols import KernelMap
@@ -30,6 +31,7 @@ PAGE_BYTES = 4096  # QEMU's TARGET_PAGE_SIZE for AArch64 system emulation
 MAX_BLOCK_INSNS = 512  # TCG_MAX_INSNS
 IMAGE_MAGIC_OFFSET = 0x38  # arm64 Image header (Documentation/arm64/booting.rst)
 IMAGE_MAGIC = b"ARM\x64"
+MAX_IMAGE = 1 << 30  # a vmlinux with debug info is a few hundred MiB
 
 # (mask, value) of the A64 encodings after which QEMU ends a block
 BLOCK_ENDERS = (
@@ -92,7 +94,7 @@ def load_image_blocks(path: str | Path, kernel: KernelMap) -> ImageBlocks:
     or gzip), which starts at ``_text``."""
     shown = str(path)
     try:
-        raw = Path(path).read_bytes()
+        raw = read_input_file(path, MAX_IMAGE)
     except OSError as err:
         raise TraceError(f"cannot read the kernel image: {err.strerror or err}", shown) from None
     if raw[:2] == b"\x1f\x8b":

@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ FORMAT_PERF = "perf-script"
 FORMATS = (FORMAT_QEMU, FORMAT_PERF)
 
 CHUNK_BYTES = 32 << 20
+MAX_PIECE = 1 << 30  # no record boundary in this much: not a trace we can read
 INSN_BYTES = 4  # A64 instructions
 CF_NO_GOTO_TB = 0x200  # include/exec/exec-all.h (QEMU 7.2): set by -d nochain
 KERNEL_SPACE = 1 << 63
@@ -131,10 +133,17 @@ def detect_format(path: str | Path) -> str:
 
 
 def open_trace(path: str | Path) -> BinaryIO:
+    """The trace, opened for reading: a regular file (a FIFO or a device
+    such as /dev/zero is refused; traces are read twice, to detect the
+    format, then in full)."""
     try:
-        return open(path, "rb")  # the caller closes it
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as err:
         raise TraceError(f"cannot read the trace: {err.strerror or err}", str(path)) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise TraceError("the trace is not a regular file", str(path))
+    return os.fdopen(fd, "rb")  # the caller closes it
 
 
 def _shown(line: bytes) -> str:
@@ -154,6 +163,10 @@ def read_chunks(path: str | Path, chunk_bytes: int = CHUNK_BYTES,
     with open_trace(path) as handle:
         while True:
             if filled == len(buffer):  # no cut in a whole buffer: a bigger one
+                if filled >= MAX_PIECE:
+                    shown = cut.decode().strip() or "newline"
+                    raise TraceError(f"no {shown!r} in {MAX_PIECE >> 20} MiB: not a trace of this "
+                                     "format", str(path))  # fmt: skip
                 buffer = buffer + bytes(len(buffer))  # (views of the old may live on)
                 view = memoryview(buffer)
             got = handle.readinto(view[filled:])

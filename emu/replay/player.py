@@ -25,7 +25,7 @@ from emu.hw.cost import CostReport, fast_cost, gain, speedup
 from emu.hw.topology import Topology
 from emu.replay.blocks import ImageBlocks, NextRecordSizer
 from emu.replay.errors import TraceError
-from emu.replay.formats import INSN_BYTES, KERNEL_SPACE, Records, TraceStats
+from emu.replay.formats import INSN_BYTES, KERNEL_SPACE, Records
 from emu.replay.symbols import KernelMap
 
 LINE_SHIFT = 6  # 64-byte lines, the line size of every preset (emu/hw/presets/*.toml)
@@ -70,6 +70,7 @@ class FetchCounts:
     rodata_lines: np.ndarray = field(init=False)
     other_lines: np.ndarray = field(init=False)
     trace_cpus: set[int] = field(default_factory=set)
+    machine_cpus: set[int] = field(default_factory=set)
     records_played: int = 0
     records_outside_kernel: int = 0
 
@@ -119,6 +120,7 @@ def _count(records: Records, kernel: KernelMap, mapping: np.ndarray, counts: Fet
                          "--cpu-node CPU=NODE maps trace CPUs to nodes)", path,
                          int(records.line[first]))  # fmt: skip
     counts.trace_cpus.update(np.unique(records.cpu).tolist())
+    counts.machine_cpus.update(np.unique(machine_cpu).tolist())
     pc = records.pc
     kernel_space = pc >= np.uint64(KERNEL_SPACE)
     counts.records_outside_kernel += int(len(pc) - np.count_nonzero(kernel_space))
@@ -223,7 +225,7 @@ def cpu_counts(counts: FetchCounts, topology: Topology, ktext: bool) -> list[Cpu
 
 
 def replay_runs(config: MachineConfig, kernel: KernelMap, counts: FetchCounts,
-                stats: TraceStats, source: dict, modes: Sequence[bool],
+                source: dict, modes: Sequence[bool],
                 feeds: dict[bool, CacheFeed] | None = None) -> tuple[list[dict],
                                                                      list[CostReport]]:  # fmt: skip
     """The RUNs (the keys of ``ktext-emu run``'s) and their CostReports."""

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emu.fileio import read_input_file
 from emu.replay.errors import TraceError
 
 # "ffff800008010000 T _stext": address, type letter, name (nm's format)
@@ -17,6 +18,7 @@ _LINE = re.compile(r"^([0-9a-fA-F]{1,16}) ([A-Za-z?]) (\S+)\s*$")
 REQUIRED = ("_stext", "_etext")
 # Kernel space on arm64 is the TTBR1 half: the top address bit set.
 KERNEL_SPACE = 1 << 63
+MAX_SYSTEM_MAP = 256 << 20  # an allyesconfig System.map is about 30 MiB
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ def load_system_map(path: str | Path) -> KernelMap:
     """Parse ``path``; a malformed line or a missing ``_stext``/``_etext`` is a TraceError."""
     shown = str(path)
     try:
-        text = Path(path).read_bytes().decode("ascii", errors="replace")
+        text = read_input_file(path, MAX_SYSTEM_MAP).decode("ascii", errors="replace")
     except OSError as err:
         raise TraceError(f"cannot read System.map: {err.strerror or err}", shown) from None
     bounds: dict[str, int] = {}

@@ -1,5 +1,5 @@
 """Fixtures of the replay tests: the committed real excerpts (data/README.md)
-and ``ktext-emu`` with the replay subcommand registered."""
+and ``ktext-emu`` in process."""
 
 from __future__ import annotations
 
@@ -21,11 +21,8 @@ DEBIAN_FULL_MAP = Path("/work/cache/debian-arm64/dbg/usr/lib/debug/boot/System.m
 
 
 @pytest.fixture
-def ktext_emu(monkeypatch: pytest.MonkeyPatch) -> Callable[[list[str]], int]:
-    """``emu.cli.main`` with ``replay`` registered (until the CLI registers it)."""
-    from emu import cli
-    from emu.replay.command import add_parser
+def ktext_emu() -> Callable[[list[str]], int]:
+    """``ktext-emu`` in process: emu.cli.main."""
+    from emu.cli import main
 
-    if "replay" not in cli._commands(cli.build_parser()):
-        monkeypatch.setattr(cli, "COMMAND_GROUPS", [*cli.COMMAND_GROUPS, add_parser])
-    return cli.main
+    return main

@@ -69,13 +69,13 @@ def test_counts_equal_a_hand_count(tmp_path, blocks, nodes, chunk_bytes):
     topology = machine_config("default", nodes, 8 // nodes).topology
     trace = tmp_path / "synthetic.log"
     trace.write_text(qemu_log(blocks))
-    chunks, state = parse_qemu(trace, chunk_bytes)
+    chunks, _ = parse_qemu(trace, chunk_bytes)
     counts, sizer = play(chunks, KERNEL, cpu_map(topology), topology.n_cpus, str(trace))
     assert sizer.guessed_next == sizer.guessed_one == 0
     assert counts.records_outside_kernel == sum(1 for b in blocks if b[1] == "user")
     source = {"assumptions": []}
     runs, costs = replay_runs(machine_config("default", nodes, 8 // nodes), KERNEL, counts,
-                              state.stats, source, [False, True])  # fmt: skip
+                              source, [False, True])  # fmt: skip
     for run, cost in zip(runs, costs, strict=True):
         kernel, every, lines = hand_count(blocks, topology, run["ktext"])
         for cpu in run["cpus"]:
