@@ -24,7 +24,7 @@ import numpy as np
 
 from emu.fileio import read_input_file
 from emu.replay.errors import TraceError
-from emu.replay.formats import INSN_BYTES, Records
+from emu.replay.formats import INSN_BYTES, KERNEL_SPACE, Records
 from emu.replay.symbols import KernelMap
 
 PAGE_BYTES = 4096  # QEMU's TARGET_PAGE_SIZE for AArch64 system emulation
@@ -179,8 +179,9 @@ class NextRecordSizer:
         size[chosen] = gap[target & fits]
         one = order[target & ~fits]
         size[one] = INSN_BYTES
-        self.guessed_next += len(chosen)
-        self.guessed_one += len(one)
+        kernel = records.pc >= np.uint64(KERNEL_SPACE)  # the others are not played
+        self.guessed_next += int(np.count_nonzero(kernel[chosen]))
+        self.guessed_one += int(np.count_nonzero(kernel[one]))
         keep = np.ones(len(records), bool)
         keep[hold] = False
         self.pending = records.take(np.sort(hold))
@@ -189,7 +190,8 @@ class NextRecordSizer:
     def finish(self) -> Records:
         """The held-back records, each given one instruction."""
         rest = self.pending
-        rest.size[rest.size == 0] = INSN_BYTES
-        self.guessed_one += len(rest)
+        unsized = rest.size == 0
+        rest.size[unsized] = INSN_BYTES
+        self.guessed_one += int(np.count_nonzero(unsized & (rest.pc >= np.uint64(KERNEL_SPACE))))
         self.pending = Records.empty()
         return rest

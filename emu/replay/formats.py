@@ -11,7 +11,9 @@ that is ``Trace VCPU: HOST_TB [CS_BASE/PC/FLAGS/CFLAGS] SYMBOL``; ``CF_NO_GOTO_T
 (0x200 in CFLAGS) is set under ``nochain``.  Without ``nochain`` blocks
 entered by direct chaining are not logged ("Linking TBs" lines appear), so
 counts are a lower bound.  ``Stopped execution of TB chain before HOST [PC]``
-means the block just logged for PC did not run: that record is dropped.
+means the block just logged for PC did not run, and ``cpu_io_recompile:
+rewound execution of TB to PC`` that it was undone to be retranslated and
+entered again: either drops the latest record for PC.
 With ``in_asm`` every translation is printed (``IN:`` then one line per
 instruction), which gives each block's exact size.
 
@@ -62,7 +64,11 @@ _TRACE = re.compile(
     rb"Trace (\d+): (?:0x)?[0-9a-f]+ \[([0-9a-f]{1,16})/([0-9a-f]{1,16})/([0-9a-f]{1,8})/"
     rb"([0-9a-f]{1,8})\](?: .*)?"
 )
-_STOPPED = re.compile(rb"Stopped execution of TB chain before (?:0x)?[0-9a-f]+ \[([0-9a-f]+)\].*")
+# A block logged as entered that did not run (its record is dropped): the
+# chain stopped before it, or an I/O access rewound it to be retranslated
+# and entered again (accel/tcg/cpu-exec.c, translate-all.c cpu_io_recompile).
+_STOPPED = re.compile(rb"(?:Stopped execution of TB chain before (?:0x)?[0-9a-f]+ \[([0-9a-f]+)\]"
+                      rb"|cpu_io_recompile: rewound execution of TB to ([0-9a-f]+)).*")
 _INSN = re.compile(rb"0x([0-9a-f]+):  .*")
 _IN = re.compile(rb"IN:(?: .*)?")
 _SKIPPED = re.compile(rb"(?:-{16}|Linking TBs .*|OBJD-[HT]: .*|)")
@@ -322,7 +328,7 @@ def _judge_other_lines(items, first_line: int):
         open_at = -2
         match = _STOPPED.fullmatch(line)
         if match:
-            stopped.append((first_line + index, int(match[1], 16)))
+            stopped.append((first_line + index, int(match[1] or match[2], 16)))
             continue
         if _SKIPPED.fullmatch(line):
             linking |= line.startswith(b"Linking")
@@ -372,7 +378,7 @@ def _qemu_chunk_numpy(data: bytes, first_line: int):
             continue
         match = _STOPPED.fullmatch(line)
         if match:
-            stopped_lines.append((first_line + index, int(match[1], 16)))
+            stopped_lines.append((first_line + index, int(match[1] or match[2], 16)))
             continue
         return None
     t_idx = np.flatnonzero(trace)
@@ -481,7 +487,7 @@ def _qemu_chunk_python(data: bytes, first_line: int, path: str):
         block_open = False
         match = _STOPPED.fullmatch(line)
         if match:
-            stopped.append((number, int(match[1], 16)))
+            stopped.append((number, int(match[1] or match[2], 16)))
             continue
         if _SKIPPED.fullmatch(line):
             chained |= line.startswith(b"Linking")

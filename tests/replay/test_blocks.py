@@ -68,12 +68,15 @@ def test_image_blocks_by_hand():
     assert blocks.lengths.tolist() == [2, 1, 3, 2, 1]
 
 
+K = 0xFFFF800008000000  # kernel space: only its records count as guessed
+
+
 def test_next_record_sizer():
     # CPU 0: a block falling through to the next (+12), then a backward jump (one
     # instruction), then its last record waits; CPU 1: a jump to another page.
     records = Records(
         np.array([0, 1, 0, 0, 1, 0], np.int64),
-        np.array([0x1000, 0x5000, 0x100C, 0x0F00, 0x9000, 0x0F10], np.uint64),
+        np.array([0x1000, 0x5000, 0x100C, 0x0F00, 0x9000, 0x0F10], np.uint64) + np.uint64(K),
         np.zeros(6, np.int64),
         np.arange(1, 7, dtype=np.int64),
     )

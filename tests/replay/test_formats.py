@@ -213,3 +213,19 @@ def test_empty_and_unknown_traces(tmp_path):
     other.write_text("hello world\n")
     with pytest.raises(TraceError, match=r"other.txt:1: neither a QEMU"):
         parse_trace(other)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rewound_block_is_dropped(tmp_path, backend):
+    """QEMU 7.2's cpu_io_recompile line: the block for that PC was undone
+    (to be retranslated and entered again), so its record goes."""
+    lines = QEMU_EXEC.read_text().splitlines(keepends=True)
+    pc = lines[99].split("/")[1]
+    lines.insert(100, f"cpu_io_recompile: rewound execution of TB to {pc}\n")
+    path = tmp_path / "rewound.log"
+    path.write_text("".join(lines))
+    before, _ = qemu_records(QEMU_EXEC, _backend(backend))
+    after, stats = qemu_records(path, backend)
+    assert stats.dropped_stopped == 2
+    assert 100 not in after.line.tolist() and 100 in before.line.tolist()
+    assert len(after) == len(before) - 1
