@@ -2,19 +2,20 @@
  * The QEMU -d exec log scanner at C speed (optional: emu/replay/formats.py
  * has a numpy path and a line-by-line reference parser with the same result).
  *
- * scan(data, first_line, cpu, pc, line, other) walks whole lines of `data`:
- * a well-formed exec record
+ * scan(data, first_line, cpu, pc, size, line, other) walks whole lines of
+ * `data`.  A well-formed exec record
  *
  *     Trace VCPU: [0x]HOST [CS_BASE/PC/FLAGS/CFLAGS][ SYMBOL]
  *
- * (QEMU 7.2 accel/tcg/cpu-exec.c, log_cpu_exec) goes into the cpu/pc/line
- * arrays; every other line's index within the chunk (in_asm blocks,
- * "Stopped execution ...", separators, and anything malformed) goes into
- * `other` as (index within the chunk, start offset, end offset) triples, for
- * Python to judge and, if bad, to name.  count_lines(data) counts newlines.  Returns
- * (records, others, records without CF_NO_GOTO_TB).
- * The output arrays are writable buffers of int64/uint64 with room for one
- * entry per line (three for `other`).
+ * (QEMU 7.2 accel/tcg/cpu-exec.c, log_cpu_exec) goes into the cpu/pc/size/
+ * line arrays, size being 4 x the CF_COUNT_MASK bits of CFLAGS (the length of
+ * a block QEMU cut short, as -icount and cpu_io_recompile do; 0: not cut).
+ * Every other line (in_asm blocks, "Stopped execution ...", separators, and
+ * anything malformed) goes into `other` as (index within the chunk, start
+ * offset, end offset), for Python to judge and, if bad, to name.  Returns
+ * (records, others, records without CF_NO_GOTO_TB, lines).  The output
+ * arrays are writable int64/uint64 buffers with room for one entry per line
+ * (three for `other`).  count_lines(data) counts newlines.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -22,6 +23,7 @@
 #include <string.h>
 
 #define CF_NO_GOTO_TB 0x200
+#define CF_COUNT_MASK 0x1ff /* a block cut to this many instructions (0: not cut) */
 
 static inline int hexval(unsigned char c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -78,22 +80,24 @@ static int parse_trace(const unsigned char *s, const unsigned char *end, int64_t
 }
 
 static PyObject *scan(PyObject *self, PyObject *args) {
-    Py_buffer data, cpu_b, pc_b, line_b, other_b;
+    Py_buffer data, cpu_b, pc_b, size_b, line_b, other_b;
     long long first_line;
     PyObject *result = NULL;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*Lw*w*w*w*", &data, &first_line, &cpu_b, &pc_b, &line_b,
-                          &other_b))
+    if (!PyArg_ParseTuple(args, "y*Lw*w*w*w*w*", &data, &first_line, &cpu_b, &pc_b, &size_b,
+                          &line_b, &other_b))
         return NULL;
     {
         const unsigned char *p = (const unsigned char *)data.buf;
         const unsigned char *end = p + data.len;
         int64_t *cpu = (int64_t *)cpu_b.buf, *line = (int64_t *)line_b.buf;
+        int64_t *size = (int64_t *)size_b.buf;
         int64_t *other = (int64_t *)other_b.buf;
         uint64_t *pc = (uint64_t *)pc_b.buf;
         Py_ssize_t room = cpu_b.len / 8, n = 0, n_other = 0, chained = 0, index = 0;
         if (pc_b.len / 8 < room) room = pc_b.len / 8;
         if (line_b.len / 8 < room) room = line_b.len / 8;
+        if (size_b.len / 8 < room) room = size_b.len / 8;
         if (other_b.len / 24 < room) room = other_b.len / 24;
         while (p < end) {
             const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -107,6 +111,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
             if (parse_trace(p, nl, &c, &v, &cflags) == 0) {
                 cpu[n] = c;
                 pc[n] = v;
+                size[n] = (int64_t)(cflags & CF_COUNT_MASK) * 4;
                 line[n] = first_line + index;
                 n++;
                 chained += !(cflags & CF_NO_GOTO_TB);
@@ -125,6 +130,7 @@ done:
     PyBuffer_Release(&data);
     PyBuffer_Release(&cpu_b);
     PyBuffer_Release(&pc_b);
+    PyBuffer_Release(&size_b);
     PyBuffer_Release(&line_b);
     PyBuffer_Release(&other_b);
     return result;

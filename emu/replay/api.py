@@ -98,7 +98,11 @@ def source_json(options: ReplayOptions, fmt: str, stats: TraceStats, counts: Fet
             assumptions.append("the log was recorded without -d nochain: blocks entered by "
                                "direct chaining are missing, so counts are a lower bound")
         if stats.translations:
-            assumptions.append("block sizes from the log's in_asm translations")
+            assumptions.append("block sizes from the log's in_asm translations (the longest "
+                               "listing of a PC; a block QEMU cut has its length in CFLAGS)")
+        if stats.rewound:
+            assumptions.append(f"{stats.rewound:,} blocks rewound for I/O (cpu_io_recompile) "
+                               "counted up to the same CPU's next record")
         if image is not None:
             assumptions.append("blocks without a logged translation: sized by decoding the "
                                "kernel image (QEMU's block-ending rules, unpatched text)")
@@ -131,6 +135,7 @@ def source_json(options: ReplayOptions, fmt: str, stats: TraceStats, counts: Fet
         "cpu_node": {str(k): v for k, v in sorted(options.cpu_node.items())} or None,
         "translations": stats.translations,
         "stopped_records_dropped": stats.dropped_stopped,
+        "rewound_records": stats.rewound,
         "brstack_ranges_dropped": stats.brstack_ranges_dropped,
         "chained": stats.chained,
         "blocks_sized_by_next_record": sizer.guessed_next,

@@ -24,7 +24,7 @@ import numpy as np
 
 from emu.fileio import read_input_file
 from emu.replay.errors import TraceError
-from emu.replay.formats import INSN_BYTES, KERNEL_SPACE, Records
+from emu.replay.formats import INSN_BYTES, KERNEL_SPACE, REWOUND, Records
 from emu.replay.symbols import KernelMap
 
 PAGE_BYTES = 4096  # QEMU's TARGET_PAGE_SIZE for AArch64 system emulation
@@ -152,12 +152,13 @@ class NextRecordSizer:
         self.pending = Records.empty()
         self.guessed_next = 0  # records sized by the next record
         self.guessed_one = 0  # records given one instruction
+        self.rewound = 0  # rewound blocks measured to the next record (exact)
 
     def feed(self, records: Records) -> Records:
         """Records of this chunk (and the held-back ones) with every size
         known, except each CPU's last unsized record, held for the next call."""
         records = Records.concat([self.pending, records]) if len(self.pending) else records
-        unsized = records.size == 0
+        unsized = records.size <= 0  # 0: unknown; REWOUND: ends at the next record
         if not unsized.any():
             self.pending = Records.empty()
             return records
@@ -176,12 +177,14 @@ class NextRecordSizer:
         target = unsized[order] & ~last_of_cpu
         size = records.size
         chosen = order[target & fits]
-        size[chosen] = gap[target & fits]
         one = order[target & ~fits]
-        size[one] = INSN_BYTES
         kernel = records.pc >= np.uint64(KERNEL_SPACE)  # the others are not played
-        self.guessed_next += int(np.count_nonzero(kernel[chosen]))
+        rewound = size[chosen] == REWOUND
+        self.rewound += int(np.count_nonzero(kernel[chosen] & rewound))
+        self.guessed_next += int(np.count_nonzero(kernel[chosen] & ~rewound))
         self.guessed_one += int(np.count_nonzero(kernel[one]))
+        size[chosen] = gap[target & fits]
+        size[one] = INSN_BYTES
         keep = np.ones(len(records), bool)
         keep[hold] = False
         self.pending = records.take(np.sort(hold))
@@ -190,7 +193,7 @@ class NextRecordSizer:
     def finish(self) -> Records:
         """The held-back records, each given one instruction."""
         rest = self.pending
-        unsized = rest.size == 0
+        unsized = rest.size <= 0
         rest.size[unsized] = INSN_BYTES
         self.guessed_one += int(np.count_nonzero(unsized & (rest.pc >= np.uint64(KERNEL_SPACE))))
         self.pending = Records.empty()

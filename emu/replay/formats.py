@@ -45,7 +45,9 @@ FORMATS = (FORMAT_QEMU, FORMAT_PERF)
 CHUNK_BYTES = 32 << 20
 MAX_PIECE = 1 << 30  # no record boundary in this much: not a trace we can read
 INSN_BYTES = 4  # A64 instructions
+REWOUND = -1  # Records.size of a block that ran up to the same CPU's next record
 CF_NO_GOTO_TB = 0x200  # include/exec/exec-all.h (QEMU 7.2): set by -d nochain
+CF_COUNT_MASK = 0x1FF  # same header: a block cut to this many instructions (0: not cut)
 KERNEL_SPACE = 1 << 63
 # A brstack range longer than this is not one straight-line run (a context
 # switch or a lost record between the two branches): dropped.
@@ -111,6 +113,7 @@ class TraceStats:
     lines: int = 0
     records: int = 0
     dropped_stopped: int = 0
+    rewound: int = 0
     unmatched_stopped: int = 0
     translations: int = 0
     chained: bool = False  # a record without CF_NO_GOTO_TB, or "Linking TBs" lines
@@ -196,8 +199,8 @@ def read_chunks(path: str | Path, chunk_bytes: int = CHUNK_BYTES,
 
 @dataclass
 class QemuState:
-    """What carries over from one chunk to the next: every translation's size
-    by PC (the latest wins, as QEMU's own TB lookup would find it)."""
+    """What carries over from one chunk to the next: the longest translation
+    of each PC so far."""
 
     path: str
     sizes: dict[int, int] = field(default_factory=dict)
@@ -213,9 +216,12 @@ class QemuState:
         return self._table
 
     def learn(self, pcs: np.ndarray, sizes: np.ndarray) -> None:
-        if len(pcs):
-            self.sizes.update(zip(pcs.tolist(), sizes.tolist(), strict=True))
-            self._table = None
+        """Keep the longest translation of each PC (see _resolve_sizes)."""
+        known = self.sizes
+        for pc, size in zip(pcs.tolist(), sizes.tolist(), strict=True):
+            if size > known.get(pc, 0):
+                known[pc] = size
+                self._table = None
 
 
 def parse_qemu(path: str | Path, chunk_bytes: int = CHUNK_BYTES,
@@ -286,10 +292,11 @@ def _qemu_chunk_c(data: bytes | memoryview, first_line: int):
     n_lines = _COUNT_LINES(data)
     cpu = np.empty(n_lines, np.int64)
     pc = np.empty(n_lines, np.uint64)
+    size = np.empty(n_lines, np.int64)
     line = np.empty(n_lines, np.int64)
     other = np.empty(3 * n_lines, np.int64)
-    n, n_other, chained, lines = _SCAN(data, first_line, cpu, pc, line, other)
-    records = Records(cpu[:n], pc[:n], np.zeros(n, np.int64), line[:n])
+    n, n_other, chained, lines = _SCAN(data, first_line, cpu, pc, size, line, other)
+    records = Records(cpu[:n], pc[:n], size[:n], line[:n])
     items = ((index, bytes(data[start:end]))
              for index, start, end in other[: 3 * n_other].reshape(-1, 3).tolist())  # fmt: skip
     judged = _judge_other_lines(items, first_line)
@@ -306,7 +313,7 @@ def _judge_other_lines(items, first_line: int):
     t_pc: list[int] = []
     t_size: list[int] = []
     t_line: list[int] = []
-    stopped: list[tuple[int, int]] = []
+    stopped: list[tuple[int, int, bool]] = []
     linking = False
     open_at = -2  # index of the last IN: or instruction line of an open block
     for index, line in items:
@@ -328,7 +335,7 @@ def _judge_other_lines(items, first_line: int):
         open_at = -2
         match = _STOPPED.fullmatch(line)
         if match:
-            stopped.append((first_line + index, int(match[1] or match[2], 16)))
+            stopped.append((first_line + index, int(match[1] or match[2], 16), match[2] is not None))
             continue
         if _SKIPPED.fullmatch(line):
             linking |= line.startswith(b"Linking")
@@ -365,7 +372,7 @@ def _qemu_chunk_numpy(data: bytes, first_line: int):
     other = ~(trace | insn)
     other_idx = np.flatnonzero(other)
     # Separators, blank lines, IN:, Stopped, Linking: few; checked one by one.
-    stopped_lines: list[tuple[int, int]] = []
+    stopped_lines: list[tuple[int, int, bool]] = []
     in_lines: list[int] = []
     chained = False
     for index in other_idx.tolist():
@@ -378,7 +385,8 @@ def _qemu_chunk_numpy(data: bytes, first_line: int):
             continue
         match = _STOPPED.fullmatch(line)
         if match:
-            stopped_lines.append((first_line + index, int(match[1] or match[2], 16)))
+            stopped_lines.append((first_line + index, int(match[1] or match[2], 16),
+                                  match[2] is not None))
             continue
         return None
     t_idx = np.flatnonzero(trace)
@@ -407,11 +415,12 @@ def _qemu_chunk_numpy(data: bytes, first_line: int):
     if not shape_ok.all():
         return None
     pc, ok = _hex_columns(buf, b + 18, 16)
-    cflags_digit = _HEX[buf[b + 44 + 5]]  # bits 8-11 of CFLAGS
-    if not ok.all() or (cflags_digit == 255).any():
+    low_cflags, cflags_ok = _hex_columns(buf, b + 44 + 5, 3)  # CFLAGS bits 0-11
+    if not ok.all() or not cflags_ok.all():
         return None
-    chained |= bool(((cflags_digit & (CF_NO_GOTO_TB >> 8)) == 0).any())
-    records = Records(cpu, pc, np.zeros(len(ts), np.int64), first_line + t_idx)
+    chained |= bool(((low_cflags & np.uint64(CF_NO_GOTO_TB)) == 0).any())
+    size = (low_cflags & np.uint64(CF_COUNT_MASK)).astype(np.int64) * INSN_BYTES
+    records = Records(cpu, pc, size, first_line + t_idx)
     translations = _translations_numpy(data, starts, ends, np.flatnonzero(insn),
                                        np.array(in_lines, np.int64), first_line)  # fmt: skip
     if translations is None:
@@ -452,8 +461,9 @@ def _qemu_chunk_python(data: bytes, first_line: int, path: str):
     """Line by line: the reference parser, and the one that names a bad line."""
     cpus: list[int] = []
     pcs: list[int] = []
+    sizes: list[int] = []
     lines: list[int] = []
-    stopped: list[tuple[int, int]] = []
+    stopped: list[tuple[int, int, bool]] = []
     t_pc: list[int] = []
     t_size: list[int] = []
     t_line: list[int] = []
@@ -465,8 +475,10 @@ def _qemu_chunk_python(data: bytes, first_line: int, path: str):
         if match:
             cpus.append(int(match[1]))
             pcs.append(int(match[3], 16))
+            cflags = int(match[5], 16)
+            sizes.append((cflags & CF_COUNT_MASK) * INSN_BYTES)
             lines.append(number)
-            chained |= not int(match[5], 16) & CF_NO_GOTO_TB
+            chained |= not cflags & CF_NO_GOTO_TB
             block_open = False
             continue
         match = _INSN.fullmatch(line)
@@ -487,7 +499,7 @@ def _qemu_chunk_python(data: bytes, first_line: int, path: str):
         block_open = False
         match = _STOPPED.fullmatch(line)
         if match:
-            stopped.append((number, int(match[1] or match[2], 16)))
+            stopped.append((number, int(match[1] or match[2], 16), match[2] is not None))
             continue
         if _SKIPPED.fullmatch(line):
             chained |= line.startswith(b"Linking")
@@ -498,56 +510,74 @@ def _qemu_chunk_python(data: bytes, first_line: int, path: str):
         raise TraceError(f"not a QEMU -d exec/in_asm line: {_shown(line)}", path, number)
     keep = [i for i, size in enumerate(t_size) if size]
     records = Records(np.array(cpus, np.int64), np.array(pcs, np.uint64),
-                      np.zeros(len(pcs), np.int64), np.array(lines, np.int64))  # fmt: skip
+                      np.array(sizes, np.int64), np.array(lines, np.int64))  # fmt: skip
     translations = (np.array([t_pc[i] for i in keep], np.uint64),
                     np.array([t_size[i] for i in keep], np.int64),
                     np.array([t_line[i] for i in keep], np.int64))  # fmt: skip
     return records, translations, stopped, chained
 
 
-def _drop_stopped(records: Records, stopped: list[tuple[int, int]], stats: TraceStats) -> Records:
-    """Drop the record each "Stopped execution of TB chain before" line names:
-    the latest record before it with that PC (a few records back at most)."""
+def _drop_stopped(records: Records, stopped: list[tuple[int, int, bool]],
+                  stats: TraceStats) -> Records:  # fmt: skip
+    """Apply the "Stopped" and "rewound" lines to the latest record before
+    each with that PC (a few records back at most): a stopped block did not
+    run and is dropped; a rewound one ran up to the instruction that did I/O,
+    where the same CPU's next record starts, so its size becomes REWOUND
+    (blocks.NextRecordSizer measures it)."""
     keep = np.ones(len(records), bool)
     lines = records.line
     pcs = records.pc
-    for number, pc in stopped:
+    for number, pc, rewound in stopped:
         index = int(np.searchsorted(lines, number)) - 1
         for candidate in range(index, max(index - 16, -1), -1):
-            if keep[candidate] and int(pcs[candidate]) == pc:
-                keep[candidate] = False
-                stats.dropped_stopped += 1
+            if keep[candidate] and records.size[candidate] != REWOUND and \
+                    int(pcs[candidate]) == pc:
+                if rewound:
+                    records.size[candidate] = REWOUND
+                    stats.rewound += 1
+                else:
+                    keep[candidate] = False
+                    stats.dropped_stopped += 1
                 break
         else:
             stats.unmatched_stopped += 1
-    return records.take(np.flatnonzero(keep))
+    return records if keep.all() else records.take(np.flatnonzero(keep))
 
 
 def _resolve_sizes(records: Records, t_pc: np.ndarray, t_size: np.ndarray, t_line: np.ndarray,
                    state: QemuState) -> None:  # fmt: skip
-    """Each record's size from the latest translation of its PC before it:
-    this chunk's translations first, then the ones carried from before."""
+    """The size of each record not cut by QEMU (size still 0): the longest
+    translation of its PC logged before it, in this chunk or an earlier one.
+    A PC is translated again shorter when QEMU cuts a block (-icount, I/O);
+    the record of a cut block carries its own length in CFLAGS, and the full
+    block is the longest listing."""
     size = records.size
+    unsized = np.flatnonzero(size == 0)
+    if not len(unsized):
+        return
+    best = np.zeros(len(unsized), np.int64)
+    if state.sizes:
+        table_pc, table_size = state.table()
+        at = np.minimum(np.searchsorted(table_pc, records.pc[unsized]), len(table_pc) - 1)
+        hit = table_pc[at] == records.pc[unsized]
+        best[hit] = table_size[at[hit]]
     if len(t_pc):
         pcs = np.concatenate([t_pc, records.pc])
         lines = np.concatenate([t_line, records.line])
         is_t = np.zeros(len(pcs), bool)
         is_t[: len(t_pc)] = True
         order = np.lexsort((~is_t, lines, pcs))  # by PC, then line; a translation first
-        idx = np.where(is_t[order], np.arange(len(order)), -1)
-        last = np.maximum.accumulate(idx)
-        ok = last >= 0
-        src = order[np.maximum(last, 0)]
-        ok &= pcs[src] == pcs[order]
-        rec = ~is_t[order] & ok
-        size[order[rec] - len(t_pc)] = t_size[src[rec]]
-    missing = np.flatnonzero(size == 0)
-    if len(missing) and state.sizes:
-        table_pc, table_size = state.table()
-        at = np.searchsorted(table_pc, records.pc[missing])
-        at = np.minimum(at, len(table_pc) - 1)
-        hit = table_pc[at] == records.pc[missing]
-        size[missing[hit]] = table_size[at[hit]]
+        sorted_pc = pcs[order]
+        group = np.concatenate([[0], np.cumsum(sorted_pc[1:] != sorted_pc[:-1])])
+        values = np.concatenate([t_size, np.zeros(len(records), np.int64)])[order]
+        # The running maximum within each PC group: groups offset apart, then accumulate.
+        offset = group * np.int64(1 << 32)
+        running = np.maximum.accumulate(values + offset) - offset
+        in_chunk = np.zeros(len(records), np.int64)
+        rec = ~is_t[order]
+        in_chunk[order[rec] - len(t_pc)] = running[rec]
+        best = np.maximum(best, in_chunk[unsized])
+    size[unsized] = best
 
 
 # ---------------------------------------------------------------- perf script

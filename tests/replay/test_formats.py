@@ -12,10 +12,12 @@ import pytest
 from conftest import PERF_CALLCHAIN, PERF_F, PERF_SAMPLES, QEMU_EXEC, QEMU_INASM
 
 from emu.replay import formats
+from emu.replay.blocks import NextRecordSizer
 from emu.replay.errors import TraceError
 from emu.replay.formats import (
     FORMAT_PERF,
     FORMAT_QEMU,
+    REWOUND,
     Records,
     detect_format,
     parse_perf,
@@ -73,8 +75,8 @@ def test_qemu_exec_records_point_at_their_lines(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_in_asm_sizes_are_the_latest_translation(backend):
-    """Each record's size is 4 x the instruction lines of the latest IN: block
+def test_in_asm_sizes_are_the_longest_translation(backend):
+    """Each record's size is 4 x the instruction lines of the longest IN: block
     for its PC before it, counted here independently; 0 if none yet."""
     records, stats = qemu_records(QEMU_INASM, _backend(backend))
     expected_sizes, latest, block_pc, block_insns = {}, {}, None, 0
@@ -86,7 +88,7 @@ def test_in_asm_sizes_are_the_latest_translation(backend):
                 block_pc = int(line.split(":")[0], 16)
             block_insns += 1
         elif line == "" and block_pc is not None:
-            latest[block_pc] = 4 * block_insns
+            latest[block_pc] = max(latest.get(block_pc, 0), 4 * block_insns)
             block_pc, block_insns = None, -1
         elif line.startswith("Trace "):
             pc = int(line.split("/")[1], 16)
@@ -216,16 +218,35 @@ def test_empty_and_unknown_traces(tmp_path):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_rewound_block_is_dropped(tmp_path, backend):
-    """QEMU 7.2's cpu_io_recompile line: the block for that PC was undone
-    (to be retranslated and entered again), so its record goes."""
+def test_rewound_block_ends_at_the_next_record(tmp_path, backend):
+    """QEMU 7.2's cpu_io_recompile line: the block for that PC ran up to the
+    instruction doing I/O, where that CPU's next record starts."""
     lines = QEMU_EXEC.read_text().splitlines(keepends=True)
     pc = lines[99].split("/")[1]
+    cpu = lines[99].split(":")[0]
     lines.insert(100, f"cpu_io_recompile: rewound execution of TB to {pc}\n")
     path = tmp_path / "rewound.log"
     path.write_text("".join(lines))
-    before, _ = qemu_records(QEMU_EXEC, _backend(backend))
-    after, stats = qemu_records(path, backend)
-    assert stats.dropped_stopped == 2
-    assert 100 not in after.line.tolist() and 100 in before.line.tolist()
-    assert len(after) == len(before) - 1
+    records, stats = qemu_records(path, _backend(backend))
+    assert stats.rewound == 1 and stats.dropped_stopped == 1
+    index = records.line.tolist().index(100)
+    assert records.size[index] == REWOUND
+    sizer = NextRecordSizer()
+    sized = Records.concat([sizer.feed(records), sizer.finish()])
+    later = [line for line in lines[101:] if line.startswith(cpu + ":")]
+    gap = int(later[0].split("/")[1], 16) - int(pc, 16)
+    position = sized.line.tolist().index(100)
+    assert sized.size[position] == (gap if 0 < gap <= 2048 else 4)
+    assert sizer.rewound == (1 if 0 < gap <= 2048 else 0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_cut_block_has_its_length_in_cflags(tmp_path, backend):
+    """-icount and I/O cut blocks: CFLAGS & 0x1ff is the instruction count."""
+    lines = QEMU_INASM.read_text().splitlines(keepends=True)
+    index = max(i for i, line in enumerate(lines) if line.startswith("Trace "))
+    lines[index] = lines[index].replace("/ff080200]", "/ff080203]")
+    path = tmp_path / "cut.log"
+    path.write_text("".join(lines))
+    records, _ = qemu_records(path, _backend(backend))
+    assert records.size[-1] == 12 and records.line[-1] == index + 1

@@ -31,15 +31,22 @@ block = st.tuples(
 
 
 def qemu_log(blocks) -> str:
-    """An in_asm + exec log of ``blocks``, as QEMU 7.2 writes one."""
+    """An in_asm + exec log of ``blocks``, as QEMU 7.2 writes one: a block
+    shorter than an earlier one at its PC is a cut block (its length in
+    CFLAGS & 0x1ff, as -icount makes them)."""
     out = []
+    longest: dict[int, int] = {}
     for number, (cpu, region, offset, insns) in enumerate(blocks):
         pc = REGIONS[region] + offset
+        cflags = 0xFF080200
+        if insns < longest.get(pc, 0):
+            cflags |= insns
+        longest[pc] = max(longest.get(pc, 0), insns)
         out.append("----------------\nIN: \n")
         out += [f"0x{pc + 4 * i:016x}:  d503201f  nop      \n" for i in range(insns)]
         out.append("\n")
         out.append(f"Trace {cpu}: 0x7f00{number:08x} [0000000000007001/{pc:016x}/00000021/"
-                   "ff080200] \n")  # fmt: skip
+                   f"{cflags:08x}] \n")  # fmt: skip
     return "".join(out)
 
 
