@@ -145,8 +145,10 @@ class NextRecordSizer:
     when the next start lies ahead within the same 4 KiB page and at most
     ``MAX_BLOCK_INSNS`` on, the block is taken to run up to it (a forward
     branch inside the page makes this an over-estimate); otherwise one
-    instruction (a lower bound).  The last record of each CPU in a chunk
-    waits for the next chunk."""
+    instruction (a lower bound).  A block QEMU rewound for I/O (size REWOUND)
+    ran exactly up to that next record, which may be its own first
+    instruction: then it ran nothing and is dropped.  The last record of each
+    CPU in a chunk waits for the next chunk."""
 
     def __init__(self) -> None:
         self.pending = Records.empty()
@@ -173,20 +175,24 @@ class NextRecordSizer:
         nxt[-1] = pc[-1]
         gap = nxt - pc
         page_left = PAGE_BYTES - (pc % PAGE_BYTES)
-        fits = ~last_of_cpu & (gap > 0) & (gap <= np.minimum(page_left, MAX_BLOCK_INSNS * INSN_BYTES))
+        limit = np.minimum(page_left, MAX_BLOCK_INSNS * INSN_BYTES)
+        # A rewound block may have run nothing: its I/O instruction came first.
+        rewound = records.size[order] == REWOUND
+        fits = ~last_of_cpu & ((gap > 0) & (gap <= limit) | rewound & (gap == 0))
         target = unsized[order] & ~last_of_cpu
         size = records.size
         chosen = order[target & fits]
         one = order[target & ~fits]
         kernel = records.pc >= np.uint64(KERNEL_SPACE)  # the others are not played
-        rewound = size[chosen] == REWOUND
-        self.rewound += int(np.count_nonzero(kernel[chosen] & rewound))
-        self.guessed_next += int(np.count_nonzero(kernel[chosen] & ~rewound))
+        was_rewound = size[chosen] == REWOUND
+        self.rewound += int(np.count_nonzero(kernel[chosen] & was_rewound))
+        self.guessed_next += int(np.count_nonzero(kernel[chosen] & ~was_rewound))
         self.guessed_one += int(np.count_nonzero(kernel[one]))
         size[chosen] = gap[target & fits]
         size[one] = INSN_BYTES
         keep = np.ones(len(records), bool)
         keep[hold] = False
+        keep[chosen[size[chosen] == 0]] = False  # rewound before its first instruction ran
         self.pending = records.take(np.sort(hold))
         return records.take(np.flatnonzero(keep))
 

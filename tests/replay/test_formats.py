@@ -235,9 +235,20 @@ def test_rewound_block_ends_at_the_next_record(tmp_path, backend):
     sized = Records.concat([sizer.feed(records), sizer.finish()])
     later = [line for line in lines[101:] if line.startswith(cpu + ":")]
     gap = int(later[0].split("/")[1], 16) - int(pc, 16)
+    assert 0 < gap <= 2048  # this record is followed by a block further on
     position = sized.line.tolist().index(100)
-    assert sized.size[position] == (gap if 0 < gap <= 2048 else 4)
-    assert sizer.rewound == (1 if 0 < gap <= 2048 else 0)
+    assert sized.size[position] == gap and sizer.rewound == 1
+
+
+def test_rewound_before_its_first_instruction_ran():
+    """The I/O instruction first in its block: the record ran nothing."""
+    kernel = 0xFFFF800008010134
+    records = Records(np.array([0, 0, 0]), np.array([kernel, kernel, kernel + 4], np.uint64),
+                      np.array([REWOUND, 4, 8]), np.array([1, 3, 5]))  # fmt: skip
+    sizer = NextRecordSizer()
+    sized = Records.concat([sizer.feed(records), sizer.finish()])
+    assert sized.line.tolist() == [3, 5] and sized.size.tolist() == [4, 8]
+    assert sizer.rewound == 1 and sizer.guessed_one == sizer.guessed_next == 0
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
