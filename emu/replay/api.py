@@ -118,6 +118,10 @@ def source_json(options: ReplayOptions, fmt: str, stats: TraceStats, counts: Fet
                            "straight-line code between them")
     assumptions.append("data accesses are not in the trace: data counts are absent, and the "
                        "cost counts instruction fetches only")
+    if counts.records_outside_kernel:
+        assumptions.append(f"{counts.records_outside_kernel:,} records outside kernel space (user "
+                           "code, physical-address boot) are not played: the cycles and the "
+                           "speed-up are those of the kernel's instruction fetches alone")
     nodes_used = sorted({int(c) // cpus_per_node for c in counts.machine_cpus})
     if len(nodes_used) == 1:
         assumptions.append(f"every trace CPU is on node {nodes_used[0]}: replication cannot "
