@@ -119,8 +119,8 @@ def _count(records: Records, kernel: KernelMap, mapping: np.ndarray, counts: Fet
         raise TraceError(f"trace CPU {cpu} is not on the machine (CPUs 0-{counts.n_cpus - 1}; "
                          "--cpu-node CPU=NODE maps trace CPUs to nodes)", path,
                          int(records.line[first]))  # fmt: skip
-    counts.trace_cpus.update(np.unique(records.cpu).tolist())
-    counts.machine_cpus.update(np.unique(machine_cpu).tolist())
+    counts.trace_cpus.update(np.flatnonzero(np.bincount(records.cpu)).tolist())
+    counts.machine_cpus.update(np.flatnonzero(np.bincount(machine_cpu)).tolist())
     pc = records.pc
     kernel_space = pc >= np.uint64(KERNEL_SPACE)
     counts.records_outside_kernel += int(len(pc) - np.count_nonzero(kernel_space))
