@@ -140,21 +140,60 @@ def _elf_text(raw: bytes, kernel: KernelMap, shown: str) -> bytes:
 
 
 class NextRecordSizer:
-    """Sizes from the next record of the same CPU: a block that falls through
-    ends where that record starts.  Used for records no other source sized:
-    when the next start lies ahead within the same 4 KiB page and at most
-    ``MAX_BLOCK_INSNS`` on, the block is taken to run up to it (a forward
-    branch inside the page makes this an over-estimate); otherwise one
-    instruction (a lower bound).  A block QEMU rewound for I/O (size REWOUND)
-    ran exactly up to that next record, which may be its own first
-    instruction: then it ran nothing and is dropped.  The last record of each
-    CPU in a chunk waits for the next chunk."""
+    """Sizes from the next record of the same CPU, for records no other source
+    sized.  A block that falls through ends where its CPU's next record
+    starts; one that branches forward within its page looks longer, one that
+    branches elsewhere says nothing.  So each PC's block is taken to be the
+    shortest step ahead (within its 4 KiB page and ``MAX_BLOCK_INSNS``) seen
+    from that PC so far in the trace, this chunk included; a PC never seen
+    stepping ahead gets one instruction (a lower bound).  A block QEMU rewound
+    for I/O (size REWOUND) ran exactly up to its CPU's next record, which may
+    be its own first instruction: then it ran nothing and is dropped.  Each
+    CPU's last unsized record waits for the next chunk."""
 
     def __init__(self) -> None:
         self.pending = Records.empty()
-        self.guessed_next = 0  # records sized by the next record
+        self.guessed_next = 0  # records sized by the shortest step of their PC
         self.guessed_one = 0  # records given one instruction
         self.rewound = 0  # rewound blocks measured to the next record (exact)
+        self.shortest: dict[int, int] = {}  # PC -> shortest step ahead seen
+        self._table: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _learn(self, pcs: np.ndarray, steps: np.ndarray) -> None:
+        if not len(pcs):
+            return
+        unique, inverse = np.unique(pcs, return_inverse=True)
+        least = np.full(len(unique), np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(least, inverse, steps)
+        known = self.shortest
+        for pc, step in zip(unique.tolist(), least.tolist(), strict=True):
+            if step < known.get(pc, 1 << 62):
+                known[pc] = step
+                self._table = None
+
+    def _lookup(self, pcs: np.ndarray) -> np.ndarray:
+        """The shortest step of each PC, 0 where none is known."""
+        result = np.zeros(len(pcs), np.int64)
+        if not self.shortest or not len(pcs):
+            return result
+        if self._table is None:
+            keys = np.fromiter(self.shortest.keys(), np.uint64, len(self.shortest))
+            values = np.fromiter(self.shortest.values(), np.int64, len(self.shortest))
+            order = np.argsort(keys)
+            self._table = (keys[order], values[order])
+        keys, values = self._table
+        at = np.minimum(np.searchsorted(keys, pcs), len(keys) - 1)
+        hit = keys[at] == pcs
+        result[hit] = values[at[hit]]
+        return result
+
+    def _estimate(self, records: Records, index: np.ndarray) -> None:
+        """Size ``records[index]`` (unsized, not rewound) from the table."""
+        estimate = self._lookup(records.pc[index])
+        kernel = records.pc[index] >= np.uint64(KERNEL_SPACE)  # the others are not played
+        self.guessed_next += int(np.count_nonzero(kernel & (estimate > 0)))
+        self.guessed_one += int(np.count_nonzero(kernel & (estimate == 0)))
+        records.size[index] = np.where(estimate > 0, estimate, INSN_BYTES)
 
     def feed(self, records: Records) -> Records:
         """Records of this chunk (and the held-back ones) with every size
@@ -166,41 +205,43 @@ class NextRecordSizer:
             return records
         order = np.argsort(records.cpu, kind="stable")  # records are in line order
         cpu = records.cpu[order]
-        pc = records.pc[order].astype(np.int64)
+        pc = records.pc[order]
         last_of_cpu = np.ones(len(order), bool)
         last_of_cpu[:-1] = cpu[1:] != cpu[:-1]
         hold = order[last_of_cpu & unsized[order]]
-        nxt = np.empty(len(order), np.int64)
+        nxt = np.empty(len(order), np.uint64)
         nxt[:-1] = pc[1:]
         nxt[-1] = pc[-1]
-        gap = nxt - pc
-        page_left = PAGE_BYTES - (pc % PAGE_BYTES)
+        gap = (nxt - pc).astype(np.int64)  # modulo 2^64: negative when behind
+        page_left = PAGE_BYTES - (pc % np.uint64(PAGE_BYTES)).astype(np.int64)
         limit = np.minimum(page_left, MAX_BLOCK_INSNS * INSN_BYTES)
-        # A rewound block may have run nothing: its I/O instruction came first.
         rewound = records.size[order] == REWOUND
-        fits = ~last_of_cpu & ((gap > 0) & (gap <= limit) | rewound & (gap == 0))
         target = unsized[order] & ~last_of_cpu
+        plain = unsized[order] & ~rewound
+        ahead = ~last_of_cpu & (gap > 0) & (gap <= limit)
+        self._learn(pc[plain & ahead], gap[plain & ahead])
         size = records.size
-        chosen = order[target & fits]
-        one = order[target & ~fits]
-        kernel = records.pc >= np.uint64(KERNEL_SPACE)  # the others are not played
-        was_rewound = size[chosen] == REWOUND
-        self.rewound += int(np.count_nonzero(kernel[chosen] & was_rewound))
-        self.guessed_next += int(np.count_nonzero(kernel[chosen] & ~was_rewound))
-        self.guessed_one += int(np.count_nonzero(kernel[one]))
-        size[chosen] = gap[target & fits]
-        size[one] = INSN_BYTES
+        # Rewound blocks: exactly to the next record; 0 means they ran nothing.
+        exact = target & rewound & (gap >= 0) & (gap <= limit)
+        size[order[exact]] = gap[exact]
+        kernel = pc >= np.uint64(KERNEL_SPACE)
+        self.rewound += int(np.count_nonzero(exact & kernel))
+        lost = order[target & rewound & ~exact]
+        size[lost] = INSN_BYTES
+        self.guessed_one += int(np.count_nonzero(records.pc[lost] >= np.uint64(KERNEL_SPACE)))
+        self._estimate(records, order[target & ~rewound])
         keep = np.ones(len(records), bool)
         keep[hold] = False
-        keep[chosen[size[chosen] == 0]] = False  # rewound before its first instruction ran
+        keep[order[exact & (gap == 0)]] = False  # rewound before its first instruction ran
         self.pending = records.take(np.sort(hold))
         return records.take(np.flatnonzero(keep))
 
     def finish(self) -> Records:
-        """The held-back records, each given one instruction."""
+        """The held-back records, sized from the table (rewound: one instruction)."""
         rest = self.pending
-        unsized = rest.size <= 0
-        rest.size[unsized] = INSN_BYTES
-        self.guessed_one += int(np.count_nonzero(unsized & (rest.pc >= np.uint64(KERNEL_SPACE))))
         self.pending = Records.empty()
+        rewound = np.flatnonzero(rest.size == REWOUND)
+        rest.size[rewound] = INSN_BYTES
+        self.guessed_one += int(np.count_nonzero(rest.pc[rewound] >= np.uint64(KERNEL_SPACE)))
+        self._estimate(rest, np.flatnonzero(rest.size == 0))
         return rest

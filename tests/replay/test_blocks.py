@@ -101,3 +101,19 @@ def test_real_image_sizes_match_in_asm():
     assert known.sum() > 100
     estimated = image.sizes(records.pc[known])
     assert (estimated == records.size[known]).mean() > 0.98
+
+
+def test_next_record_sizer_takes_each_pcs_shortest_step():
+    """One PC run twice: once followed by a forward branch's target (+40), once
+    falling through (+12): both runs are taken as 12 bytes; a third run,
+    followed by a jump back, too."""
+    pcs = [0x2000, 0x2028, 0x2000, 0x200C, 0x2000, 0x1000, 0x1004]
+    records = Records(np.zeros(7, np.int64), np.array(pcs, np.uint64) + np.uint64(K),
+                      np.zeros(7, np.int64), np.arange(1, 8, dtype=np.int64))  # fmt: skip
+    sizer = NextRecordSizer()
+    done = Records.concat([sizer.feed(records), sizer.finish()])
+    sizes = dict(zip(done.line.tolist(), done.size.tolist(), strict=True))
+    assert [sizes[1], sizes[3], sizes[5]] == [12, 12, 12]
+    assert sizes[6] == 4 and sizes[7] == 4  # 0x1000's step (+4) is learnt; 0x1004 never steps
+    assert sizer.shortest[K + 0x2000] == 12
+
