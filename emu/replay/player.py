@@ -175,11 +175,19 @@ class CacheFeed:
         pas = (homes.astype(np.uint64) << np.uint64(48)) | (pcs & np.uint64(VA_MASK))
         first_page = pas >> np.uint64(12)
         last_page = (pas + (sizes - 1).astype(np.uint64)) >> np.uint64(12)
-        for page in np.unique(np.concatenate([first_page, last_page])).tolist():
+        pages = np.unique(np.concatenate([first_page, last_page])).tolist()
+        for page in pages:
             if page not in self._pages:
-                self._pages.add(page)
                 pa = page << 12
-                self.accounting.record(pa, pa, pa // self.BANK, KIND_KERNEL_TEXT)
+                if not self.accounting.record(pa, pa, pa // self.BANK, KIND_KERNEL_TEXT):
+                    # The table was full and emptied: record this chunk's pages afresh.
+                    self._pages = set()
+                    for again in pages:
+                        self.accounting.record(again << 12, again << 12,
+                                               (again << 12) // self.BANK, KIND_KERNEL_TEXT)
+                    self._pages.update(pages)
+                    break
+                self._pages.add(page)
         block = self._block
         for cpu, pa, size in zip(cpus.tolist(), pas.tolist(), sizes.tolist(), strict=True):
             if cpu != self._cpu:

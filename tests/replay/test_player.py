@@ -166,3 +166,20 @@ def test_trace_cpu_beyond_the_machine_names_its_line(ktext_emu, tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert f"{trace}:24: trace CPU 9 is not on the machine (CPUs 0-7" in err
+
+
+def test_cache_feed_charges_each_line_to_its_home():
+    """The cache adapter: every fetched line reaches the model (none unknown),
+    and a line's DRAM fill goes to the home node it was fed with."""
+    from emu.replay.player import CacheFeed
+
+    topology = machine_config("default", 2, 1).topology
+    feed = CacheFeed(topology)
+    pcs = np.array([STEXT, STEXT + 60, STEXT + 4096, STEXT], np.uint64)
+    sizes = np.array([8, 8, 64, 8], np.int64)  # lines: 1, 2 (straddles), 1, 1 (a hit)
+    feed.feed(np.array([0, 0, 1, 1]), pcs, sizes, np.array([0, 0, 1, 1]))
+    assert feed.model.unknown_fetch_lines == 0
+    cpu0, cpu1 = feed.model.stats(0), feed.model.stats(1)
+    assert (cpu0.fetch_lines, cpu1.fetch_lines) == (3, 2)
+    assert cpu0.fetch_fills_by_node == (2, 0)  # STEXT's line and the next, from node 0
+    assert cpu1.fetch_fills_by_node == (0, 2)  # its own copies: node 1's lines
