@@ -25,11 +25,18 @@
 #define CF_NO_GOTO_TB 0x200
 #define CF_COUNT_MASK 0x1ff /* a block cut to this many instructions (0: not cut) */
 
-static inline int hexval(unsigned char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
+static signed char hex_table[256]; /* digit value, or -1; filled at module init */
+
+static inline int hexval(unsigned char c) { return hex_table[c]; }
+
+static void fill_hex_table(void) {
+    int c;
+    for (c = 0; c < 256; c++) hex_table[c] = -1;
+    for (c = 0; c < 10; c++) hex_table['0' + c] = (signed char)c;
+    for (c = 0; c < 6; c++) {
+        hex_table['a' + c] = (signed char)(10 + c);
+        hex_table['A' + c] = (signed char)(10 + c);
+    }
 }
 
 /* Parse 1..16 hex digits at *p up to `stop`; advance *p.  -1 on failure. */
@@ -162,4 +169,7 @@ static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_qemulog", "C-speed QEMU -d exec log scanner.", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__qemulog(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__qemulog(void) {
+    fill_hex_table();
+    return PyModule_Create(&module);
+}

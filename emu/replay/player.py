@@ -117,7 +117,7 @@ def _count(records: Records, kernel: KernelMap, mapping: np.ndarray, counts: Fet
         first = int(np.flatnonzero(bad)[0])
         cpu = int(records.cpu[first])
         raise TraceError(f"trace CPU {cpu} is not on the machine (CPUs 0-{counts.n_cpus - 1}; "
-                         "--cpu-node CPU=NODE maps trace CPUs to nodes)", path,
+                         "--cpus-per-node N or --cpu-node CPU=NODE place more)", path,
                          int(records.line[first]))  # fmt: skip
     counts.trace_cpus.update(np.flatnonzero(np.bincount(records.cpu)).tolist())
     counts.machine_cpus.update(np.flatnonzero(np.bincount(machine_cpu)).tolist())
