@@ -33,20 +33,17 @@ static void fill_hex_table(void) {
     int c;
     for (c = 0; c < 256; c++) hex_table[c] = -1;
     for (c = 0; c < 10; c++) hex_table['0' + c] = (signed char)c;
-    for (c = 0; c < 6; c++) {
-        hex_table['a' + c] = (signed char)(10 + c);
-        hex_table['A' + c] = (signed char)(10 + c);
-    }
+    for (c = 0; c < 6; c++) hex_table['a' + c] = (signed char)(10 + c); /* QEMU: lowercase */
 }
 
-/* Parse 1..16 hex digits at *p up to `stop`; advance *p.  -1 on failure. */
+/* Parse 1..`most` hex digits at *p up to `stop`; advance *p.  -1 on failure. */
 static inline int hexfield(const unsigned char **p, const unsigned char *end, unsigned char stop,
-                           uint64_t *value) {
+                           int most, uint64_t *value) {
     const unsigned char *s = *p;
     uint64_t v = 0;
     int n = 0, d;
     while (s < end && (d = hexval(*s)) >= 0) {
-        if (++n > 16) return -1;
+        if (++n > most) return -1;
         v = (v << 4) | (uint64_t)d;
         s++;
     }
@@ -72,14 +69,14 @@ static int parse_trace(const unsigned char *s, const unsigned char *end, int64_t
     if (digits == 0 || end - s < 2 || s[0] != ':' || s[1] != ' ') return -1;
     s += 2;
     if (end - s >= 2 && s[0] == '0' && s[1] == 'x') s += 2;
-    if (hexfield(&s, end, ' ', &skip)) return -1;
+    if (hexfield(&s, end, ' ', 16, &skip)) return -1;
     if (s >= end || *s != '[') return -1;
     s++;
-    if (hexfield(&s, end, '/', &skip)) return -1;
-    if (hexfield(&s, end, '/', &v)) return -1;
+    if (hexfield(&s, end, '/', 16, &skip)) return -1;
+    if (hexfield(&s, end, '/', 16, &v)) return -1;
     *pc = v;
-    if (hexfield(&s, end, '/', &skip)) return -1;
-    if (hexfield(&s, end, ']', &v)) return -1;
+    if (hexfield(&s, end, '/', 8, &skip)) return -1;
+    if (hexfield(&s, end, ']', 8, &v)) return -1;
     *cflags = v;
     if (s < end && *s != ' ') return -1;
     *cpu = c;

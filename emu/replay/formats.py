@@ -57,21 +57,19 @@ _PAD = b"\0" * 64
 _HEX = np.full(256, 255, np.uint8)
 for _i, _c in enumerate(b"0123456789abcdef"):
     _HEX[_c] = _i
-for _i, _c in enumerate(b"ABCDEF"):
-    _HEX[_c] = 10 + _i
 _SHIFTS16 = np.arange(60, -4, -4, dtype=np.uint64)
 _ARANGE16 = np.arange(16)
 
 _TRACE = re.compile(
-    rb"Trace (\d+): (?:0x)?[0-9a-f]+ \[([0-9a-f]{1,16})/([0-9a-f]{1,16})/([0-9a-f]{1,8})/"
+    rb"Trace (\d{1,9}): (?:0x)?[0-9a-f]{1,16} \[([0-9a-f]{1,16})/([0-9a-f]{1,16})/([0-9a-f]{1,8})/"
     rb"([0-9a-f]{1,8})\](?: .*)?"
 )
 # A block logged as entered that did not run (its record is dropped): the
 # chain stopped before it, or an I/O access rewound it to be retranslated
 # and entered again (accel/tcg/cpu-exec.c, translate-all.c cpu_io_recompile).
-_STOPPED = re.compile(rb"(?:Stopped execution of TB chain before (?:0x)?[0-9a-f]+ \[([0-9a-f]+)\]"
-                      rb"|cpu_io_recompile: rewound execution of TB to ([0-9a-f]+)).*")
-_INSN = re.compile(rb"0x([0-9a-f]+):  .*")
+_STOPPED = re.compile(rb"(?:Stopped execution of TB chain before (?:0x)?[0-9a-f]{1,16} \[([0-9a-f]{1,16})\]"
+                      rb"|cpu_io_recompile: rewound execution of TB to ([0-9a-f]{1,16})).*")
+_INSN = re.compile(rb"0x([0-9a-f]{1,16}):  .*")
 _IN = re.compile(rb"IN:(?: .*)?")
 _SKIPPED = re.compile(rb"(?:-{16}|Linking TBs .*|OBJD-[HT]: .*|)")
 
@@ -402,7 +400,9 @@ def _qemu_chunk_numpy(data: bytes, first_line: int):
         cpu = np.where(digit, cpu * 10 + ch - 48, cpu)
         ndig += digit
         going &= digit
-    if len(ts) and ((ndig == 0).any() or (buf[ts + 6 + ndig] != ord(":")).any()):
+    colon = ts + 6 + ndig
+    if len(ts) and ((ndig == 0).any() or (buf[colon] != ord(":")).any()
+                    or (buf[colon + 1] != ord(" ")).any()):
         return None
     brackets = np.flatnonzero(buf[:n] == ord("["))
     pos = np.searchsorted(brackets, ts)
@@ -414,9 +414,21 @@ def _qemu_chunk_numpy(data: bytes, first_line: int):
         ((b + 53 == te) | (buf[b + 53] == ord(" ")))
     if not shape_ok.all():
         return None
+    # The host pointer: [0x]1-16 hex digits, then " [".
+    host = colon + 2
+    host = np.where((buf[host] == ord("0")) & (buf[host + 1] == ord("x")), host + 2, host)
+    host_len = b - 1 - host
+    if len(ts) and ((host_len < 1).any() or (host_len > 16).any() or
+                    (buf[b - 1] != ord(" ")).any()):
+        return None
+    host_digits = _HEX[buf[host[:, None] + _ARANGE16]]
+    if not ((host_digits != 255) | (host_len[:, None] <= _ARANGE16)).all():
+        return None
     pc, ok = _hex_columns(buf, b + 18, 16)
-    low_cflags, cflags_ok = _hex_columns(buf, b + 44 + 5, 3)  # CFLAGS bits 0-11
-    if not ok.all() or not cflags_ok.all():
+    for at, width in ((b + 1, 16), (b + 35, 8), (b + 44, 8)):  # CS_BASE, FLAGS, CFLAGS
+        ok &= _hex_columns(buf, at, width)[1]
+    low_cflags, _ = _hex_columns(buf, b + 44 + 5, 3)  # CFLAGS bits 0-11
+    if not ok.all():
         return None
     chained |= bool(((low_cflags & np.uint64(CF_NO_GOTO_TB)) == 0).any())
     size = (low_cflags & np.uint64(CF_COUNT_MASK)).astype(np.int64) * INSN_BYTES
@@ -447,13 +459,18 @@ def _translations_numpy(data: bytes, starts: np.ndarray, ends: np.ndarray, insn_
     gap[1:] = np.where(same, insn_idx[1:] - insn_idx[:-1], insn_idx[1:] - in_idx[block[1:]])
     if (gap != 1).any():
         return None
+    # Each instruction line checked as the reference parser checks it (this is
+    # the fallback path; the C scanner's caller judges these lines the same way).
+    addresses = []
+    for i in insn_idx.tolist():
+        match = _INSN.fullmatch(data, starts[i], ends[i])
+        if match is None:
+            return None
+        addresses.append(match[1])
     counts = np.bincount(block, minlength=len(in_idx))
     has = np.flatnonzero(counts)
     first_insn = np.searchsorted(block, has)
-    pcs = np.fromiter(
-        (int(data[starts[i] + 2:data.index(b":", starts[i], ends[i])], 16)
-         for i in insn_idx[first_insn].tolist()), np.uint64, len(has),
-    )  # fmt: skip
+    pcs = np.fromiter((int(addresses[i], 16) for i in first_insn.tolist()), np.uint64, len(has))
     return pcs, counts[has].astype(np.int64) * INSN_BYTES, first_line + in_idx[has]
 
 
