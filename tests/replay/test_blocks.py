@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import DEBIAN_FULL_MAP, DEBIAN_IMAGE, QEMU_INASM
+from replay_testdata import DEBIAN_FULL_MAP, DEBIAN_IMAGE, QEMU_INASM
 
 from emu.replay.blocks import (
     MAX_BLOCK_INSNS,

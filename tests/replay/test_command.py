@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import (
+from replay_testdata import (
     DEBIAN_MAP,
     PERF_CALLCHAIN,
     PERF_F,

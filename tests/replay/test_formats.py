@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import PERF_CALLCHAIN, PERF_F, PERF_SAMPLES, QEMU_EXEC, QEMU_INASM
+from replay_testdata import PERF_CALLCHAIN, PERF_F, PERF_SAMPLES, QEMU_EXEC, QEMU_INASM
 
 from emu.replay import formats
 from emu.replay.blocks import NextRecordSizer
