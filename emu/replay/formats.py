@@ -634,6 +634,8 @@ def parse_perf(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> tuple[Iterat
         if state.awaiting is not None:
             raise TraceError("truncated: the sample has no IP line after it", state.path,
                              state.awaiting[1])  # fmt: skip
+        if not _ends_with_newline(path):  # perf script ends every line: the last was cut
+            raise TraceError("truncated: the last line has no newline", state.path, stats.lines)
 
     return chunks(), stats
 
@@ -690,6 +692,15 @@ def _perf_chunk(text: str, first_line: int, state: PerfState) -> Records:
         lines.append(number)
     return Records(np.array(cpus, np.int64), np.array(pcs, np.uint64),
                    np.array(sizes, np.int64), np.array(lines, np.int64))  # fmt: skip
+
+
+def _ends_with_newline(path: str | Path) -> bool:
+    with open_trace(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size == 0:
+            return True
+        handle.seek(size - 1)
+        return handle.read(1) == b"\n"
 
 
 def _sample_ip(rest: str) -> int | None:

@@ -199,6 +199,13 @@ def test_perf_garbage_and_truncation(tmp_path):
     path = _corrupt(tmp_path, PERF_SAMPLES, 9, b"this is not perf output")
     with pytest.raises(TraceError, match=r":10: perf script line without a \[cpu\] field"):
         perf_records(path)
+    data = PERF_SAMPLES.read_bytes()
+    cut_sample = tmp_path / "cut-sample.txt"
+    cut = data[: data.rindex(b"ffffffff") + 11]  # a kernel IP cut short
+    cut_sample.write_bytes(cut)
+    last = cut.count(b"\n") + 1
+    with pytest.raises(TraceError, match=rf"cut-sample.txt:{last}: truncated: the last line"):
+        perf_records(cut_sample)
     header = PERF_CALLCHAIN.read_text().splitlines()[0]
     cut = tmp_path / "cut.txt"
     cut.write_text(header + "\n")
