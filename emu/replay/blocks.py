@@ -156,32 +156,33 @@ class NextRecordSizer:
         self.guessed_next = 0  # records sized by the shortest step of their PC
         self.guessed_one = 0  # records given one instruction
         self.rewound = 0  # rewound blocks measured to the next record (exact)
-        self.shortest: dict[int, int] = {}  # PC -> shortest step ahead seen
-        self._table: tuple[np.ndarray, np.ndarray] | None = None
+        # PCs (sorted) and the shortest step ahead seen from each
+        self._table = (np.zeros(0, np.uint64), np.zeros(0, np.int64))
 
     def _learn(self, pcs: np.ndarray, steps: np.ndarray) -> None:
+        """Fold this chunk's steps into the table (sorted PCs, shortest steps)."""
         if not len(pcs):
             return
-        unique, inverse = np.unique(pcs, return_inverse=True)
+        keys, values = self._table
+        keys = np.concatenate([keys, pcs])
+        values = np.concatenate([values, steps])
+        unique, inverse = np.unique(keys, return_inverse=True)
         least = np.full(len(unique), np.iinfo(np.int64).max, np.int64)
-        np.minimum.at(least, inverse, steps)
-        known = self.shortest
-        for pc, step in zip(unique.tolist(), least.tolist(), strict=True):
-            if step < known.get(pc, 1 << 62):
-                known[pc] = step
-                self._table = None
+        np.minimum.at(least, inverse, values)
+        self._table = (unique, least)
+
+    @property
+    def shortest(self) -> dict[int, int]:
+        """PC -> the shortest step ahead seen from it (for reports and tests)."""
+        keys, values = self._table
+        return dict(zip(keys.tolist(), values.tolist(), strict=True))
 
     def _lookup(self, pcs: np.ndarray) -> np.ndarray:
         """The shortest step of each PC, 0 where none is known."""
         result = np.zeros(len(pcs), np.int64)
-        if not self.shortest or not len(pcs):
-            return result
-        if self._table is None:
-            keys = np.fromiter(self.shortest.keys(), np.uint64, len(self.shortest))
-            values = np.fromiter(self.shortest.values(), np.int64, len(self.shortest))
-            order = np.argsort(keys)
-            self._table = (keys[order], values[order])
         keys, values = self._table
+        if not len(keys) or not len(pcs):
+            return result
         at = np.minimum(np.searchsorted(keys, pcs), len(keys) - 1)
         hit = keys[at] == pcs
         result[hit] = values[at[hit]]
