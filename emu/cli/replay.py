@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from emu.cli.args import add_machine_arguments
+from emu.cli.args import add_machine_arguments, non_negative_int
 from emu.errors import UsageError
 from emu.fileio import check_writable
 from emu.replay.api import ReplayOptions, replay_trace
@@ -44,6 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="cost model: fast (counts x latency, default) or cache (L1I and "
                        "LLC simulation of every fetched line; about 1 M records/s)")
     out = parser.add_argument_group("output")
+    out.add_argument("--top", type=non_negative_int, default=0, metavar="N",
+                     help="list the N kernel functions with the most instructions (System.map)")
     out.add_argument("--json", type=Path, metavar="PATH", help="write the report as JSON")
     out.add_argument("--quiet", action="store_true", help="print nothing but errors")
     parser.set_defaults(run=replay_command)
@@ -71,6 +73,7 @@ def replay_command(args: argparse.Namespace) -> int:
         format=args.format, machine=args.machine, nodes=args.nodes,
         cpus_per_node=args.cpus_per_node, ram_mib=args.ram_mib,
         cpu_node=parse_cpu_nodes(args.cpu_node), ktext=args.ktext, detail=args.detail,
+        top=args.top,
     )  # fmt: skip
     result = replay_trace(options)
     document = result.to_json()
@@ -111,6 +114,10 @@ def format_replay(report: dict) -> str:
     lines.append("modelled cycles: " + ", ".join(
         f"{label} {run['cost']['total_cycles']:,.0f}"
         for run, label in zip(runs, labels, strict=True)))  # fmt: skip
+    if source.get("top_functions"):
+        lines += ["", f"{'kernel function':<40} {'instructions':>14} {'share':>7}"]
+        lines += [f"{entry['symbol'][:40]:<40} {entry['instructions']:>14,} "
+                  f"{100 * entry['share']:>6.1f}%" for entry in source["top_functions"]]
     lines.append("")
     lines += [f"note: {text}" for text in source["assumptions"]]
     return "\n".join(lines)

@@ -17,7 +17,14 @@ from emu.hw.cost import CostReport
 from emu.replay.blocks import ImageBlocks, NextRecordSizer, load_image_blocks
 from emu.replay.errors import TraceError
 from emu.replay.formats import FORMAT_QEMU, TraceStats, detect_format, parse_trace
-from emu.replay.player import FetchCounts, cache_sinks, cpu_map, play, replay_runs
+from emu.replay.player import (
+    FetchCounts,
+    FunctionProfile,
+    cache_sinks,
+    cpu_map,
+    play,
+    replay_runs,
+)
 from emu.replay.symbols import load_system_map
 from emu.report import make_report
 
@@ -39,6 +46,7 @@ class ReplayOptions:
     cpu_node: dict[int, int] = field(default_factory=dict)  # trace CPU -> node
     ktext: str = "both"  # "off", "on" or "both"
     detail: str = "fast"  # "fast" or "cache"
+    top: int = 0  # kernel functions to list by instructions (0: none)
 
     def machine_config(self) -> MachineConfig:
         return machine_config(self.machine, self.nodes, self.cpus_per_node, ram_mib=self.ram_mib)
@@ -78,12 +86,17 @@ def replay_trace(options: ReplayOptions) -> ReplayResult:
         both, feeds = cache_sinks(topology, cpu_nodes)
         sinks = [sink for sink, ktext in zip(both, (False, True), strict=True)
                  if ktext in options.modes]  # fmt: skip
+    profile = FunctionProfile(kernel) if options.top else None
+    if profile is not None:
+        sinks.append(profile)
     counts, sizer = play(chunks, kernel, mapping, topology.n_cpus, str(options.trace), image, sinks)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     if counts.records_played == 0:
         raise TraceError(f"no kernel-space records among {stats.records:,} (kernel addresses "
                          "have the top bit set)", str(options.trace))  # fmt: skip
     source = source_json(options, fmt, stats, counts, sizer, image, topology.cpus_per_node)
+    if profile is not None:
+        source["top_functions"] = profile.top(options.top)
     runs, costs = replay_runs(config, kernel, counts, source, options.modes, feeds)
     return ReplayResult(runs, costs, wall, cpu, stats.records)
 

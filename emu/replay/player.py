@@ -144,6 +144,30 @@ def _count(records: Records, kernel: KernelMap, mapping: np.ndarray, counts: Fet
         sink(machine_cpu, pc, size, replicated)
 
 
+class FunctionProfile:
+    """Instructions per kernel function (System.map symbols): a block sink."""
+
+    def __init__(self, kernel: KernelMap) -> None:
+        self.kernel = kernel
+        self.addresses = np.array(kernel.addresses, np.uint64)
+        self.instructions = np.zeros(len(self.addresses), np.int64)
+
+    def __call__(self, cpus: np.ndarray, pcs: np.ndarray, sizes: np.ndarray,
+                 replicated: np.ndarray) -> None:  # fmt: skip
+        index = np.searchsorted(self.addresses, pcs, side="right") - 1
+        known = index >= 0
+        self.instructions += np.bincount(index[known], sizes[known] // INSN_BYTES,
+                                         len(self.addresses)).astype(np.int64)  # fmt: skip
+
+    def top(self, count: int) -> list[dict]:
+        total = int(self.instructions.sum())
+        order = np.argsort(-self.instructions, kind="stable")[:count]
+        return [{"symbol": self.kernel.names[i], "address": f"{self.kernel.addresses[i]:#x}",
+                 "instructions": int(self.instructions[i]),
+                 "share": float(self.instructions[i]) / total if total else 0.0}
+                for i in order.tolist() if self.instructions[i]]  # fmt: skip
+
+
 # ------------------------------------------------------------ cache model
 
 

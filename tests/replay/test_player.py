@@ -183,3 +183,16 @@ def test_cache_feed_charges_each_line_to_its_home():
     assert (cpu0.fetch_lines, cpu1.fetch_lines) == (3, 2)
     assert cpu0.fetch_fills_by_node == (2, 0)  # STEXT's line and the next, from node 0
     assert cpu1.fetch_fills_by_node == (0, 2)  # its own copies: node 1's lines
+
+
+def test_top_functions_by_hand(ktext_emu, tmp_path):
+    _system_map(tmp_path)
+    with (tmp_path / "System.map").open("a") as handle:
+        handle.write(f"{STEXT:016x} T func_a\n{STEXT + 0x1000:016x} T func_b\n")
+    trace = tmp_path / "t.log"
+    trace.write_text(qemu_log([(0, "text", 0, 4), (1, "text", 16, 4), (0, "text", 0, 4),
+                               (1, "text", 0x1000, 8), (0, "module", 0, 2)]))  # fmt: skip
+    source = _replay_json(ktext_emu, tmp_path, trace, "--top", "5")["runs"][0]["source"]
+    assert [(f["symbol"], f["instructions"]) for f in source["top_functions"]] == \
+        [("func_a", 12), ("func_b", 8)]  # module code has no System.map symbol
+    assert source["top_functions"][0]["share"] == 12 / 20
