@@ -153,6 +153,7 @@ def source_json(options: ReplayOptions, fmt: str, stats: TraceStats, counts: Fet
         "cpu_node": {str(k): v for k, v in sorted(options.cpu_node.items())} or None,
         "translations": stats.translations,
         "stopped_records_dropped": stats.dropped_stopped,
+        "stopped_lines_unmatched": stats.unmatched_stopped,
         "rewound_records": stats.rewound,
         "brstack_ranges_dropped": stats.brstack_ranges_dropped,
         "chained": stats.chained,

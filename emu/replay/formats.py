@@ -7,19 +7,23 @@ QEMU 7.2 (Debian bookworm) writes, per translated block entered
 
     Trace 0: 0x7fcab0020480 [0000000000007001/ffff800009668fdc/00000021/ff080200] sym
 
-that is ``Trace VCPU: HOST_TB [CS_BASE/PC/FLAGS/CFLAGS] SYMBOL``; ``CF_NO_GOTO_TB``
-(0x200 in CFLAGS) is set under ``nochain``.  Without ``nochain`` blocks
-entered by direct chaining are not logged ("Linking TBs" lines appear), so
-counts are a lower bound.  ``Stopped execution of TB chain before HOST [PC]``
-means the block just logged for PC did not run, and ``cpu_io_recompile:
-rewound execution of TB to PC`` that it was undone to be retranslated and
-entered again: either drops the latest record for PC.
-With ``in_asm`` every translation is printed (``IN:`` then one line per
-instruction), which gives each block's exact size.
+that is ``Trace VCPU: HOST_TB [CS_BASE/PC/FLAGS/CFLAGS] SYMBOL``.  In CFLAGS,
+``CF_NO_GOTO_TB`` (0x200) is set under ``nochain`` (without it, blocks
+entered by direct chaining are not logged and counts are a lower bound), and
+``CF_COUNT_MASK`` (0x1ff) is the length of a block QEMU cut short (-icount,
+I/O).  ``Stopped execution of TB chain before HOST [PC]``: the block just
+logged for PC did not run, its record is dropped.  ``cpu_io_recompile:
+rewound execution of TB to PC``: that block ran up to the instruction doing
+I/O, where its CPU's next record starts (size REWOUND, measured by
+blocks.NextRecordSizer).  With ``in_asm`` every translation is printed
+(``IN:``, one line per instruction, a blank line): the longest listing of a
+PC is its block's size.
 
-QEMU logs are parsed by whole chunks with numpy (fixed-width fields located
-from each line's ``[``); any line the fast path cannot vouch for sends the
-chunk through the line-by-line reference parser, which names the bad line.
+A chunk of a QEMU log is scanned by the C scanner (``_qemulog.c``) when it is
+built, else by numpy over fixed-width fields located from each line's ``[``;
+a line either cannot vouch for sends the chunk through the line-by-line
+reference parser, which names the bad line.  All three give the same records
+(tests/replay, and the ``replay`` fuzz target).
 """
 
 from __future__ import annotations
@@ -116,7 +120,6 @@ class TraceStats:
     translations: int = 0
     chained: bool = False  # a record without CF_NO_GOTO_TB, or "Linking TBs" lines
     brstack_ranges_dropped: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------- detection
