@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from emu.config import MachineConfig, machine_config
-from emu.hw.cost import CostReport
+from emu.hw.cost import CostReport, resolve_parameters
 from emu.replay.blocks import ImageBlocks, NextRecordSizer, load_image_blocks
 from emu.replay.errors import TraceError
 from emu.replay.formats import FORMAT_QEMU, TraceStats, detect_format, parse_trace
@@ -89,7 +89,9 @@ def replay_trace(options: ReplayOptions) -> ReplayResult:
     profile = FunctionProfile(kernel) if options.top else None
     if profile is not None:
         sinks.append(profile)
-    counts, sizer = play(chunks, kernel, mapping, topology.n_cpus, str(options.trace), image, sinks)
+    line_bytes = resolve_parameters(topology).line_bytes
+    counts, sizer = play(chunks, kernel, mapping, topology.n_cpus, str(options.trace), image, sinks,
+                         line_bytes)  # fmt: skip
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     if counts.records_played == 0:
         raise TraceError(f"no kernel-space records among {stats.records:,} (kernel addresses "

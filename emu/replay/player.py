@@ -28,7 +28,6 @@ from emu.replay.errors import TraceError
 from emu.replay.formats import INSN_BYTES, KERNEL_SPACE, Records
 from emu.replay.symbols import KernelMap
 
-LINE_SHIFT = 6  # 64-byte lines, the line size of every preset (emu/hw/presets/*.toml)
 VA_MASK = (1 << 48) - 1
 
 
@@ -60,9 +59,10 @@ def cpu_map(topology: Topology, explicit: dict[int, int] | None = None) -> np.nd
 
 @dataclass
 class FetchCounts:
-    """Per machine CPU: instructions and 64-byte lines fetched, by region."""
+    """Per machine CPU: instructions and cache lines fetched, by region."""
 
     n_cpus: int
+    line_bytes: int
     text: np.ndarray = field(init=False)  # [_stext, _etext)
     rodata: np.ndarray = field(init=False)  # [_etext, __end_rodata): replicated, not text
     other: np.ndarray = field(init=False)  # any other kernel address: node 0's
@@ -89,11 +89,12 @@ BlockSink = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
 
 
 def play(chunks: Iterable[Records], kernel: KernelMap, mapping: np.ndarray, n_cpus: int,
-         path: str, image: ImageBlocks | None = None,
-         sinks: Sequence[BlockSink] = ()) -> tuple[FetchCounts, NextRecordSizer]:  # fmt: skip
-    """Count every chunk's kernel blocks; unsized blocks are sized from the
-    image, else from the next record (blocks.NextRecordSizer)."""
-    counts = FetchCounts(n_cpus)
+         path: str, image: ImageBlocks | None = None, sinks: Sequence[BlockSink] = (),
+         line_bytes: int = 64) -> tuple[FetchCounts, NextRecordSizer]:  # fmt: skip
+    """Count every chunk's kernel blocks (lines of ``line_bytes``, the
+    machine's); unsized blocks are sized from the image, else from the next
+    record (blocks.NextRecordSizer)."""
+    counts = FetchCounts(n_cpus, line_bytes)
     sizer = NextRecordSizer()
     for records in chunks:
         if image is not None and len(records):
@@ -131,8 +132,8 @@ def _count(records: Records, kernel: KernelMap, mapping: np.ndarray, counts: Fet
         size = records.size
     counts.records_played += len(pc)
     insns = size // INSN_BYTES
-    lines = ((pc + (size - 1).astype(np.uint64)) >> np.uint64(LINE_SHIFT)) - \
-        (pc >> np.uint64(LINE_SHIFT)) + np.uint64(1)
+    shift = np.uint64(counts.line_bytes.bit_length() - 1)
+    lines = ((pc + (size - 1).astype(np.uint64)) >> shift) - (pc >> shift) + np.uint64(1)
     text = (pc >= np.uint64(kernel.stext)) & (pc < np.uint64(kernel.etext))
     replicated = (pc >= np.uint64(kernel.stext)) & (pc < np.uint64(kernel.replicated_end))
     rodata = replicated & ~text
