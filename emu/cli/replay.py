@@ -12,7 +12,7 @@ from emu.cli.args import add_machine_arguments, non_negative_int
 from emu.errors import UsageError
 from emu.fileio import check_writable
 from emu.replay.api import ReplayOptions, replay_trace
-from emu.replay.formats import FORMATS
+from emu.replay.records import FORMATS
 from emu.report import format_cost, local_kernel_share, write_json
 
 

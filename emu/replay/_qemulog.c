@@ -1,5 +1,5 @@
 /*
- * The QEMU -d exec log scanner at C speed (optional: emu/replay/formats.py
+ * The QEMU -d exec log scanner at C speed (optional: emu/replay/qemu_log.py
  * has a numpy path and a line-by-line reference parser with the same result).
  *
  * scan(data, first_line, cpu, pc, size, line, other) walks whole lines of

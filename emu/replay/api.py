@@ -16,7 +16,7 @@ from emu.config import MachineConfig, machine_config
 from emu.hw.cost import CostReport, resolve_parameters
 from emu.replay.blocks import ImageBlocks, NextRecordSizer, load_image_blocks
 from emu.replay.errors import TraceError
-from emu.replay.formats import FORMAT_QEMU, TraceStats, detect_format, parse_trace
+from emu.replay.formats import detect_format, parse_trace
 from emu.replay.player import (
     FetchCounts,
     FunctionProfile,
@@ -25,6 +25,7 @@ from emu.replay.player import (
     play,
     replay_runs,
 )
+from emu.replay.records import FORMAT_QEMU, TraceStats
 from emu.replay.symbols import load_system_map
 from emu.report import make_report
 

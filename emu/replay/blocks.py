@@ -26,7 +26,7 @@ import numpy as np
 
 from emu.fileio import read_input_file
 from emu.replay.errors import TraceError
-from emu.replay.formats import INSN_BYTES, KERNEL_SPACE, REWOUND, Records
+from emu.replay.records import INSN_BYTES, KERNEL_SPACE, REWOUND, Records
 from emu.replay.symbols import KernelMap
 
 PAGE_BYTES = 4096  # QEMU's TARGET_PAGE_SIZE for AArch64 system emulation

@@ -25,7 +25,7 @@ from emu.hw.cost import CostReport, fast_cost, gain, speedup
 from emu.hw.topology import Topology
 from emu.replay.blocks import ImageBlocks, NextRecordSizer
 from emu.replay.errors import TraceError
-from emu.replay.formats import INSN_BYTES, KERNEL_SPACE, Records
+from emu.replay.records import INSN_BYTES, KERNEL_SPACE, Records
 from emu.replay.symbols import KernelMap
 
 VA_MASK = (1 << 48) - 1

@@ -77,7 +77,8 @@ def _scratch() -> Path:
 
 def _parse_all(trace: Path, backend: str):
     from emu.replay.errors import TraceError
-    from emu.replay.formats import Records, parse_qemu
+    from emu.replay.qemu_log import parse_qemu
+    from emu.replay.records import Records
 
     try:
         chunks, _ = parse_qemu(trace, 1 << 12, backend)
@@ -88,17 +89,18 @@ def _parse_all(trace: Path, backend: str):
 
 
 def run(data: bytes) -> str:
-    from emu.replay import formats
+    from emu.replay import qemu_log
     from emu.replay.api import ReplayOptions, replay_trace
+    from emu.replay.records import FORMAT_PERF, FORMAT_QEMU
 
     mode, body = (data[0], data[1:]) if data else (0, b"")
     trace = _scratch() / ("trace.log" if mode % 2 == 0 else "perf.txt")
     trace.write_bytes(body)
     system_map = _DATA / ("debian61-System.map-excerpt" if mode % 2 == 0
                           else "x86-host-kallsyms-excerpt")  # fmt: skip
-    fmt = formats.FORMAT_QEMU if mode % 2 == 0 else formats.FORMAT_PERF
-    if fmt == formats.FORMAT_QEMU:
-        backends = ["python", "numpy"] + (["c"] if formats._SCAN is not None else [])
+    fmt = FORMAT_QEMU if mode % 2 == 0 else FORMAT_PERF
+    if fmt == FORMAT_QEMU:
+        backends = ["python", "numpy"] + (["c"] if qemu_log._SCAN is not None else [])
         results = {backend: _parse_all(trace, backend) for backend in backends}
         if len(set(results.values())) != 1:
             raise PropertyViolation(f"the QEMU log parsers disagree: {sorted(results)} give "

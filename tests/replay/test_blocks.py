@@ -16,7 +16,8 @@ from emu.replay.blocks import (
     block_ends,
     load_image_blocks,
 )
-from emu.replay.formats import Records, parse_qemu
+from emu.replay.qemu_log import parse_qemu
+from emu.replay.records import Records
 from emu.replay.symbols import load_system_map
 
 NOP, RET, B_NEXT, SVC0, ISB = 0xD503201F, 0xD65F03C0, 0x14000001, 0xD4000001, 0xD5033FDF

@@ -11,35 +11,29 @@ import numpy as np
 import pytest
 from replay_testdata import PERF_CALLCHAIN, PERF_F, PERF_SAMPLES, QEMU_EXEC, QEMU_INASM
 
-from emu.replay import formats
+from emu.replay import qemu_log
 from emu.replay.blocks import NextRecordSizer
 from emu.replay.errors import TraceError
-from emu.replay.formats import (
-    FORMAT_PERF,
-    FORMAT_QEMU,
-    REWOUND,
-    Records,
-    detect_format,
-    parse_perf,
-    parse_qemu,
-    parse_trace,
-)
+from emu.replay.formats import detect_format, parse_trace
+from emu.replay.perf_script import parse_perf
+from emu.replay.qemu_log import parse_qemu
+from emu.replay.records import CHUNK_BYTES, FORMAT_PERF, FORMAT_QEMU, REWOUND, Records
 
 BACKENDS = ["c", "numpy", "python"]
 
 
 def _backend(name: str) -> str:
-    if name == "c" and formats._SCAN is None:
+    if name == "c" and qemu_log._SCAN is None:
         pytest.skip("the C scanner (emu.replay._qemulog) is not built")
     return name
 
 
-def qemu_records(path, backend="auto", chunk_bytes=formats.CHUNK_BYTES):
+def qemu_records(path, backend="auto", chunk_bytes=CHUNK_BYTES):
     chunks, state = parse_qemu(path, chunk_bytes, backend)
     return Records.concat(list(chunks)), state.stats
 
 
-def perf_records(path, chunk_bytes=formats.CHUNK_BYTES):
+def perf_records(path, chunk_bytes=CHUNK_BYTES):
     chunks, stats = parse_perf(path, chunk_bytes)
     return Records.concat(list(chunks)), stats
 
@@ -103,7 +97,7 @@ def test_in_asm_sizes_are_the_longest_translation(backend):
 @pytest.mark.parametrize("path", [QEMU_EXEC, QEMU_INASM])
 def test_backends_and_chunk_sizes_agree(path):
     reference, _ = qemu_records(path, "python")
-    backends = ["numpy", "python"] + (["c"] if formats._SCAN is not None else [])
+    backends = ["numpy", "python"] + (["c"] if qemu_log._SCAN is not None else [])
     for backend in backends:
         for chunk_bytes in (512, 4096, 1 << 20):
             records, _ = qemu_records(path, backend, chunk_bytes)

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from emu.config import machine_config
 from emu.hw.cost import fast_cost
 from emu.replay.errors import TraceError
-from emu.replay.formats import parse_qemu
 from emu.replay.player import cpu_counts, cpu_map, play, replay_runs
+from emu.replay.qemu_log import parse_qemu
 from emu.replay.symbols import KernelMap
 
 STEXT, ETEXT, END_RODATA = 0xFFFF800008010000, 0xFFFF800008D00000, 0xFFFF80000964D000
