@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from emu.config import MachineConfig, machine_config
+from emu.hw.accounting import compiled_extension_status
 from emu.hw.cost import CostReport, resolve_parameters
+from emu.replay import qemu_log
 from emu.replay.blocks import ImageBlocks, NextRecordSizer, load_image_blocks
 from emu.replay.errors import TraceError
 from emu.replay.formats import detect_format, parse_trace
@@ -68,7 +70,8 @@ class ReplayResult:
     def to_json(self) -> dict:
         timings = [{"seconds": round(self.seconds, 6), "cpu_seconds": round(self.cpu_seconds, 6),
                     "records_per_second": round(self.records / max(self.seconds, 1e-9))}]
-        return make_report(self.runs, timings)
+        host = dict(compiled_extension_status(), replay_scanner=qemu_log._SCAN is not None)
+        return make_report(self.runs, timings, host=host)
 
 
 def replay_trace(options: ReplayOptions) -> ReplayResult:
@@ -81,12 +84,8 @@ def replay_trace(options: ReplayOptions) -> ReplayResult:
     image = load_image_blocks(options.kernel_image, kernel) if options.kernel_image else None
     wall, cpu = time.perf_counter(), time.process_time()
     chunks, stats = parse_trace(options.trace, fmt)
-    sinks, feeds = [], None
-    if options.detail == "cache":
-        cpu_nodes = np.array([topology.cpu_to_node(c) for c in range(topology.n_cpus)])
-        both, feeds = cache_sinks(topology, cpu_nodes)
-        sinks = [sink for sink, ktext in zip(both, (False, True), strict=True)
-                 if ktext in options.modes]  # fmt: skip
+    cpu_nodes = np.array([topology.cpu_to_node(c) for c in range(topology.n_cpus)])
+    sinks, feeds = cache_sinks(topology, cpu_nodes, options.detail, options.modes)
     profile = FunctionProfile(kernel) if options.top else None
     if profile is not None:
         sinks.append(profile)

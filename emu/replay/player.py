@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from emu.api import add_band, add_speedup
 from emu.config import MachineConfig
-from emu.hw.accounting import KIND_KERNEL_TEXT, Accounting, CpuCounts
-from emu.hw.cachemodel import CacheModel
-from emu.hw.cost import CostReport, fast_cost, gain, speedup
+from emu.hw.accounting import CpuCounts
+from emu.hw.cachemodel import KIND_FETCH, CacheModel
+from emu.hw.cost import CostReport
 from emu.hw.topology import Topology
 from emu.replay.blocks import ImageBlocks, NextRecordSizer
 from emu.replay.errors import TraceError
@@ -173,70 +174,53 @@ class FunctionProfile:
 
 
 class CacheFeed:
-    """The one adapter between replay and the detailed cache model: a stream
-    of blocks (CPU, VA, bytes, home node) in, a CostReport out.
+    """The one adapter between replay and the cache model (emu/hw/cachemodel.py):
+    blocks (CPU, VA, bytes, home node) in, each expanded into its fetched
+    lines for ``CacheModel.feed``; a CostReport out.
 
-    Today's model (emu/hw/cachemodel.py) finds a fetched line's memory node
-    from its physical address, through the accounting page table its block
-    hook reads.  Replay gives each line a synthetic PA that keeps its VA's
-    low 48 bits (so the same sets as a contiguous mapping) and puts the home
-    node above them (bank size 2^48): the same VA fetched from two nodes'
-    copies is two lines, as on hardware.
+    A line's number is its VA's low 48 bits over the line size with the home
+    node above them: the sets of a contiguous mapping, and the same VA fetched
+    from two nodes' copies is two lines, as on hardware.
     """
 
-    BANK = 1 << 48
-
-    def __init__(self, topology: Topology) -> None:
-        self.topology = topology
-        self.accounting = Accounting(topology.n_cpus, topology.nodes, 0, self.BANK,
-                                     table_bits=20)  # fmt: skip
-        self.model = CacheModel(topology, self.accounting, 0, self.BANK)
-        self._block = self.model.hook_functions()[0]
-        self._pages: set[int] = set()
-        self._cpu = -1
+    def __init__(self, topology: Topology, detail: str) -> None:
+        self.model = CacheModel(topology, None, 0, 1 << 48, detail=detail)
+        self.line_shift = np.uint64(self.model.line_shift)
+        self.home_shift = np.uint64(48 - self.model.line_shift)
 
     def feed(self, cpus: np.ndarray, pcs: np.ndarray, sizes: np.ndarray,
              homes: np.ndarray) -> None:  # fmt: skip
-        pas = (homes.astype(np.uint64) << np.uint64(48)) | (pcs & np.uint64(VA_MASK))
-        first_page = pas >> np.uint64(12)
-        last_page = (pas + (sizes - 1).astype(np.uint64)) >> np.uint64(12)
-        pages = np.unique(np.concatenate([first_page, last_page])).tolist()
-        for page in pages:
-            if page not in self._pages:
-                pa = page << 12
-                if not self.accounting.record(pa, pa, pa // self.BANK, KIND_KERNEL_TEXT):
-                    # The table was full and emptied: record this chunk's pages afresh.
-                    self._pages = set()
-                    for again in pages:
-                        self.accounting.record(again << 12, again << 12,
-                                               (again << 12) // self.BANK, KIND_KERNEL_TEXT)
-                    self._pages.update(pages)
-                    break
-                self._pages.add(page)
-        block = self._block
-        for cpu, pa, size in zip(cpus.tolist(), pas.tolist(), sizes.tolist(), strict=True):
-            if cpu != self._cpu:
-                self.model.select_cpu(cpu)
-                self._cpu = cpu
-            block(None, pa, size)
+        first = (pcs & np.uint64(VA_MASK)) >> self.line_shift
+        last = ((pcs + (sizes - 1).astype(np.uint64)) & np.uint64(VA_MASK)) >> self.line_shift
+        count = (last - first + np.uint64(1)).astype(np.int64)
+        starts = np.repeat(first, count)
+        step = np.arange(int(count.sum()), dtype=np.int64) - np.repeat(np.cumsum(count) - count,
+                                                                        count)  # fmt: skip
+        line_homes = np.repeat(homes.astype(np.uint64), count)
+        lines = (line_homes << self.home_shift) | (starts + step.astype(np.uint64))
+        self.model.feed(np.repeat(cpus, count).tolist(), lines.tolist(),
+                        [KIND_FETCH] * len(lines), line_homes.tolist())  # fmt: skip
 
     def cost_report(self, counts: Sequence[CpuCounts]) -> CostReport:
         return self.model.cost_report(counts)
 
 
-def cache_sinks(topology: Topology, cpu_nodes: np.ndarray) -> tuple[list[BlockSink],
-                                                                    dict[bool, CacheFeed]]:  # fmt: skip
-    """One cache model per replication setting, each fed every block with the
-    home node that setting gives it."""
-    feeds = {False: CacheFeed(topology), True: CacheFeed(topology)}
+def cache_sinks(topology: Topology, cpu_nodes: np.ndarray, detail: str,
+                modes: Sequence[bool]) -> tuple[list[BlockSink], dict[bool, CacheFeed]]:  # fmt: skip
+    """One cache model per replication setting in ``modes``, each fed every
+    block with the home node that setting gives it."""
+    feeds = {ktext: CacheFeed(topology, detail) for ktext in modes}
 
-    def off(cpus: np.ndarray, pcs: np.ndarray, sizes: np.ndarray, replicated: np.ndarray) -> None:
-        feeds[False].feed(cpus, pcs, sizes, np.zeros(len(cpus), np.int64))
+    def sink(ktext: bool) -> BlockSink:
+        def feed(cpus: np.ndarray, pcs: np.ndarray, sizes: np.ndarray,
+                 replicated: np.ndarray) -> None:  # fmt: skip
+            homes = np.where(replicated, cpu_nodes[cpus], 0) if ktext else \
+                np.zeros(len(cpus), np.int64)
+            feeds[ktext].feed(cpus, pcs, sizes, homes)
 
-    def on(cpus: np.ndarray, pcs: np.ndarray, sizes: np.ndarray, replicated: np.ndarray) -> None:
-        feeds[True].feed(cpus, pcs, sizes, np.where(replicated, cpu_nodes[cpus], 0))
+        return feed
 
-    return [off, on], feeds
+    return [sink(ktext) for ktext in modes], feeds
 
 
 # ------------------------------------------------------------------ report
@@ -259,14 +243,13 @@ def cpu_counts(counts: FetchCounts, topology: Topology, ktext: bool) -> list[Cpu
 
 def replay_runs(config: MachineConfig, kernel: KernelMap, counts: FetchCounts,
                 source: dict, modes: Sequence[bool],
-                feeds: dict[bool, CacheFeed] | None = None) -> tuple[list[dict],
-                                                                     list[CostReport]]:  # fmt: skip
+                feeds: dict[bool, CacheFeed]) -> tuple[list[dict], list[CostReport]]:  # fmt: skip
     """The RUNs (the keys of ``ktext-emu run``'s) and their CostReports."""
     topology = config.topology
     runs, costs = [], []
     for ktext in modes:
         per_cpu = cpu_counts(counts, topology, ktext)
-        cost = feeds[ktext].cost_report(per_cpu) if feeds else fast_cost(per_cpu, topology)
+        cost = feeds[ktext].cost_report(per_cpu)
         cpus = []
         for cpu, cpu_count in enumerate(per_cpu):
             home = topology.cpu_to_node(cpu) if ktext else 0
@@ -310,9 +293,6 @@ def replay_runs(config: MachineConfig, kernel: KernelMap, counts: FetchCounts,
             "cost": cost.to_json(),
         })  # fmt: skip
         costs.append(cost)
-    off = [cost for run, cost in zip(runs, costs, strict=True) if not run["ktext"]]
-    for run, cost in zip(runs, costs, strict=True):
-        if off:
-            run["cost"]["speedup"] = speedup(off[0], cost) if run["ktext"] else 1.0
-            run["cost"]["gain"] = gain(off[0], cost) if run["ktext"] else 0.0
+    add_speedup(runs, costs)
+    add_band(runs, costs)
     return runs, costs

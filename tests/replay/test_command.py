@@ -46,8 +46,7 @@ def test_json_has_the_shape_of_runs(ktext_emu, tmp_path, run_document, trace, sy
     printed = capsys.readouterr().out
     document = json.loads(out.read_text())
     assert _keys(document) == _keys(run_document)
-    reference = run_document["runs"][1]
-    for run in document["runs"]:
+    for run, reference in zip(document["runs"], run_document["runs"], strict=True):
         missing = {"machine", "kernel", "ktext", "cpus", "nodes", "checks", "cost",
                    "instructions", "stop_reason", "workload"} - set(run)  # fmt: skip
         assert not missing

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from emu.config import machine_config
-from emu.hw.cost import fast_cost
+from emu.hw.cachemodel import KIND_FETCH, CacheModel
 from emu.replay.errors import TraceError
-from emu.replay.player import cpu_counts, cpu_map, play, replay_runs
+from emu.replay.player import cache_sinks, cpu_counts, cpu_map, play, replay_runs
 from emu.replay.qemu_log import parse_qemu
 from emu.replay.symbols import KernelMap
 
@@ -77,12 +77,15 @@ def test_counts_equal_a_hand_count(tmp_path, blocks, nodes, chunk_bytes):
     trace = tmp_path / "synthetic.log"
     trace.write_text(qemu_log(blocks))
     chunks, _ = parse_qemu(trace, chunk_bytes)
-    counts, sizer = play(chunks, KERNEL, cpu_map(topology), topology.n_cpus, str(trace))
+    cpu_nodes = np.array([topology.cpu_to_node(c) for c in range(topology.n_cpus)])
+    sinks, feeds = cache_sinks(topology, cpu_nodes, "fast", [False, True])
+    counts, sizer = play(chunks, KERNEL, cpu_map(topology), topology.n_cpus, str(trace),
+                         sinks=sinks)  # fmt: skip
     assert sizer.guessed_next == sizer.guessed_one == 0
     assert counts.records_outside_kernel == sum(1 for b in blocks if b[1] == "user")
     source = {"assumptions": []}
     runs, costs = replay_runs(machine_config("default", nodes, 8 // nodes), KERNEL, counts,
-                              source, [False, True])  # fmt: skip
+                              source, [False, True], feeds)  # fmt: skip
     for run, cost in zip(runs, costs, strict=True):
         kernel, every, lines = hand_count(blocks, topology, run["ktext"])
         for cpu in run["cpus"]:
@@ -91,7 +94,16 @@ def test_counts_equal_a_hand_count(tmp_path, blocks, nodes, chunk_bytes):
             assert cpu["fetches_by_node"] == every[index].tolist()
             assert cpu["fetch_lines_by_node"] == lines[index].tolist()
             assert cpu["instructions"] == every[index].sum()
-        expected = fast_cost(cpu_counts(counts, topology, run["ktext"]), topology)
+        # The same lines fed to a model by hand, one record per fetched line.
+        model = CacheModel(topology, None, 0, 1 << 48, detail="fast")
+        for cpu, region, offset, insns in blocks:
+            if region == "user":
+                continue
+            home = topology.cpu_to_node(cpu) if run["ktext"] and region != "module" else 0
+            first = REGIONS[region] + offset
+            for line in sorted({(first + 4 * i) // 64 for i in range(insns)}):
+                model.feed([cpu], [(home << 42) | (line & ((1 << 42) - 1))], [KIND_FETCH], [home])
+        expected = model.cost_report(cpu_counts(counts, topology, run["ktext"]))
         assert cost.total_cycles == expected.total_cycles
 
 
@@ -124,9 +136,9 @@ def test_one_node_gains_nothing(ktext_emu, tmp_path, detail):
     assert (off["ktext"], on["ktext"]) == (False, True)
     for key in ("cpus", "instructions", "nodes", "machine", "kernel"):
         assert off[key] == on[key]
-    strip = {"speedup", "gain"}
-    assert {k: v for k, v in off["cost"].items() if k not in strip} == \
-        {k: v for k, v in on["cost"].items() if k not in strip}
+    common = set(off["cost"]) & set(on["cost"]) - {"speedup", "gain"}  # on adds its band
+    assert {k: off["cost"][k] for k in common} == {k: on["cost"][k] for k in common}
+    assert on["cost"]["speedup_band"] == {"low": 1.0, "mid": 1.0, "high": 1.0}
     assert on["cost"]["speedup"] == 1.0 and on["cost"]["gain"] == 0.0
 
 
@@ -169,16 +181,15 @@ def test_trace_cpu_beyond_the_machine_names_its_line(ktext_emu, tmp_path, capsys
 
 
 def test_cache_feed_charges_each_line_to_its_home():
-    """The cache adapter: every fetched line reaches the model (none unknown),
-    and a line's DRAM fill goes to the home node it was fed with."""
+    """The cache adapter: every fetched line reaches the model, and a line's
+    DRAM fill goes to the home node it was fed with."""
     from emu.replay.player import CacheFeed
 
     topology = machine_config("default", 2, 1).topology
-    feed = CacheFeed(topology)
+    feed = CacheFeed(topology, "fast")
     pcs = np.array([STEXT, STEXT + 60, STEXT + 4096, STEXT], np.uint64)
     sizes = np.array([8, 8, 64, 8], np.int64)  # lines: 1, 2 (straddles), 1, 1 (a hit)
     feed.feed(np.array([0, 0, 1, 1]), pcs, sizes, np.array([0, 0, 1, 1]))
-    assert feed.model.unknown_fetch_lines == 0
     cpu0, cpu1 = feed.model.stats(0), feed.model.stats(1)
     assert (cpu0.fetch_lines, cpu1.fetch_lines) == (3, 2)
     assert cpu0.fetch_fills_by_node == (2, 0)  # STEXT's line and the next, from node 0
