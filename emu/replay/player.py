@@ -13,6 +13,7 @@ is that of the fetches alone.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -198,11 +199,19 @@ class CacheFeed:
                                                                         count)  # fmt: skip
         line_homes = np.repeat(homes.astype(np.uint64), count)
         lines = (line_homes << self.home_shift) | (starts + step.astype(np.uint64))
-        self.model.feed(np.repeat(cpus, count).tolist(), lines.tolist(),
-                        [KIND_FETCH] * len(lines), line_homes.tolist())  # fmt: skip
+        self.model.feed(_array("I", np.repeat(cpus, count).astype(np.uint32)),
+                        _array("Q", lines), _array("B", np.full(len(lines), KIND_FETCH, np.uint8)),
+                        _array("H", line_homes.astype(np.uint16)))  # fmt: skip
 
     def cost_report(self, counts: Sequence[CpuCounts]) -> CostReport:
         return self.model.cost_report(counts)
+
+
+def _array(typecode: str, values: np.ndarray) -> array:
+    """``values`` as an array.array (what CacheModel.feed copies from at C speed)."""
+    result = array(typecode)
+    result.frombytes(np.ascontiguousarray(values).tobytes())
+    return result
 
 
 def cache_sinks(topology: Topology, cpu_nodes: np.ndarray, detail: str,
