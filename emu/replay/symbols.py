@@ -50,7 +50,7 @@ class KernelMap:
     def to_json(self) -> dict:
         """The RUN's ``kernel`` object (the keys ``ktext-emu run`` uses)."""
         return {
-            "path": self.path,
+            "sha256": None,  # no kernel ELF is loaded: the System.map is in the RUN's source
             "kimage_vaddr": None if self.text is None else f"{self.text:#x}",
             "stext": f"{self.stext:#x}",
             "etext": f"{self.etext:#x}",
