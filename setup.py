@@ -13,5 +13,7 @@ setup(
         Extension(
             "emu.hw._cachesim", ["emu/hw/_cachesim.c"], depends=["emu/hw/accel.h"], optional=True
         ),
+        # the QEMU exec log scanner of `ktext-emu replay`; without it formats.py uses numpy
+        Extension("emu.replay._qemulog", ["emu/replay/_qemulog.c"], optional=True),
     ]
 )

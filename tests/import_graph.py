@@ -7,7 +7,6 @@ tests/import_graph.py`` prints every cycle (strongly connected component).
 from __future__ import annotations
 
 import ast
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +55,6 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     stack: list[str] = []
     on_stack: set[str] = set()
     found: list[list[str]] = []
-    sys.setrecursionlimit(10_000)
 
     def visit(node: str) -> None:
         index[node] = low[node] = len(index)

@@ -24,6 +24,7 @@ from emu.cli import (
     build,
     compare,
     disasm,
+    replay,
     run,
     scenarios,
     storm,
@@ -47,12 +48,12 @@ class Command(Protocol):
 
 
 COMMANDS: tuple[Command, ...] = (
-    run, compare, sweep, verify, storm, scenarios, build, disasm, symbols, trace
+    run, replay, compare, sweep, verify, storm, scenarios, build, disasm, symbols, trace
 )
 
 
 # Commands that boot and run machines: the ones the compiled extension speeds up.
-MACHINE_COMMANDS = frozenset({"run", "sweep", "verify", "storm", "scenarios"})
+MACHINE_COMMANDS = frozenset({"run", "sweep", "verify", "storm", "scenarios", "trace"})
 
 
 def warn_if_slow() -> None:

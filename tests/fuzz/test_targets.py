@@ -17,7 +17,7 @@ from fuzz.targets import TARGET_NAMES, get_target
 # Examples per target: the slow ones (a 600 KiB kernel ELF, a keystone round
 # trip, a link of the shipped kernel) get fewer, keeping the file under ~25 s.
 EXAMPLES = {"elf": 60, "asm": 120, "ldscript": 80, "toml": 150, "pagetable": 200, "ldst": 300, "boot": 25,
-            "sweep": 100}  # fmt: skip
+            "sweep": 100, "replay": 120}  # fmt: skip
 # Failures found in files this suite does not own, tolerated until fixed
 # (pinned by strict xfail tests when there are any).
 KNOWN: dict[str, tuple[str, ...]] = {}
@@ -44,7 +44,8 @@ def test_every_case_is_a_result_or_a_documented_error(name: str) -> None:
 
 
 def test_targets_are_listed_with_a_summary() -> None:
-    assert set(TARGET_NAMES) == {"elf", "asm", "ldscript", "toml", "pagetable", "ldst", "boot", "sweep"}
+    assert set(TARGET_NAMES) == {"elf", "asm", "ldscript", "toml", "pagetable", "ldst", "boot", "sweep",
+                                 "replay"}
     for name in TARGET_NAMES:
         target = get_target(name)
         assert target.name == name and target.summary and target.timeout > 0
