@@ -11,8 +11,7 @@ from pathlib import Path
 from emu.cli.args import add_machine_arguments, non_negative_int
 from emu.errors import UsageError
 from emu.fileio import check_writable
-from emu.replay.api import ReplayOptions, replay_trace
-from emu.replay.records import FORMATS
+from emu.replay.format_names import FORMATS
 from emu.report import format_cost, local_kernel_share, write_json
 
 
@@ -66,6 +65,11 @@ def parse_cpu_nodes(items: list[str]) -> dict[int, int]:
 
 
 def replay_command(args: argparse.Namespace) -> int:
+    # Imported here, not with the CLI: numpy starts its BLAS threads at import,
+    # and a SIGINT that a background job blocks in its main thread would be
+    # delivered to one of them (every other command would lose that guard).
+    from emu.replay.api import ReplayOptions, replay_trace
+
     if args.json is not None:
         check_writable(args.json)
     options = ReplayOptions(

@@ -15,10 +15,9 @@ from typing import BinaryIO
 import numpy as np
 
 from emu.replay.errors import TraceError
-
-FORMAT_QEMU = "qemu-exec"
-FORMAT_PERF = "perf-script"
-FORMATS = (FORMAT_QEMU, FORMAT_PERF)
+from emu.replay.format_names import FORMAT_PERF as FORMAT_PERF
+from emu.replay.format_names import FORMAT_QEMU as FORMAT_QEMU
+from emu.replay.format_names import FORMATS as FORMATS
 
 CHUNK_BYTES = 32 << 20
 MAX_PIECE = 1 << 30  # no record boundary in this much: not a trace we can read
