@@ -34,6 +34,7 @@ from emu.kernel.cmdline import ktext_enabled, parse_cmdline
 from emu.report import make_report
 from emu.run_options import DEFAULT_WORKLOAD, RunOptions, parse_syscall_hooks
 from emu.system import RunSpec, System
+from emu.verdict import add_verdict
 from emu.workloads import workload_defaults
 
 __all__ = ["DEFAULT_WORKLOAD", "Progress", "Report", "RunOptions", "Session", "run_comparison"]
@@ -290,11 +291,12 @@ def run_comparison(options: RunOptions, *, progress: Progress | None = None,
 
 def add_band(runs: list[dict], costs: list[CostReport]) -> None:
     """Sanity figures for every run; the speed-up band and the fast/detailed
-    agreement for the ``on`` run (emu/hw/band.py)."""
+    agreement for the ``on`` run (emu/hw/band.py); the verdict (emu/verdict.py)."""
     off = [cost for run, cost in zip(runs, costs, strict=True) if not run["ktext"]]
     for run, cost in zip(runs, costs, strict=True):
         if cost.hierarchy is not None:
             run["cost"].update(band_and_sanity(off[0] if run["ktext"] and off else None, cost))
+    add_verdict(runs, costs)
 
 
 def add_speedup(runs: list[dict], costs: list[CostReport]) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from emu.fileio import atomic_write_text, printable
 from emu.hw.tlb import IS_DOMAIN_NODE, IS_DOMAIN_NODE_CAVEAT
 from emu.kernel.layout import format_layout_report
+from emu.verdict import describe_check
 
 REPORT_VERSION = 1
 
@@ -218,6 +219,17 @@ def format_cnp(runs: Sequence[dict], labels: Sequence[str]) -> list[str]:
     return lines
 
 
+def format_verdict(runs: Sequence[dict]) -> list[str]:
+    """The verdict line (emu/verdict.py), from whichever run carries one."""
+    for run in runs:
+        verdict = run.get("cost", {}).get("verdict")
+        if verdict:
+            return [f"verdict: {verdict['line']}",
+                    f"  sanity of {verdict['sanity_scope']}: {describe_check(verdict)}",
+                    f"  published ranges and their sources: {verdict['ranges']}"]
+    return []
+
+
 def format_report(report: dict) -> str:
     """The comparison table for people: per node, for each run side by side."""
     runs = report["runs"]
@@ -271,6 +283,9 @@ def format_report(report: dict) -> str:
             f"roots differ only in kernel slots {_yes(checks['roots_differ_only_in_kernel_slots'])}, "
             f"TTBR1 matches node {_yes(checks['ttbr1_matches_node'])}"
         )
+    verdict = format_verdict(runs)
+    if verdict:
+        lines += ["", *verdict]
     # Names come from files and the command line: a control character is shown, not sent.
     return "\n".join(printable(line) for line in lines)
 

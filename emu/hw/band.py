@@ -11,15 +11,25 @@ Owns three functions of two runs' cache-model counts (CostReport.hierarchy):
   point estimate, "mid" is the point estimate itself: every range at its
   midpoint, structural options at their first listed value.  Latency ranges
   are re-costed from the miss counts; structural ones were simulated.
-- sanity(report): kernel share of instructions, front-end stall share of
-  cycles, CPI, and L1I / L2-instruction / LLC (DRAM fills) misses per
-  thousand instructions, at the point estimate.
+- sanity(report, nodes): at the point estimate, over every CPU or the CPUs
+  of ``nodes``: kernel_share = instructions fetched from kernel text /
+  instructions;
+  frontend_stall_share = cycles charged to instruction fetches that miss
+  the L1I (L2 hits, LLC hits, DRAM fills) / all cycles, the definition of
+  "instruction-related stall time" (STEPS, VLDB 2004), not Top-Down's
+  Frontend Bound, which is a share of issue slots and also counts fetch
+  bandwidth and branch resteers (only loosely comparable); cpi = cycles /
+  instructions; l1i_mpki = demand L1I misses (prefetches not counted),
+  l2i_mpki = instruction-fetch misses of the L2, llc_mpki = LLC misses
+  (fetch and data fills from DRAM), each per thousand instructions.
+  Published ranges and sources: emu/data/sanity/server-workloads.toml.
 - agreement(off, on): the fast model's gain against the detailed one's.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Collection
 from typing import Any
 
 from emu.hw.cachemodel import HierarchyResult, Variant, frontend_stall_cycles, hierarchy_cycles
@@ -54,24 +64,29 @@ def speedup_band(off: CostReport, on: CostReport) -> dict[str, float]:
     return {"low": min(speedups), "mid": mid, "high": max(speedups)}
 
 
-def sanity(report: CostReport) -> dict[str, float | None]:
-    """The run's sanity figures at the point estimate (module docstring)."""
+SANITY_FIGURES = ("kernel_share", "frontend_stall_share", "cpi", "l1i_mpki", "l2i_mpki",
+                  "llc_mpki")  # fmt: skip
+
+
+def sanity(report: CostReport, nodes: Collection[int] | None = None) -> dict[str, float | None]:
+    """The run's sanity figures at the point estimate (module docstring),
+    over every CPU or only the CPUs of ``nodes``."""
     h = _hierarchy(report)
     point = report.parameters.mid_point()
-    stats = h.stats[h.variants.index(h.primary)]
-    instructions = sum(h.instructions)
+    cpus = [cpu for cpu, node in enumerate(h.cpu_nodes) if nodes is None or node in nodes]
+    stats = [h.stats[h.variants.index(h.primary)][cpu] for cpu in cpus]
+    instructions = sum(h.instructions[cpu] for cpu in cpus)
     if instructions == 0:
-        return dict.fromkeys(("kernel_share", "frontend_stall_share", "cpi", "l1i_mpki",
-                              "l2i_mpki", "llc_mpki"))  # fmt: skip
+        return dict.fromkeys(SANITY_FIGURES)
     cycles = sum(
         hierarchy_cycles(s, h.instructions[cpu], h.cpu_nodes[cpu], point, h.llc_at_home)
-        for cpu, s in enumerate(stats)
+        for cpu, s in zip(cpus, stats, strict=True)
     )  # fmt: skip
     stalls = sum(frontend_stall_cycles(s, h.cpu_nodes[cpu], point, h.llc_at_home)
-                 for cpu, s in enumerate(stats))  # fmt: skip
+                 for cpu, s in zip(cpus, stats, strict=True))  # fmt: skip
     per_k = 1000 / instructions
     return {
-        "kernel_share": sum(h.kernel_instructions) / instructions,
+        "kernel_share": sum(h.kernel_instructions[cpu] for cpu in cpus) / instructions,
         "frontend_stall_share": stalls / cycles if cycles else 0.0,
         "cpi": cycles / instructions,
         "l1i_mpki": sum(s.l1i_misses for s in stats) * per_k,
@@ -136,4 +151,4 @@ def band_and_sanity(off: CostReport | None, on: CostReport) -> dict[str, Any]:
     return doc
 
 
-__all__ = ["agreement", "band_and_sanity", "sanity", "speedup_band"]
+__all__ = ["SANITY_FIGURES", "agreement", "band_and_sanity", "sanity", "speedup_band"]

@@ -201,3 +201,33 @@ def test_the_run_report_carries_band_sanity_and_agreement(tmp_path) -> None:
     assert set(on["cost"]["sanity"]) >= {"kernel_share", "cpi", "llc_mpki"}
     assert "fast_agreement" in on["cost"] and "gain" in on["cost"]
     assert "speed-up band: low" in done.stdout and "sanity (ktext on)" in done.stdout
+
+
+def test_a_generated_kernel_path_larger_than_the_l1i_but_inside_the_l2_gains_under_one_percent() -> None:
+    """The generated kernel body with 96 KiB of kernel text per query (three
+    paths of 32 KiB: more than the 64 KiB L1I, far less than the 1 MiB L2)
+    and little user code and data to evict it: after a warm-up the L1I
+    misses all the time, the private L2 serves those misses on every node
+    with replication on or off, so there is nothing left to replicate."""
+    from emu.blob.footprint_data import footprint_with
+
+    footprint = footprint_with({"kernel_text_per_iter": 96 * 1024, "instructions_per_path": 9000,
+                                "user_code": 4096, "user_data": 128 * 1024})  # fmt: skip
+    config = machine_config("altra-2s", None, 1)  # 2 nodes x 1 CPU
+    reports = []
+    for ktext in (False, True):
+        spec = RunSpec(ktext=ktext, workload="dbsim", iterations=20, warmup=10,
+                       data_accesses=True, footprint=footprint)  # fmt: skip
+        system = System(config, spec)
+        try:
+            model = attach_cache_model(system, detail="cache")
+            system.run()
+            reports.append(cost_of_run(system, model))
+        finally:
+            system.close()
+    off, on = reports
+    band = speedup_band(off, on)
+    assert band["mid"] - 1 < 0.01 and band["high"] - 1 < 0.01
+    figures = sanity(off)
+    assert figures["l1i_mpki"] > 5  # the path does not fit in the L1I ...
+    assert figures["l2i_mpki"] < figures["l1i_mpki"] / 20  # ... but it fits in the L2
