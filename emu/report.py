@@ -57,6 +57,13 @@ def local_kernel_share(run: dict, node: int) -> float | None:
     return None if total == 0 else local / total
 
 
+def plural(noun: str) -> str:
+    """English plural of a workload's iteration noun (query -> queries)."""
+    if noun.endswith("y") and noun[-2:-1] not in ("a", "e", "i", "o", "u"):
+        return noun[:-1] + "ies"
+    return noun + "s"
+
+
 def iteration_noun(run: dict) -> str:
     """What one workload iteration is ("query", "syscall", ...)."""
     return (run.get("window") or {}).get("noun", "query")
@@ -103,8 +110,8 @@ def format_window(run: dict, label: str) -> list[str]:
         return [f"  {label}: no task opened a measurement window: the whole run is charged"]
     noun = window["noun"]
     iterations = window["iterations"]
-    counted = f"{iterations:,} {noun}{'' if iterations == 1 else 's'}" if iterations else (
-        f"{noun}s not known (a task did not finish)")
+    counted = f"{iterations:,} {noun if iterations == 1 else plural(noun)}" if iterations else (
+        f"{plural(noun)} not known (a task did not finish)")
     warmup = f", after {window['warmup']:,} warm-up per task" if window["warmup"] else ""
     opened = len(run["cpus"])
     missing = "" if window["cpus_opened"] == opened else (
