@@ -106,8 +106,14 @@ def _perf_chunk(text: str, first_line: int, state: PerfState) -> Records:
             raise TraceError("perf script line without a [cpu] field (record with -a and "
                              f"print -F with cpu): {shown_line(line.encode())}", path, number)
         cpu = int(cpu_match[1])
+        if cpu >= MAX_CPU:
+            raise TraceError(f"CPU {cpu} is beyond any machine: {shown_line(line.encode())}",
+                             path, number)
         rest = line[cpu_match.end():]
         branches = _BRSTACK.findall(rest)
+        if branches and any((int(src, 16) | int(dst, 16)) >> 64 for src, dst in branches):
+            raise TraceError(f"a branch address wider than 64 bits: {shown_line(line.encode())}",
+                             path, number)
         if branches:
             _brstack_ranges(branches, cpu, number, stats, cpus, pcs, sizes, lines)
             continue
@@ -118,6 +124,8 @@ def _perf_chunk(text: str, first_line: int, state: PerfState) -> Records:
                 continue
             raise TraceError(f"perf script sample without an IP: {shown_line(line.encode())}", path,
                              number)  # fmt: skip
+        if ip >> 64:
+            raise TraceError(f"an IP wider than 64 bits: {shown_line(line.encode())}", path, number)
         cpus.append(cpu)
         pcs.append(ip)
         sizes.append(INSN_BYTES)
@@ -133,6 +141,11 @@ def _ends_with_newline(path: str | Path) -> bool:
             return True
         handle.seek(size - 1)
         return handle.read(1) == b"\n"
+
+
+# More CPUs than any machine has (topology caps them far lower): refused
+# before numpy's int64 could overflow.
+MAX_CPU = 1 << 31
 
 
 def _sample_ip(rest: str) -> int | None:

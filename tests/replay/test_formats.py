@@ -207,6 +207,17 @@ def test_perf_garbage_and_truncation(tmp_path):
         perf_records(cut)
 
 
+@pytest.mark.parametrize("line,message", [
+    ("[000]  fffffffff82261179 sym", "an IP wider than 64 bits"),  # found by the replay fuzz target
+    ("[99999999999]  ffffffff82261179 sym", "beyond any machine"),
+])
+def test_perf_values_beyond_64_bits_are_named(tmp_path, line, message):
+    path = tmp_path / "wide.txt"
+    path.write_text(f"[000]  ffffffff82261179 sym\n{line}\n")
+    with pytest.raises(TraceError, match=rf"wide.txt:2: {message}"):
+        perf_records(path)
+
+
 def test_empty_and_unknown_traces(tmp_path):
     empty = tmp_path / "empty.log"
     empty.write_text("\n\n")
