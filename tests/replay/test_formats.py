@@ -209,7 +209,7 @@ def test_perf_garbage_and_truncation(tmp_path):
 
 @pytest.mark.parametrize("line,message", [
     ("[000]  fffffffff82261179 sym", "an IP wider than 64 bits"),  # found by the replay fuzz target
-    ("[99999999999]  ffffffff82261179 sym", "beyond any machine"),
+    ("[99999999999]  ffffffff82261179 sym", "CPU 99999999999 is beyond any machine"),
 ])
 def test_perf_values_beyond_64_bits_are_named(tmp_path, line, message):
     path = tmp_path / "wide.txt"
