@@ -92,6 +92,9 @@ _u64p = ctypes.POINTER(ctypes.c_uint64)
 _u8p = ctypes.POINTER(ctypes.c_uint8)
 
 
+_ZERO = Fraction(0)  # one shared zero: Fractions are immutable
+
+
 class _CacheState(ctypes.Structure):
     # Must match cache_t in _cachesim.c field for field.
     _fields_ = [
@@ -523,7 +526,7 @@ class CacheModel:
             for memory in range(self.topology.nodes):
                 moved = (stats.fetch_fills_by_node[memory] + stats.data_fills_by_node[memory]
                          + stats.prefetch_fills_by_node[memory] + stats.writebacks_by_node[memory])
-                row.append(Fraction(moved))
+                row.append(Fraction(moved) if moved else _ZERO)  # most nodes: none
             lines.append(tuple(row))
             detail.append({"cache": stats.to_json()})
         return CostReport(

@@ -287,7 +287,8 @@ class CostReport:
         """Bytes to and from each memory node's DRAM, all CPUs together."""
         nodes = self.parameters.nodes
         return tuple(
-            sum((row[m] for row in self.memory_lines), Fraction(0)) * self.parameters.line_bytes
+            sum((row[m] for row in self.memory_lines if row[m]), Fraction(0))
+            * self.parameters.line_bytes
             for m in range(nodes)
         )
 
@@ -298,7 +299,8 @@ class CostReport:
         matrix = [[Fraction(0)] * nodes for _ in range(nodes)]
         for node, row in zip(self.cpu_nodes, self.memory_lines, strict=True):
             for m, lines in enumerate(row):
-                matrix[node][m] += lines * self.parameters.line_bytes
+                if lines:  # adding zero changes nothing; most pairs are zero
+                    matrix[node][m] += lines * self.parameters.line_bytes
         return tuple(tuple(r) for r in matrix)
 
     @property
