@@ -24,7 +24,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -224,8 +224,9 @@ def _tables(path: Path, text: str, doc: dict[str, Any], options: dict[str, argpa
     return tables
 
 
-def load_grid(path: Path, max_points: int = DEFAULT_MAX_POINTS) -> tuple[Grid, list[Point]]:
-    """Parse and check GRID.toml; return it and its points in grid order."""
+def load_grid(path: Path, max_points: int = DEFAULT_MAX_POINTS) -> tuple[Grid, GridPoints]:
+    """Parse and check GRID.toml; return it and its points in grid order
+    (built lazily, see GridPoints)."""
     text, doc = _read_toml(path)
     error = _GridErrors(path, text)
     options = _run_options()
@@ -259,17 +260,58 @@ def load_grid(path: Path, max_points: int = DEFAULT_MAX_POINTS) -> tuple[Grid, l
             seen[tuple(args)] = (value, field_value)
         axis_args.append([(list(args), field_value) for args, (_, field_value) in seen.items()])
     base = replace(RunOptions(), **fixed_fields)
-    points = []
-    for index, combo in enumerate(itertools.product(*(range(len(v)) for v in axes.values()))):
+    return grid, GridPoints(grid, options, axis_args, tuple(fixed_args), base)
+
+
+class GridPoints(Sequence[Point]):
+    """The grid's points in grid order (the last option varies fastest, as in
+    ``itertools.product``), each built only when asked for: a grid of 10^6
+    points costs nothing before its first point runs."""
+
+    def __init__(self, grid: Grid, options: dict[str, argparse.Action],
+                 axis_args: list[list[tuple[list[str], object]]], fixed_args: tuple[str, ...],
+                 base: RunOptions) -> None:
+        self.grid, self.options, self.axis_args = grid, options, axis_args
+        self.fixed_args, self.base = fixed_args, base
+
+    def __len__(self) -> int:
+        return self.grid.size
+
+    def __getitem__(self, index: int) -> Point:  # type: ignore[override]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"point {index} of {len(self)}")
+        index %= len(self)
+        combo = []
+        rest = index
+        for values in reversed(self.axis_args):
+            rest, digit = divmod(rest, len(values))
+            combo.append(digit)
+        return self._point(index, tuple(reversed(combo)))
+
+    def __iter__(self) -> Iterator[Point]:
+        combos = itertools.product(*(range(len(v)) for v in self.axis_args))
+        for index, combo in enumerate(combos):
+            yield self._point(index, combo)
+
+    def axis_values(self) -> Iterator[Point]:
+        """Points that between them hold every value of every option
+        (one option varied at a time): enough to find every input file."""
+        for axis, values in enumerate(self.axis_args):
+            for digit in range(len(values)):
+                combo = [0] * len(self.axis_args)
+                combo[axis] = digit
+                yield self._point(-1, tuple(combo))
+
+    def _point(self, index: int, combo: tuple[int, ...]) -> Point:
+        axes, fixed = self.grid.axes, self.grid.fixed
         point_options = {dest: axes[dest][i] for dest, i in zip(axes, combo, strict=True)}
         point_options.update(fixed)
-        chosen = [values[i] for values, i in zip(axis_args, combo, strict=True)]
+        chosen = [values[i] for values, i in zip(self.axis_args, combo, strict=True)]
         argv = [arg for args, _ in chosen for arg in args]
-        run = replace(base, **{dest: field_value
-                               for dest, (_, field_value) in zip(axes, chosen, strict=True)})
-        points.append(Point(index, point_id(point_options, options), point_options,
-                            (*argv, *fixed_args), run))
-    return grid, points
+        run = replace(self.base, **{dest: field_value
+                                    for dest, (_, field_value) in zip(axes, chosen, strict=True)})
+        return Point(index, point_id(point_options, self.options), point_options,
+                     (*argv, *self.fixed_args), run)
 
 
 def point_id(point_options: dict[str, Any], options: dict[str, argparse.Action]) -> str:
@@ -395,7 +437,9 @@ class SweepReport:
 
     @property
     def complete(self) -> bool:
-        return all(point.point_id in self.rows for point in self.points)
+        # the count first: no walk over a large grid while rows are missing
+        return (len(self.rows) >= len(self.points)
+                and all(point.point_id in self.rows for point in self.points))
 
     def document(self) -> dict:
         ordered = sorted(self.rows.values(), key=lambda row: row["index"])

@@ -21,8 +21,7 @@ import os
 import signal
 import socket
 import time
-from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -216,6 +215,25 @@ def _exit_text(exitcode: int | None) -> str:
     return f"exit status {exitcode}"
 
 
+class _Pending:
+    """The points still to start, taken from ``points`` one at a time (a
+    sweep's points are built lazily; a queue of them all would build them all)."""
+
+    def __init__(self, points: Iterable[Point]) -> None:
+        self._points = iter(points)
+        self._next: Point | None = next(self._points, None)
+
+    def __bool__(self) -> bool:
+        return self._next is not None
+
+    def popleft(self) -> Point:
+        point = self._next
+        if point is None:
+            raise IndexError("no point left")
+        self._next = next(self._points, None)
+        return point
+
+
 class LocalExecutor:
     """Points as child processes of this one, at most ``jobs`` at a time.
 
@@ -236,7 +254,7 @@ class LocalExecutor:
 
     def run(self, points: Sequence[Point]) -> Iterator[dict]:
         """Yield each point's row as it finishes (in completion order)."""
-        waiting = deque(points)
+        waiting = _Pending(points)
         running: dict[Any, tuple[Any, Point, float]] = {}
         try:
             while waiting or running:
@@ -339,7 +357,7 @@ class RayExecutor:
         ray = self.ray
         self.start()
         task = ray.remote(num_cpus=1)(run_point)
-        waiting = deque(points)
+        waiting = _Pending(points)
         # With --jobs on a cluster, no more than that many points in flight;
         # otherwise the cluster's scheduler queues them all.
         limit = self.jobs if (self.jobs and self.address) else len(points)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from emu.cli.args import input_files, positive_int
@@ -16,6 +17,7 @@ from emu.fileio import STDOUT, check_outputs
 from emu.sweep import (
     DEFAULT_MAX_POINTS,
     Grid,
+    GridPoints,
     SweepReport,
     journal_path,
     load_done_rows,
@@ -65,15 +67,33 @@ def _describe(point: Point, grid: Grid) -> str:
     return " ".join(f"{key}={point.options[key]}" for key in grid.axes)
 
 
-def point_inputs(grid: Grid, points: list[Point]) -> list[tuple[str, Path | None]]:
-    """Every file some point reads (machine files, kernels, --add sources)."""
+def point_inputs(grid: Grid, points: GridPoints) -> list[tuple[str, Path | None]]:
+    """Every file some point reads (machine files, kernels, --add sources);
+    each option's files depend on its own value only, so one point per value
+    of each option finds them all without walking the grid."""
     seen: dict[tuple[str, str], tuple[str, Path | None]] = {}
-    for point in points:
+    for point in points.axis_values():
         run = point.run
         for what, path in input_files(run.machine, run.kernel, run.add, run.add_user):
             if path is not None:
                 seen.setdefault((what, str(path)), (f"{what} in {grid.path}", path))
     return list(seen.values())
+
+
+class _LazyTodo(Sequence[Point]):
+    """The points not yet done, built as the executor takes them."""
+
+    def __init__(self, points: GridPoints, done: dict[str, dict]) -> None:
+        self.points, self.done = points, done
+
+    def __len__(self) -> int:
+        return len(self.points) - len(self.done)
+
+    def __getitem__(self, index: int) -> Point:  # type: ignore[override]
+        raise TypeError("the points to run are taken in order, not by index")
+
+    def __iter__(self) -> Iterator[Point]:
+        return (point for point in self.points if point.point_id not in self.done)
 
 
 def make_executor(args: argparse.Namespace) -> LocalExecutor | RayExecutor:
@@ -100,19 +120,20 @@ def sweep_command(args: argparse.Namespace) -> int:
     if not to_stdout:
         outputs.append(("the journal", journal_path(json_path)))
     check_outputs(outputs, [("the grid", args.grid), *point_inputs(grid, points)])
-    wanted = {point.point_id for point in points}
     done: dict[str, dict] = {}
-    if args.resume:
+    if args.resume:  # only a resumed sweep walks the grid before it runs
+        index = {point.point_id: point.index for point in points}
         previous = load_done_rows(json_path)
-        done = {key: row for key, row in previous.items() if key in wanted}
+        done = {key: row for key, row in previous.items() if key in index}
         dropped = len(previous) - len(done)
         if dropped and not args.quiet:
             print(f"sweep: {dropped} row(s) of {json_path} are not points of this grid "
                   "and are left out", file=sys.stderr)
-    index = {point.point_id: point.index for point in points}
-    for key, row in done.items():
-        row["index"] = index[key]
-    todo = [point for point in points if point.point_id not in done]
+        for key, row in done.items():
+            row["index"] = index[key]
+    # Lazily, one point at a time; point ids are distinct (repeated values
+    # are refused), so the count is known without building the points.
+    todo = _LazyTodo(points, done)
     report = SweepReport(grid, points, json_path, csv_path, done)
     if not args.quiet:
         already = f", {len(done)} already done" if done else ""

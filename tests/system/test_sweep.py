@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -401,3 +402,36 @@ def test_default_report_paths(tmp_path, monkeypatch):
     assert sorted(p.name for p in work.iterdir()) == ["study.sweep.csv", "study.sweep.json"]
     assert main(["sweep", str(grid), "--quiet", "--json", "out.json"]) == 0
     assert (work / "out.csv").read_text().splitlines()[0].startswith("id,index,status")
+
+
+def test_a_million_point_grid_gives_its_first_point_without_building_the_rest(tmp_path):
+    """Issue 17 item 8: points are built one at a time, so a 10^6-point grid
+    costs no more before its first point than a small one."""
+    values = ", ".join(str(n) for n in range(1, 1001))
+    grid = write_grid(tmp_path, f"[grid]\niterations = [{values}]\nmigrate-every = [{values}]\n"
+                                "\n[fixed]\nworkload = \"syscall\"\n")
+    tracemalloc.start()
+    try:
+        _, points = load_grid(grid, max_points=10**6)
+        first = next(iter(points))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(points) == 10**6
+    assert (first.index, first.run.iterations, first.run.migrate_every) == (0, 1, 1)
+    assert peak < 64 << 20  # 10^6 built points take over 1 GiB
+    last = points[-1]
+    assert (last.index, last.run.iterations, last.run.migrate_every) == (10**6 - 1, 1000, 1000)
+    assert points[1234].options == {"iterations": 2, "migrate_every": 235,
+                                    "workload": "syscall"}
+
+
+def test_points_by_index_are_the_points_in_order(tmp_path):
+    grid = write_grid(tmp_path, "[grid]\nnodes = [1, 2, 3]\niterations = [1, 2]\n"
+                                "granule = ['4k', '16k']\n")
+    _, points = load_grid(grid)
+    in_order = list(points)
+    assert [points[i] for i in range(len(points))] == in_order
+    assert [p.index for p in in_order] == list(range(12))
+    with pytest.raises(IndexError):
+        points[12]
