@@ -66,14 +66,31 @@ class Forensics:
         self.physmem = physmem
         self.accounting = accounting
         self.symbolize: Callable[[int], str] = lambda va: f"{va:#x}"
+        # (start, end, cpu): the unmapped page below each CPU's kernel stack, as
+        # plain data from the kernel side (hw never imports kernel).
+        self.kernel_stack_guards: list[tuple[int, int, int]] = []
         self._disassembler = None
 
     def report(
         self, cpu: VCpu, pc: int, what: str, esr: int | None = None, far: int | None = None
     ) -> FaultReport:
-        """A report on ``cpu`` at ``pc``, with the blocks it ran last."""
+        """A report on ``cpu`` at ``pc``, with the blocks it ran last; a FAR in a
+        kernel stack's guard page names the stack overflow first."""
+        overflow = self.stack_overflow(far)
+        if overflow is not None:
+            what = f"{overflow}; {what}"
         return FaultReport(cpu.index, cpu.node, pc, self.symbolize(pc), esr, far, what,
                            self.accounting.recent_blocks(cpu.index))
+
+    def stack_overflow(self, far: int | None) -> str | None:
+        """What a fault at ``far`` means if it lies in a kernel stack's guard page."""
+        if far is None:
+            return None
+        for start, end, owner in self.kernel_stack_guards:
+            if start <= far < end:
+                return (f"kernel stack overflow on CPU {owner} "
+                        f"(FAR {far:#x} in the guard page below its stack)")
+        return None
 
     def panic_report(self, cpu: VCpu, esr: int, far: int, elr: int, spsr: int) -> FaultReport:
         """The report of the SiP panic call: the guest's own ESR/FAR/ELR/SPSR

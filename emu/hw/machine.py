@@ -199,6 +199,16 @@ class Machine:
         self.forensics.symbolize = symbolize
 
     @property
+    def kernel_stack_guards(self) -> list[tuple[int, int, int]]:
+        """(start, end, cpu) of the unmapped guard page below each kernel stack:
+        a fault there is reported as that CPU's stack overflow."""
+        return self.forensics.kernel_stack_guards
+
+    @kernel_stack_guards.setter
+    def kernel_stack_guards(self, guards: list[tuple[int, int, int]]) -> None:
+        self.forensics.kernel_stack_guards = list(guards)
+
+    @property
     def tlbi_hooks(self) -> list[TlbiListener]:
         """Told of every guest ``tlbi`` that reached a CPU (see emu/hw/tlbi.py)."""
         return self.tlb_maintenance.listeners

@@ -53,7 +53,7 @@ USER_BASE = 0x40_0000  # USER_BASE of linker_scripts/kernel.ld: where user secti
 USER_STACK_BASE = 0x1000_0000
 USER_STACK_SIZE = 64 * 1024  # a multiple of every granule
 USER_STACK_STRIDE = 2 * USER_STACK_SIZE  # an unmapped guard between stacks
-KERNEL_STACK_SIZE = 16 * 1024
+KERNEL_STACK_SIZE = 16 * 1024  # arm64 THREAD_SIZE with 4K/16K pages (MIN_THREAD_SHIFT 14)
 SCTLR_RESET = 0x00C50838  # Unicorn's reset value: MMU, caches off
 SCTLR_MMU_ON = SCTLR_RESET | 0x1 | 0x4 | 0x1000  # M, C, I
 
@@ -298,6 +298,13 @@ def boot(machine: Machine, image: KernelImage, geometry: Geometry, params: BootP
     text_poke_va = layout.fix_to_virt(layout.fix_text_poke0())
     text_poke_pte = early_fixmap_init(physmem, geometry, swapper_pa, text_poke_va, early)
 
+    # The kernel stacks, vmap'ed before replication copies swapper's root, so
+    # every node's root shares the vmalloc slot's tables (as the series' roots do).
+    machine.kernel_stack_guards = []
+    stack_tops = [_vmap_stack(machine, image, geometry, layout, swapper_pa, early, cpu,
+                              machine.topology.cpu_to_node(cpu))
+                  for cpu in range(machine.topology.n_cpus)]
+
     # bootmem_init(): replication
     replication = ktext_replication_init(
         physmem, geometry, layout, image, swapper_pa, params.ktext, params.rodata_prot
@@ -325,9 +332,7 @@ def boot(machine: Machine, image: KernelImage, geometry: Geometry, params: BootP
         _write_u64(machine, image, "task_user_sp", cpu, stack_va + USER_STACK_SIZE)
         if image.has("task_user_ttbr0"):
             _write_u64(machine, image, "task_user_ttbr0", cpu, make_ttbr(user_pgds[node]))
-        kstack = physmem.memblock_alloc_node(KERNEL_STACK_SIZE, 16, node)
-        top = layout.linear_va(kstack, phys_offset) + KERNEL_STACK_SIZE
-        _write_u64(machine, image, "cpu_stack_tops", cpu, top)
+        _write_u64(machine, image, "cpu_stack_tops", cpu, stack_tops[cpu])
         physmem.write(image.pa_of(image.sym("__cpu_to_node")) + 4 * cpu, node.to_bytes(4, "little"))
     for node in range(topology.nodes):
         _write_u64(machine, image, "ktext_pgd_phys", node,
@@ -369,6 +374,35 @@ def boot(machine: Machine, image: KernelImage, geometry: Geometry, params: BootP
         UC_ARM64_REG_PC: image.sym("start_kernel"),
     })  # fmt: skip
     return kernel
+
+
+def kernel_stack_size(geometry: Geometry) -> int:
+    """THREAD_SIZE with CONFIG_VMAP_STACK: at least a page (arm64 thread_info.h)."""
+    return max(KERNEL_STACK_SIZE, geometry.granule)
+
+
+def kernel_stack_va(geometry: Geometry, layout: KernelLayout, image: KernelImage,
+                    cpu: int) -> int:  # fmt: skip
+    """Base of ``cpu``'s kernel stack in the vmalloc area, above the kernel image
+    when it sits there (the baseline layout), with one unmapped page below each
+    stack: the guard page of a vmap stack (arch_alloc_vmap_stack())."""
+    granule = geometry.granule
+    base = max(layout.vmalloc_start, image.sym("_end"))
+    base = (base + granule - 1) & ~(granule - 1)
+    return base + granule + cpu * (kernel_stack_size(geometry) + granule)
+
+
+def _vmap_stack(machine: Machine, image: KernelImage, geometry: Geometry, layout: KernelLayout,
+                swapper_pa: int, early: TableAllocator, cpu: int, node: int) -> int:
+    """Allocate ``cpu``'s kernel stack on ``node``, map it PAGE_KERNEL in the vmalloc
+    area of swapper_pg_dir, record its guard page; the stack's top."""
+    size = kernel_stack_size(geometry)
+    stack = machine.physmem.memblock_alloc_node(size, geometry.granule, node)
+    va = kernel_stack_va(geometry, layout, image, cpu)
+    create_pgd_mapping(machine.physmem, geometry, swapper_pa, va, stack, size, PAGE_KERNEL, early)
+    machine.kernel_stack_guards = [*machine.kernel_stack_guards,
+                                   (va - geometry.granule, va, cpu)]
+    return va + size
 
 
 def _stack_top(machine: Machine, image: KernelImage, cpu: int) -> int:
