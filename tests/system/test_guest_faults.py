@@ -399,3 +399,51 @@ def test_cli_watchdog_option(tmp_path, capsys):
     fault = run["fault"]
     assert fault["esr"] is None and fault["far"] is None
     assert fault["symbol"].startswith("workload_bad_spin+")
+
+
+# ---------------------------------------------------- kernel stack overflow
+def test_kernel_stack_overflow_hits_the_guard_page(make_system, hooks):
+    """A handler recursing without bound on CPU 1 faults on the unmapped page
+    below its vmap'ed stack; the word just below that guard page (the top of
+    CPU 0's stack) is unchanged."""
+    system = make_system(nodes=1, cpus_per_node=2, workload="syscall",
+                         extra_sources=(ASM / "bad_recursion.S",))
+    assert system.run().reason is StopReason.ALL_OFF  # brings CPU 1 up
+    guards = system.machine.kernel_stack_guards
+    assert [cpu for _, _, cpu in guards] == [0, 1]
+    start, end, _ = guards[1]
+    assert end - start == system.kernel.geometry.granule
+    below = start - 8  # CPU 0's stack's top word
+    pa = system.machine.mmu.translate(system.machine.uc, below)
+    assert pa is not None
+    before = system.physmem.read_u64(pa)
+    with pytest.raises(GuestFault) as caught:
+        system.syscall(1, 14, max_instructions=2_000_000)
+    report = caught.value.report
+    assert report.cpu == 1
+    assert start <= report.far < end
+    # System.call reports the faulting page (Unicorn's pending VA), not the word
+    assert report.what.startswith(
+        f"kernel stack overflow on CPU 1 (FAR {report.far:#x} in the guard page below its stack)")
+    assert system.physmem.read_u64(pa) == before
+
+
+def test_cli_kernel_stack_overflow_exits_5(tmp_path):
+    """Through the CLI, in a subprocess: exit 5 naming the overflow, promptly."""
+    import os
+    import subprocess
+    import sys
+    result = subprocess.run(
+        [sys.executable, "-m", "emu", "run", "--nodes", "2", "--cpus-per-node", "1",
+         "--ktext", "on", "--add", str(ASM / "bad_recursion.S"), "--workload", "recurse",
+         "--json", str(tmp_path / "overflow.json")],
+        capture_output=True, text=True, timeout=300, env=os.environ.copy(),
+    )  # fmt: skip
+    assert result.returncode == GuestFault.exit_status == 5
+    last = result.stderr.splitlines()[-1]
+    assert "kernel stack overflow on CPU " in last
+    assert "in the guard page below its stack" in last
+    fault = json.loads((tmp_path / "overflow.json").read_text())["runs"][0]["fault"]
+    assert "kernel stack overflow" in fault["message"]
+    # the run path's exact FAR: the first 32-byte frame below the stack, none further
+    assert -int(fault["far"], 16) % 4096 <= 32
