@@ -402,11 +402,12 @@ def test_cli_watchdog_option(tmp_path, capsys):
 
 
 # ---------------------------------------------------- kernel stack overflow
-def test_kernel_stack_overflow_hits_the_guard_page(make_system, hooks):
+@pytest.mark.parametrize("granule", [4096, 16384, 65536])
+def test_kernel_stack_overflow_hits_the_guard_page(make_system, hooks, granule):
     """A handler recursing without bound on CPU 1 faults on the unmapped page
     below its vmap'ed stack; the word just below that guard page (the top of
     CPU 0's stack) is unchanged."""
-    system = make_system(nodes=1, cpus_per_node=2, workload="syscall",
+    system = make_system(nodes=1, cpus_per_node=2, granule=granule, workload="syscall",
                          extra_sources=(ASM / "bad_recursion.S",))
     assert system.run().reason is StopReason.ALL_OFF  # brings CPU 1 up
     guards = system.machine.kernel_stack_guards
