@@ -381,15 +381,15 @@ def kernel_stack_size(geometry: Geometry) -> int:
     return max(KERNEL_STACK_SIZE, geometry.granule)
 
 
-def kernel_stack_va(geometry: Geometry, layout: KernelLayout, image: KernelImage,
-                    cpu: int) -> int:  # fmt: skip
-    """Base of ``cpu``'s kernel stack in the vmalloc area, above the kernel image
-    when it sits there (the baseline layout), with one unmapped page below each
-    stack: the guard page of a vmap stack (arch_alloc_vmap_stack())."""
+def kernel_stack_va(geometry: Geometry, layout: KernelLayout, n_cpus: int, cpu: int) -> int:
+    """Base of ``cpu``'s kernel stack, at the top of the vmalloc area (clear of
+    the kernel image the baseline layout puts at its start, and of the first
+    vmalloc slot, which modules and vmap users fill first), with one unmapped
+    page below each stack: the guard page of a vmap stack (arch_alloc_vmap_stack())."""
     granule = geometry.granule
-    base = max(layout.vmalloc_start, image.sym("_end"))
-    base = (base + granule - 1) & ~(granule - 1)
-    return base + granule + cpu * (kernel_stack_size(geometry) + granule)
+    stride = kernel_stack_size(geometry) + granule
+    base = (layout.vmalloc_end & ~(granule - 1)) - n_cpus * stride
+    return base + granule + cpu * stride
 
 
 def _vmap_stack(machine: Machine, image: KernelImage, geometry: Geometry, layout: KernelLayout,
@@ -398,7 +398,7 @@ def _vmap_stack(machine: Machine, image: KernelImage, geometry: Geometry, layout
     area of swapper_pg_dir, record its guard page; the stack's top."""
     size = kernel_stack_size(geometry)
     stack = machine.physmem.memblock_alloc_node(size, geometry.granule, node)
-    va = kernel_stack_va(geometry, layout, image, cpu)
+    va = kernel_stack_va(geometry, layout, machine.topology.n_cpus, cpu)
     create_pgd_mapping(machine.physmem, geometry, swapper_pa, va, stack, size, PAGE_KERNEL, early)
     machine.kernel_stack_guards = [*machine.kernel_stack_guards,
                                    (va - geometry.granule, va, cpu)]
