@@ -90,8 +90,12 @@ def _perf_chunk(text: str, first_line: int, state: PerfState) -> Records:
         if line[0] in " \t" and _CALLCHAIN.fullmatch(line) and (state.awaiting or
                                                                state.in_callchain):
             if state.awaiting is not None:  # the leaf: where the sample was taken
+                leaf = int(stripped.split()[0], 16)
+                if leaf >> 64:
+                    raise TraceError(f"an IP wider than 64 bits: {shown_line(line.encode())}",
+                                     path, number)
                 cpus.append(state.awaiting[0])
-                pcs.append(int(stripped.split()[0], 16))
+                pcs.append(leaf)
                 sizes.append(INSN_BYTES)
                 lines.append(number)
                 state.awaiting = None

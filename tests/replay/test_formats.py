@@ -218,6 +218,14 @@ def test_perf_values_beyond_64_bits_are_named(tmp_path, line, message):
         perf_records(path)
 
 
+def test_a_callchain_leaf_beyond_64_bits_is_named(tmp_path):
+    # found by the replay fuzz target: the -g leaf is parsed apart from the sample line
+    path = tmp_path / "chain.txt"
+    path.write_text("python3 1 [000]  1.0:  1 cpu-clock: \n\t  0x7fcab0c7e240b7390 f+0x0 (x)\n\n")
+    with pytest.raises(TraceError, match=r"chain.txt:2: an IP wider than 64 bits"):
+        perf_records(path)
+
+
 def test_empty_and_unknown_traces(tmp_path):
     empty = tmp_path / "empty.log"
     empty.write_text("\n\n")
