@@ -256,12 +256,7 @@ class GdbStub:
         """One instruction of CPU ``index``; the others stay where they are."""
         vcpu = self.machine.cpus[index]
         if vcpu.power is PowerState.ON:
-            self.points.suppress_breakpoints = True
-            try:
-                self.machine.switch_to(vcpu)
-                self.machine.run_quantum(vcpu, 1)
-            finally:
-                self.points.suppress_breakpoints = False
+            self._one_instruction(vcpu)
         hit = self.points.take_hit()
         self._stopped(StopState.of_hit(hit) if hit else StopState(SIGTRAP, index), announce=True)
 
@@ -272,13 +267,19 @@ class GdbStub:
         vcpu = self.machine.cpus[stop.cpu]
         if (stop.watch is None and self.points.breakpoints and vcpu.power is PowerState.ON
                 and self.target.pc(vcpu) in self.points.breakpoints):
-            self.points.suppress_breakpoints = True
             try:
-                self.machine.switch_to(vcpu)
-                self.machine.run_quantum(vcpu, 1)
+                self._one_instruction(vcpu)
             finally:
-                self.points.suppress_breakpoints = False
                 self.points.take_hit()
+
+    def _one_instruction(self, vcpu: VCpu) -> None:
+        """Run ``vcpu`` for one instruction past any breakpoint at its PC."""
+        self.points.suppress_breakpoints = True
+        try:
+            self.machine.switch_to(vcpu)
+            self.machine.run_quantum(vcpu, 1)
+        finally:
+            self.points.suppress_breakpoints = False
 
     def end(self, why: str) -> None:
         """Close the session: hooks out, the machine runs on undebugged."""
