@@ -192,7 +192,7 @@ def format_band(runs: Sequence[dict], labels: Sequence[str]) -> list[str]:
     return lines
 
 
-def _cpu_ranges(cpus: Sequence[int]) -> str:
+def cpu_ranges(cpus: Sequence[int], separator: str = ", ") -> str:
     """[0, 1, 2, 5] as '0-2, 5'."""
     ranges: list[list[int]] = []
     for cpu in cpus:
@@ -200,7 +200,7 @@ def _cpu_ranges(cpus: Sequence[int]) -> str:
             ranges[-1][1] = cpu
         else:
             ranges.append([cpu, cpu])
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+    return separator.join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
 
 
 def format_cnp(runs: Sequence[dict], labels: Sequence[str]) -> list[str]:
@@ -217,7 +217,7 @@ def format_cnp(runs: Sequence[dict], labels: Sequence[str]) -> list[str]:
                    else "one Inner Shareable domain for the machine")
         source = "copy of the text" if run["ktext"] else "memory"
         lines.append(
-            f"CnP ({label}): TTBR1_EL1.CnP set on CPUs {_cpu_ranges(cnp['cpus'])} of "
+            f"CnP ({label}): TTBR1_EL1.CnP set on CPUs {cpu_ranges(cnp['cpus'])} of "
             f"{len(run['cpus'])}, {domains}; {cnp['remote_filled_translations']:,} shared TLB "
             f"entries filled on one node used on another, by {cnp['cpus_using_remote_fills']} "
             f"CPUs; {cnp['remote_kernel_fetches_through_remote_fills']:,} kernel-text fetches "

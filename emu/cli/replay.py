@@ -12,7 +12,7 @@ from emu.cli.args import add_machine_arguments, non_negative_int
 from emu.errors import UsageError
 from emu.fileio import check_writable
 from emu.replay.format_names import FORMATS
-from emu.report import format_cost, local_kernel_share, write_json
+from emu.report import cpu_ranges, format_cost, local_kernel_share, write_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -103,7 +103,7 @@ def format_replay(report: dict) -> str:
         f"machine {machine['name']}: {machine['nodes']} nodes x {machine['cpus_per_node']} CPUs; "
         f"trace {source['trace']} ({source['format']}, {source['records']:,} records, "
         f"{source['records_played']:,} kernel blocks played, trace CPUs "
-        f"{_ranges(source['trace_cpus'])})"
+        f"{cpu_ranges(source['trace_cpus'], ',')})"
     ]
     for run, label in zip(runs, labels, strict=True):
         lines.append(f"  {label}: {run['instructions']:,} kernel instructions, "
@@ -129,14 +129,3 @@ def format_replay(report: dict) -> str:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:6.1f}%"
-
-
-def _ranges(values: list[int]) -> str:
-    """[0, 1, 2, 5] -> "0-2,5"."""
-    runs: list[list[int]] = []
-    for value in values:
-        if runs and value == runs[-1][1] + 1:
-            runs[-1][1] = value
-        else:
-            runs.append([value, value])
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
