@@ -54,6 +54,7 @@ from unicorn import UC_HOOK_BLOCK, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, Uc
 
 from emu.errors import ConfigError
 from emu.hw.accounting import QEMU_PAGE_SHIFT, Accounting, CpuCounts
+from emu.hw.bynode import NodeCounts
 from emu.hw.cacheref import ReferenceCache, ReferenceHierarchy, ReferenceSim
 from emu.hw.cachestats import (
     KIND_FETCH,
@@ -90,9 +91,6 @@ HOME_BITS = 10  # _cachesim.c: keys are (line + 1) << HOME_BITS | home
 
 _u64p = ctypes.POINTER(ctypes.c_uint64)
 _u8p = ctypes.POINTER(ctypes.c_uint8)
-
-
-_ZERO = Fraction(0)  # one shared zero: Fractions are immutable
 
 
 class _CacheState(ctypes.Structure):
@@ -517,17 +515,18 @@ class CacheModel:
         if counts is None:
             counts = [self.accounting.window_counts(cpu) for cpu in range(n_cpus)]
         all_stats = [self.stats(cpu, variant) for cpu in range(n_cpus)]
+        nodes = self.topology.nodes
         cycles, lines, detail = [], [], []
         for cpu, stats in enumerate(all_stats):
             node = self.cpu_nodes[cpu]
             cycles.append(hierarchy_cycles(stats, counts[cpu].instructions, node, point,
                                            self.llc_at_home, exact=True))  # fmt: skip
-            row = []
-            for memory in range(self.topology.nodes):
-                moved = (stats.fetch_fills_by_node[memory] + stats.data_fills_by_node[memory]
-                         + stats.prefetch_fills_by_node[memory] + stats.writebacks_by_node[memory])
-                row.append(Fraction(moved) if moved else _ZERO)  # most nodes: none
-            lines.append(tuple(row))
+            moved: dict[int, int] = {}
+            for by_node in (stats.fetch_fills_by_node, stats.data_fills_by_node,
+                            stats.prefetch_fills_by_node, stats.writebacks_by_node):  # fmt: skip
+                for memory, count in by_node.items():  # the nodes this CPU touched
+                    moved[memory] = moved.get(memory, 0) + count
+            lines.append(NodeCounts(nodes, {m: Fraction(v) for m, v in moved.items()}))
             detail.append({"cache": stats.to_json()})
         return CostReport(
             model=self.detail,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from emu.hw.bynode import NodeCounts
 from emu.hw.costtypes import CostPoint
 from emu.hw.topology import CacheGeometry, choice_values
 
@@ -51,7 +52,9 @@ CLASS_FETCH, CLASS_DATA, CLASS_PREFETCH = 0, 1, 2
 
 @dataclass(frozen=True)
 class CacheStats:
-    """One CPU's counts in one hierarchy; *_by_node tuples are indexed by home node."""
+    """One CPU's counts in one hierarchy; *_by_node are indexed by home node:
+    NodeCounts, which store only the homes the CPU touched (a dense tuple
+    given to the constructor is converted)."""
 
     fetch_lines: int
     read_lines: int
@@ -77,51 +80,77 @@ class CacheStats:
     prefetch_fills_by_node: tuple[int, ...]
     writebacks_by_node: tuple[int, ...]
 
+    def __post_init__(self) -> None:
+        for name in PER_NODE:
+            value = getattr(self, name)
+            if not isinstance(value, NodeCounts):
+                object.__setattr__(self, name, NodeCounts.dense(value))
+
     def minus(self, earlier: CacheStats) -> CacheStats:
         """What was counted since ``earlier`` (a snapshot of the same CPU and hierarchy)."""
-        values = {}
-        for name in self.__dataclass_fields__:
-            now, then = getattr(self, name), getattr(earlier, name)
-            values[name] = (tuple(a - b for a, b in zip(now, then, strict=True))
-                            if isinstance(now, tuple) else now - then)  # fmt: skip
+        values: dict[str, Any] = {name: getattr(self, name) - getattr(earlier, name)
+                                  for name in STAT_NAMES}  # fmt: skip
+        for name in PER_NODE:
+            values[name] = getattr(self, name).minus(getattr(earlier, name))
         return CacheStats(**values)
 
     @classmethod
     def from_row(cls, row: Sequence[int], nodes: int, scale: int = 1) -> CacheStats:
-        fixed = {name: int(row[i]) * scale for i, name in enumerate(STAT_NAMES)}
-        per_node = {
-            name: tuple(int(v) * scale for v in row[ST_FIXED + k * nodes : ST_FIXED + (k + 1) * nodes])
-            for k, name in enumerate(PER_NODE)
-        }
-        return cls(**fixed, **per_node)
+        """From a dense statistics row (stats_row_length(nodes) numbers)."""
+        per_node = [{} for _ in PER_NODE]
+        for k, counts in enumerate(per_node):
+            base = ST_FIXED + k * nodes
+            for home in range(nodes):
+                if row[base + home]:
+                    counts[home] = int(row[base + home]) * scale
+        return cls.from_parts(row[:ST_FIXED], per_node, nodes, scale)
+
+    @classmethod
+    def from_parts(cls, fixed: Sequence[int], per_node: Sequence[dict[int, int]], nodes: int,
+                   scale: int = 1) -> CacheStats:  # fmt: skip
+        """From the ST_FIXED counts and, per PER_NODE kind, {home: count}
+        of the nonzero counts (already scaled)."""
+        values: dict[str, Any] = {name: int(fixed[i]) * scale for i, name in enumerate(STAT_NAMES)}
+        for name, counts in zip(PER_NODE, per_node, strict=True):
+            values[name] = NodeCounts(nodes, counts)
+        return cls(**values)
 
     # The figures the single-LLC model reported, kept for the JSON.
     @property
     def llc_fetch_hits(self) -> int:
-        return sum(self.llc_fetch_hits_by_node)
+        return self.llc_fetch_hits_by_node.total()
 
     @property
     def llc_fetch_misses(self) -> int:
-        return sum(self.fetch_fills_by_node)
+        return self.fetch_fills_by_node.total()
 
     @property
     def llc_data_hits(self) -> int:
-        return sum(self.llc_data_hits_by_node)
+        return self.llc_data_hits_by_node.total()
 
     @property
     def llc_data_misses(self) -> int:
-        return sum(self.data_fills_by_node)
+        return self.data_fills_by_node.total()
 
     @property
     def llc_hits(self) -> int:
         return self.llc_fetch_hits + self.llc_data_hits
 
     def to_json(self) -> dict[str, Any]:
+        """The counts; each *_by_node is {home node: count} of the nonzero counts."""
         doc: dict[str, Any] = {name: getattr(self, name) for name in STAT_NAMES}
         for name in ("llc_fetch_hits", "llc_fetch_misses", "llc_data_hits", "llc_data_misses"):
             doc[name] = getattr(self, name)
-        doc.update({name: list(getattr(self, name)) for name in PER_NODE})
+        doc.update({name: getattr(self, name).as_dict() for name in PER_NODE})
         return doc
+
+    def homes_touched(self) -> list[int]:
+        """The nodes whose LLC or DRAM served this CPU at all, in node order."""
+        homes: set[int] = set()
+        for name in ("llc_fetch_hits_by_node", "llc_data_hits_by_node",
+                     "fetch_fills_by_node", "data_fills_by_node"):  # fmt: skip
+            homes.update(home for home, _ in getattr(self, name).items())
+        return sorted(homes)
 
 
 def stats_row_length(nodes: int) -> int:
@@ -171,9 +200,12 @@ def hierarchy_cycles(stats: CacheStats, instructions: int, node: int, point: Cos
     l2 = number(point.l2_hit_cycles) - l1
     total = instructions * number(point.base_cpi)
     total += stats.l2_fetch_hits * l2 + stats.l2_data_hits * l2 / mlp
-    for home in _homes_touched(stats):
-        llc = number(point.llc_cycles[node][home if llc_at_home else node]) - l1
-        dram = number(point.dram_cycles[node][home])
+    llc_row, dram_row = point.llc_cycles[node], point.dram_cycles[node]
+    # A CPU touches a few nodes of a 1024-node machine; the others add exactly
+    # zero, so the exact (Fraction) cost is O(nodes touched) per CPU.
+    for home in stats.homes_touched():
+        llc = number(llc_row[home if llc_at_home else node]) - l1
+        dram = number(dram_row[home])
         total += stats.llc_fetch_hits_by_node[home] * llc
         total += stats.llc_data_hits_by_node[home] * llc / mlp
         total += stats.fetch_fills_by_node[home] * dram
@@ -181,24 +213,15 @@ def hierarchy_cycles(stats: CacheStats, instructions: int, node: int, point: Cos
     return total
 
 
-def _homes_touched(stats: CacheStats) -> list[int]:
-    """The nodes whose LLC or DRAM served this CPU at all.  A CPU touches
-    a few nodes of a 1024-node machine; the others add exactly zero, so
-    skipping them leaves every sum unchanged and keeps the exact (Fraction)
-    cost O(nodes touched) per CPU instead of O(nodes)."""
-    return [home for home, counts in enumerate(zip(
-        stats.llc_fetch_hits_by_node, stats.llc_data_hits_by_node,
-        stats.fetch_fills_by_node, stats.data_fills_by_node, strict=True)) if any(counts)]
-
-
 def frontend_stall_cycles(stats: CacheStats, node: int, point: CostPoint, llc_at_home: bool) -> float:
     """The instruction-miss part of hierarchy_cycles (floats)."""
     l1 = float(point.l1_hit_cycles)
     total = stats.l2_fetch_hits * (float(point.l2_hit_cycles) - l1)
-    for home in range(len(stats.fetch_fills_by_node)):
-        llc = float(point.llc_cycles[node][home if llc_at_home else node]) - l1
+    llc_row, dram_row = point.llc_cycles[node], point.dram_cycles[node]
+    for home in stats.homes_touched():
+        llc = float(llc_row[home if llc_at_home else node]) - l1
         total += stats.llc_fetch_hits_by_node[home] * llc
-        total += stats.fetch_fills_by_node[home] * float(point.dram_cycles[node][home])
+        total += stats.fetch_fills_by_node[home] * float(dram_row[home])
     return total
 
 

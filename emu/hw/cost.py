@@ -48,9 +48,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from emu.errors import ConfigError
+from emu.hw.bynode import NodeCounts, SlitMatrix, nonzero_items
 from emu.hw.costtypes import CostPoint, RunningSystem
 from emu.hw.topology import (
     LOCAL_DISTANCE,
@@ -110,7 +112,9 @@ class ModelParameters:
     icache_hit_rate: Fraction | None
     dcache_hit_rate: Fraction | None
     line_bytes: int
-    latency_ns: tuple[tuple[Fraction, ...], ...]  # [CPU node][memory node]
+    # [CPU node][memory node]: a SlitMatrix (one value per distinct distance)
+    # from resolve_parameters, or any dense node x node sequence.
+    latency_ns: Sequence[Sequence[Fraction]]
     latency_rule: str
     cache: CacheGeometry
     sources: dict[str, str] = field(default_factory=dict)
@@ -141,6 +145,14 @@ class ModelParameters:
         """The figures given as ranges."""
         return tuple(n for n in RANGE_NAMES if isinstance(self.figure(n), tuple))
 
+    @cached_property
+    def remote_reference(self) -> int | None:
+        """The distance a [latency] table's remote_ns is measured at: found once,
+        not at every point (nearest_remote reads every pair of the SLIT)."""
+        if self.latency is None or self.latency.remote_ns is None or not self.distances:
+            return None
+        return self.latency.remote_distance or nearest_remote(self.distances)
+
     def point(self, picks: dict[str, str] | None = None) -> CostPoint:
         """Every figure at ``picks[name]`` ("low", "mid" or "high"; default mid)."""
         picks = picks or {}
@@ -162,18 +174,34 @@ class ModelParameters:
             if remote is not None and remote < local:
                 remote = local  # a corner of overlapping ranges: remote is never faster
             scalar = self.latency.at(float(local), None if remote is None else float(remote))
-            dram_ns = latency_matrix_ns(self.distances, scalar, local, remote)
+            dram_ns = latency_matrix_ns(self.distances, scalar, local, remote,
+                                        reference=self.remote_reference)  # fmt: skip
         else:
             dram_ns = self.latency_ns
-        dram = tuple(tuple(ns * clock for ns in row) for row in dram_ns)
         llc_local = value("llc_hit_ns") * clock
         remote_llc = value("remote_llc_hit_ns")
-        llc = tuple(
-            tuple(llc_local if n == h else (remote_llc * clock if remote_llc is not None
-                                            else llc_local + dram[n][h] - dram[n][n])
-                  for h in range(len(dram)))
-            for n in range(len(dram))
-        )  # fmt: skip
+        if isinstance(dram_ns, SlitMatrix):
+            # O(distinct distances): each figure is a function of d(n, h) and d(n, n).
+            dram: Sequence[Sequence[Fraction]] = dram_ns.map(lambda ns: ns * clock)
+            dram_cell = dram.cell  # type: ignore[attr-defined]
+
+            def llc_cell(distance: int, local_distance: int, diagonal: bool) -> Fraction:
+                if diagonal:
+                    return llc_local
+                if remote_llc is not None:
+                    return remote_llc * clock
+                return (llc_local + dram_cell(distance, local_distance, False)
+                        - dram_cell(local_distance, local_distance, True))  # fmt: skip
+
+            llc: Sequence[Sequence[Fraction]] = SlitMatrix(dram_ns.distances, llc_cell)
+        else:
+            dram = tuple(tuple(ns * clock for ns in row) for row in dram_ns)
+            llc = tuple(
+                tuple(llc_local if n == h else (remote_llc * clock if remote_llc is not None
+                                                else llc_local + dram[n][h] - dram[n][n])
+                      for h in range(len(dram)))
+                for n in range(len(dram))
+            )  # fmt: skip
         return CostPoint(
             base_cpi=value("base_cpi"),
             l1_hit_cycles=exact(self.cache.l1_hit_cycles),
@@ -197,7 +225,8 @@ class ModelParameters:
             "icache_hit_rate": None if self.icache_hit_rate is None else float(self.icache_hit_rate),
             "dcache_hit_rate": None if self.dcache_hit_rate is None else float(self.dcache_hit_rate),
             "line_bytes": self.line_bytes,
-            "latency_ns": [[float(v) for v in row] for row in self.latency_ns],
+            "latency_ns": (self.latency_ns.rows_as(float) if isinstance(self.latency_ns, SlitMatrix)
+                           else [[float(v) for v in row] for row in self.latency_ns]),
             "latency_rule": self.latency_rule,
             "cache": {
                 name: fig(getattr(self.cache, name))
@@ -219,16 +248,20 @@ def exact(value: float | int) -> Fraction:
 def latency_matrix_ns(
     distances: Sequence[Sequence[int]], latency: MemoryLatency,
     local_ns: Fraction | None = None, remote_ns: Fraction | None = None,
-) -> tuple[tuple[Fraction, ...], ...]:
+    reference: int | None = None,
+) -> SlitMatrix[Fraction]:
     """Node x node memory latency in ns for a SLIT (see the module docstring);
-    a range is taken at its midpoint unless ``local_ns``/``remote_ns`` are given."""
+    a range is taken at its midpoint unless ``local_ns``/``remote_ns`` are given.
+    ``reference``: the distance remote_ns is measured at, when the caller has
+    found it already.  Lazy: one Fraction per distinct distance."""
     local = local_ns if local_ns is not None else exact(figure_mid(latency.local_ns))
     if latency.remote_ns is None:
-        return tuple(tuple(local * d / LOCAL_DISTANCE for d in row) for row in distances)
+        return SlitMatrix(distances, lambda d, _local, _diagonal: local * d / LOCAL_DISTANCE)
     remote = remote_ns if remote_ns is not None else exact(figure_mid(latency.remote_ns))
-    reference = latency.remote_distance or nearest_remote(tuple(map(tuple, distances)))
+    if reference is None:
+        reference = latency.remote_distance or nearest_remote(tuple(map(tuple, distances)))
     step = (remote - local) / (reference - LOCAL_DISTANCE)
-    return tuple(tuple(local + step * (d - LOCAL_DISTANCE) for d in row) for row in distances)
+    return SlitMatrix(distances, lambda d, _local, _diagonal: local + step * (d - LOCAL_DISTANCE))
 
 
 def resolve_parameters(topology: Topology) -> ModelParameters:
@@ -263,7 +296,9 @@ class CostReport:
     """The modelled cost of one run.
 
     ``memory_lines[c][m]``: cache lines CPU c moved to or from node m's DRAM
-    (expected values in the fast model, exact counts in the cache model).
+    (expected values in the fast model, exact counts in the cache model);
+    each row a NodeCounts (only the nodes CPU c touched are stored) or a
+    dense sequence.
     ``detail`` holds model-specific per-CPU figures (the cache model's hits
     and misses), already JSON-ready.
     """
@@ -273,7 +308,7 @@ class CostReport:
     cpu_nodes: tuple[int, ...]
     instructions: tuple[int, ...]
     cycles: tuple[Fraction, ...]
-    memory_lines: tuple[tuple[Fraction, ...], ...]
+    memory_lines: tuple[Sequence[Fraction], ...]
     detail: tuple[dict[str, Any], ...] = ()
     # The cache model's counts of every simulated variant (band, sanity).
     hierarchy: HierarchyResult | None = None
@@ -282,33 +317,39 @@ class CostReport:
     def total_cycles(self) -> Fraction:
         return sum(self.cycles, Fraction(0))
 
-    @property
+    @cached_property
     def traffic_bytes(self) -> tuple[Fraction, ...]:
         """Bytes to and from each memory node's DRAM, all CPUs together."""
-        nodes = self.parameters.nodes
-        return tuple(
-            sum((row[m] for row in self.memory_lines if row[m]), Fraction(0))
-            * self.parameters.line_bytes
-            for m in range(nodes)
-        )
+        totals = [Fraction(0)] * self.parameters.nodes
+        for row in self.memory_lines:
+            for m, lines in nonzero_items(row):  # the nodes this CPU touched
+                totals[m] += lines
+        return tuple(t * self.parameters.line_bytes for t in totals)
+
+    @cached_property
+    def traffic_rows(self) -> tuple[NodeCounts, ...]:
+        """traffic_matrix_bytes with only each row's nonzero entries stored."""
+        rows: list[dict[int, Fraction]] = [{} for _ in range(self.parameters.nodes)]
+        for node, row in zip(self.cpu_nodes, self.memory_lines, strict=True):
+            target = rows[node]
+            for m, lines in nonzero_items(row):  # adding zero changes nothing
+                target[m] = target.get(m, 0) + lines * self.parameters.line_bytes
+        return tuple(NodeCounts(self.parameters.nodes, r) for r in rows)
 
     @property
-    def traffic_matrix_bytes(self) -> tuple[tuple[Fraction, ...], ...]:
-        """Bytes moved between CPUs of node n (rows) and the DRAM of node m (columns)."""
-        nodes = self.parameters.nodes
-        matrix = [[Fraction(0)] * nodes for _ in range(nodes)]
-        for node, row in zip(self.cpu_nodes, self.memory_lines, strict=True):
-            for m, lines in enumerate(row):
-                if lines:  # adding zero changes nothing; most pairs are zero
-                    matrix[node][m] += lines * self.parameters.line_bytes
-        return tuple(tuple(r) for r in matrix)
+    def traffic_matrix_bytes(self) -> tuple[NodeCounts, ...]:
+        """Bytes moved between CPUs of node n (rows) and the DRAM of node m
+        (columns); each row reads as a dense tuple."""
+        return self.traffic_rows
 
     @property
     def balance(self) -> float:
         return balance(self.traffic_bytes)
 
     def to_json(self) -> dict[str, Any]:
-        """The report's ``cost`` object (the caller adds the speed-up of two runs)."""
+        """The report's ``cost`` object (the caller adds the speed-up of two runs).
+        Per-CPU ``memory_lines_by_node`` and the rows of ``traffic_matrix_bytes``
+        are {node: value} of the nonzero entries (O(nodes touched), not O(nodes))."""
         cpus = []
         for index, node in enumerate(self.cpu_nodes):
             entry = {
@@ -316,7 +357,8 @@ class CostReport:
                 "node": node,
                 "instructions": self.instructions[index],
                 "cycles": float(self.cycles[index]),
-                "memory_lines_by_node": [float(v) for v in self.memory_lines[index]],
+                "memory_lines_by_node": {m: float(v)
+                                         for m, v in nonzero_items(self.memory_lines[index])},
             }
             if self.detail:
                 entry.update(self.detail[index])
@@ -328,7 +370,8 @@ class CostReport:
             "cpu_cycles": [float(c) for c in self.cycles],
             "total_cycles": float(self.total_cycles),
             "node_traffic_bytes": [float(b) for b in self.traffic_bytes],
-            "traffic_matrix_bytes": [[float(b) for b in row] for row in self.traffic_matrix_bytes],
+            "traffic_matrix_bytes": [{m: float(b) for m, b in row.items()}
+                                     for row in self.traffic_rows],
             "balance": None if math.isinf(bal) else bal,  # max/min, kept for old readers
             "balance_max_mean": balance_max_mean(self.traffic_bytes),
             "balance_cv": balance_cv(self.traffic_bytes),
@@ -409,18 +452,19 @@ def fast_cost(
     nodes, cycles, lines = [], [], []
     for cpu, cpu_counts in enumerate(counts):
         node = topology.cpu_to_node(cpu)
-        fetches = cpu_counts.fetches_by_node
-        reads, writes = cpu_counts.data_reads_by_node, cpu_counts.data_writes_by_node
-        row = []
+        misses: dict[int, Fraction] = {}
+        for by_node, rate in ((cpu_counts.fetches_by_node, imiss),
+                              (cpu_counts.data_reads_by_node, dmiss),
+                              (cpu_counts.data_writes_by_node, dmiss)):  # fmt: skip
+            for memory, count in nonzero_items(by_node):
+                if memory < topology.nodes:
+                    misses[memory] = misses.get(memory, 0) + count * rate
         total = cpu_counts.instructions * params.base_cpi
-        for memory in range(topology.nodes):
-            data = _at(reads, memory) + _at(writes, memory)
-            misses = _at(fetches, memory) * imiss + data * dmiss
-            row.append(misses)
-            total += misses * params.latency_cycles(node, memory)
+        for memory, missed in sorted(misses.items()):  # the nodes this CPU touched
+            total += missed * params.latency_cycles(node, memory)
         nodes.append(node)
         cycles.append(total)
-        lines.append(tuple(row))
+        lines.append(NodeCounts(topology.nodes, misses))
     return CostReport(
         model=MODEL_FAST,
         parameters=params,
@@ -429,10 +473,6 @@ def fast_cost(
         cycles=tuple(cycles),
         memory_lines=tuple(lines),
     )
-
-
-def _at(values: Sequence[int], index: int) -> int:
-    return values[index] if index < len(values) else 0
 
 
 def cost_of_run(system: RunningSystem, cache_model: Any = None) -> CostReport:
