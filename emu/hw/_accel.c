@@ -352,14 +352,33 @@ void acct_intr(void *uc, uint32_t intno, void *user) {
     a->emu_stop(uc);
 }
 
+/* The nonzero counters of counters[0, count): their (index, value) pairs into
+ * out (room for max_pairs), returning how many there are.  Accounting.counts
+ * reads a CPU's row through it: a row is O(nodes), the nonzero counters a CPU
+ * of a 1024-node machine has are a few. */
+uint64_t acct_nonzero(const uint64_t *counters, uint64_t count, uint64_t *out,
+                      uint64_t max_pairs) {
+    uint64_t i, found = 0;
+    for (i = 0; i < count; i++) {
+        if (counters[i] == 0) continue;
+        if (found < max_pairs) {
+            out[2 * found] = i;
+            out[2 * found + 1] = counters[i];
+        }
+        found++;
+    }
+    return found;
+}
+
 static PyObject *addresses(PyObject *self, PyObject *unused) {
     (void)self; (void)unused;
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:n,s:n}",
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:n,s:n}",
                          "acct_block", (unsigned long long)(uintptr_t)&acct_block,
                          "acct_insn", (unsigned long long)(uintptr_t)&acct_insn,
                          "acct_settle_data", (unsigned long long)(uintptr_t)&acct_settle_data,
                          "acct_predict", (unsigned long long)(uintptr_t)&acct_predict,
                          "acct_intr", (unsigned long long)(uintptr_t)&acct_intr,
+                         "acct_nonzero", (unsigned long long)(uintptr_t)&acct_nonzero,
                          "struct_size", (Py_ssize_t)sizeof(acct_t),
                          "decoded_size", (Py_ssize_t)sizeof(struct acct_decoded));
 }

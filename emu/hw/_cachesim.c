@@ -70,25 +70,29 @@ enum { K_FETCH = 0, K_READ = 1, K_WRITE = 2 };
 /* Classes a fill is charged to: demand fetch, demand data, prefetch. */
 enum { C_FETCH = 0, C_DATA = 1, C_PREFETCH = 2 };
 
-/* Per-CPU statistics row: these, then per home node: LLC hits [class][node],
- * DRAM fills [class][node], DRAM write-backs [node].  Mirrored in cachemodel.py. */
+/* Per-CPU statistics row: these fixed counts (mirrored in cachestats.py), then,
+ * kept apart and sparsely, per home node the CPU touched: LLC hits [class],
+ * DRAM fills [class], DRAM write-backs (a node record, below). */
 enum {
     ST_FETCH_LINES, ST_READ_LINES, ST_WRITE_LINES, ST_L1I_MISSES, ST_L1D_MISSES,
     ST_L2_FETCH_HITS, ST_L2_FETCH_MISSES, ST_L2_DATA_HITS, ST_L2_DATA_MISSES,
     ST_PREFETCHES, ST_PREFETCH_L1_HITS, ST_L2_PREFETCH_HITS,
     ST_L1D_WRITEBACKS, ST_L2_WRITEBACKS, ST_BACK_INVALIDATIONS, ST_LLC_WRITEBACKS, ST_FIXED
 };
-#define ST_LLC_HITS(s, cls, node) (ST_FIXED + (uint64_t)(cls) * (s)->n_nodes + (node))
-#define ST_DRAM(s, cls, node) (ST_FIXED + (3 + (uint64_t)(cls)) * (s)->n_nodes + (node))
-#define ST_DRAM_WB(s, node) (ST_FIXED + 6 * (s)->n_nodes + (node))
+/* A node record: the home node, then its counts.  A CPU's records are in the
+ * order it first touched each home (node_rows[cpu][slot]), found through
+ * node_slot[cpu][home] (slot + 1, 0: none yet).  A CPU touches a few homes of
+ * a 1024-node machine, so the arrays (anonymous memory, committed on first
+ * touch) cost a page or two per CPU, not 7 counts x every node. */
+enum { NR_HOME, NR_LLC_HITS, NR_DRAM = NR_LLC_HITS + 3, NR_DRAM_WB = NR_DRAM + 3, NODE_REC };
 
 typedef struct {
     cache_t *l1i;       /* [cpu] */
     cache_t *l1d;       /* [cpu] */
     cache_t *l2;        /* [cpu] */
     cache_t *llc;       /* [node] */
-    uint64_t *stats;    /* [cpu][row_len] */
-    uint64_t row_len;
+    uint64_t *stats;    /* [cpu][row_len]: the ST_* counts */
+    uint64_t row_len;   /* ST_FIXED */
     uint64_t llc_at_home;   /* 1: the home node's LLC; 0: the requester's */
     uint64_t inclusive;     /* L2 inclusive of L1I and L1D */
     uint64_t prefetch;      /* next-line instruction prefetch */
@@ -100,6 +104,9 @@ typedef struct {
      * counted: the common case of a loop's line, at a few instructions. */
     uint64_t *last_fetch;
     uint64_t *last_data;
+    uint16_t *node_slot;  /* [cpu][n_nodes]: slot + 1 of the home's record, 0: none */
+    uint64_t *node_used;  /* [cpu]: records in use */
+    uint64_t *node_rows;  /* [cpu][n_nodes][NODE_REC] */
 } hier_t;
 
 #define LAST_DIRTY (1ull << 63)
@@ -172,6 +179,18 @@ static int cache_remove(const hier_t *h, cache_t *c, uint64_t key) {
     return 0;
 }
 
+/* The current CPU's record of home node `home`, made on first use. */
+static inline uint64_t *node_rec(const sim_t *s, hier_t *h, uint64_t home) {
+    uint16_t *slot = &h->node_slot[s->cpu * h->n_nodes + home];
+    uint64_t *rows = h->node_rows + s->cpu * h->n_nodes * NODE_REC;
+    if (*slot == 0) {
+        uint64_t used = h->node_used[s->cpu]++;
+        *slot = (uint16_t)(used + 1);
+        rows[used * NODE_REC + NR_HOME] = home;
+    }
+    return rows + (uint64_t)(*slot - 1) * NODE_REC;
+}
+
 static inline cache_t *llc_for(const sim_t *s, const hier_t *h, uint64_t key) {
     return h->llc_at_home ? &h->llc[key & HOME_MASK] : &h->llc[s->node];
 }
@@ -181,7 +200,7 @@ static void llc_write(const sim_t *s, hier_t *h, uint64_t *row, uint64_t key) {
     int victim_dirty;
     if (!cache_lookup(h, llc_for(s, h, key), key, 1, &victim, &victim_dirty) && victim_dirty) {
         row[ST_LLC_WRITEBACKS]++;
-        row[ST_DRAM_WB(s, victim & HOME_MASK)]++;
+        node_rec(s, h, victim & HOME_MASK)[NR_DRAM_WB]++;
     }
 }
 
@@ -207,12 +226,12 @@ static void l2_read(const sim_t *s, hier_t *h, uint64_t *row, uint64_t key, int 
     } else {
         if (cls != C_PREFETCH) row[cls == C_FETCH ? ST_L2_FETCH_MISSES : ST_L2_DATA_MISSES]++;
         if (cache_lookup(h, llc_for(s, h, key), key, 0, &llc_victim, &llc_victim_dirty)) {
-            row[ST_LLC_HITS(s, cls, home)]++;
+            node_rec(s, h, home)[NR_LLC_HITS + cls]++;
         } else {
-            row[ST_DRAM(s, cls, home)]++;
+            node_rec(s, h, home)[NR_DRAM + cls]++;
             if (llc_victim_dirty) {
                 row[ST_LLC_WRITEBACKS]++;
-                row[ST_DRAM_WB(s, llc_victim & HOME_MASK)]++;
+                node_rec(s, h, llc_victim & HOME_MASK)[NR_DRAM_WB]++;
             }
         }
         if (victim != NO_KEY) l2_victim(s, h, row, victim, victim_dirty);
@@ -368,7 +387,7 @@ int64_t cache_feed(sim_t *s, const uint32_t *cpus, const uint64_t *lines, const 
 static PyObject *addresses(PyObject *self, PyObject *unused) {
     (void)self;
     (void)unused;
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:n,s:n,s:n,s:n}",
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:n,s:n,s:n,s:n,s:n}",
                          "cache_block", (unsigned long long)(uintptr_t)&cache_block,
                          "cache_mem", (unsigned long long)(uintptr_t)&cache_mem,
                          "cache_data_sink", (unsigned long long)(uintptr_t)&cache_data_sink,
@@ -376,7 +395,8 @@ static PyObject *addresses(PyObject *self, PyObject *unused) {
                          "sim_size", (Py_ssize_t)sizeof(sim_t),
                          "hier_size", (Py_ssize_t)sizeof(hier_t),
                          "cache_size", (Py_ssize_t)sizeof(cache_t),
-                         "stat_fixed", (Py_ssize_t)ST_FIXED);
+                         "stat_fixed", (Py_ssize_t)ST_FIXED,
+                         "node_rec", (Py_ssize_t)NODE_REC);
 }
 
 static PyMethodDef methods[] = {

@@ -26,7 +26,9 @@ fallback hooks memory instead.
 from __future__ import annotations
 
 import ctypes
+import operator
 import os
+import struct
 from dataclasses import dataclass
 
 from unicorn import (
@@ -204,7 +206,10 @@ class CpuCounts:
 
     @property
     def fetches_by_node(self) -> tuple[int, ...]:
-        return tuple(k + o for k, o in zip(self.kernel_fetches_by_node, self.other_fetches_by_node, strict=True))
+        kernel, other = self.kernel_fetches_by_node, self.other_fetches_by_node
+        if len(kernel) != len(other):
+            raise ValueError("CpuCounts: kernel and other fetches differ in length")
+        return tuple(map(operator.add, kernel, other))  # C-speed: 1024 nodes x 4096 CPUs
 
     @property
     def instructions(self) -> int:
@@ -214,7 +219,9 @@ class CpuCounts:
         """What was counted since ``earlier`` (a snapshot of the same CPU)."""
 
         def sub(now: tuple[int, ...], then: tuple[int, ...]) -> tuple[int, ...]:
-            return tuple(a - b for a, b in zip(now, then, strict=True))
+            if len(now) != len(then):
+                raise ValueError("CpuCounts.minus: the snapshots differ in length")
+            return tuple(map(operator.sub, now, then))
 
         return CpuCounts(
             sub(self.kernel_fetches_by_node, earlier.kernel_fetches_by_node),
@@ -237,6 +244,26 @@ class CpuCounts:
         }
 
 
+_ZERO_CHUNK = bytes(512)
+
+
+def _nonzero_counters_python(counters: memoryview, start: int, count: int
+                             ) -> list[tuple[int, int]]:  # fmt: skip
+    """(index - start, value) of the nonzero uint64 counters in [start, start +
+    count) of ``counters`` (their bytes), without the compiled helper: whole
+    512-byte chunks of zeros are skipped at C speed."""
+    raw = bytes(counters[start * 8 : (start + count) * 8])
+    found = []
+    for chunk in range(0, len(raw), len(_ZERO_CHUNK)):
+        if raw[chunk : chunk + len(_ZERO_CHUNK)] == _ZERO_CHUNK[: len(raw) - chunk]:
+            continue
+        for word in range(chunk >> 3, min(chunk + len(_ZERO_CHUNK), len(raw)) >> 3):
+            value = struct.unpack_from("=Q", raw, word * 8)[0]
+            if value:
+                found.append((word, value))
+    return found
+
+
 class Accounting:
     """Counters and the page table the block hook reads."""
 
@@ -256,6 +283,10 @@ class Accounting:
         self._fetch_row = 2 * self._row
         self._fetch = (ctypes.c_uint64 * (n_cpus * self._fetch_row))()
         self._data = (ctypes.c_uint64 * (n_cpus * self._row))()
+        # Byte views for counts(): a CPU's row is O(nodes), its nonzero counters few.
+        self._fetch_bytes = memoryview(self._fetch).cast("B")
+        self._data_bytes = memoryview(self._data).cast("B")
+        self._nonzero_out = (ctypes.c_uint64 * (2 * self._fetch_row))()
         self._recent = (ctypes.c_uint64 * (n_cpus * RECENT_BLOCKS))()
         self._recent_pos = (ctypes.c_uint64 * n_cpus)()
         self._monitors = (ctypes.c_uint64 * n_cpus)(*([NO_MONITOR] * n_cpus))
@@ -289,7 +320,11 @@ class Accounting:
         self.select_cpu(0)
         self._accel = _load_accel()
         self._settle_data = None
+        self._nonzero_c = None
         if self._accel is not None:
+            self._nonzero_c = ctypes.CFUNCTYPE(
+                ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64
+            )(self._accel["acct_nonzero"])  # fmt: skip
             self._decoded = ctypes.create_string_buffer(self._accel["decoded_size"] << DECODED_BITS)
             state.decoded = ctypes.addressof(self._decoded)
             state.decoded_mask = (1 << DECODED_BITS) - 1
@@ -481,24 +516,41 @@ class Accounting:
         unless accounting is broken."""
         return self.state.data_unknown
 
+    def _nonzero(self, counters: ctypes.Array, as_bytes: memoryview, start: int, count: int
+                 ) -> list[tuple[int, int]]:  # fmt: skip
+        """(index - start, value) of the nonzero counters in [start, start + count)."""
+        if self._nonzero_c is None:
+            return _nonzero_counters_python(as_bytes, start, count)
+        out = self._nonzero_out
+        found = self._nonzero_c(ctypes.addressof(counters) + 8 * start, count,
+                                ctypes.addressof(out), len(out) // 2)  # fmt: skip
+        pairs = out[: 2 * found]
+        return list(zip(pairs[0::2], pairs[1::2], strict=True))
+
     def counts(self, cpu: int) -> CpuCounts:
+        nodes = self.n_nodes
         base = cpu * self._row
-        fetch = self._fetch[2 * base : 2 * base + self._fetch_row]
-        local, remote = fetch[: self._row], fetch[self._row :]
-        data = self._data[base : base + self._row]
-        remote_kernel = tuple(remote[KIND_KERNEL_TEXT::KINDS])
-        remote_other = tuple(remote[KIND_OTHER::KINDS])
+        # [local | remote-filled] x [node][kind]; then [node][read, write].
+        fetch = self._nonzero(self._fetch, self._fetch_bytes, 2 * base, self._fetch_row)
+        data = self._nonzero(self._data, self._data_bytes, base, self._row)
+        kernel, other = [0] * nodes, [0] * nodes
+        remote_kernel, remote_other = [0] * nodes, [0] * nodes
+        for index, value in fetch:
+            remote, slot = divmod(index, self._row)
+            node, kind = divmod(slot, KINDS)
+            (kernel if kind == KIND_KERNEL_TEXT else other)[node] += value
+            if remote:
+                (remote_kernel if kind == KIND_KERNEL_TEXT else remote_other)[node] += value
+        reads, writes = [0] * nodes, [0] * nodes
+        for index, value in data:
+            (writes if index & 1 else reads)[index >> 1] = value
         return CpuCounts(
-            kernel_fetches_by_node=tuple(
-                a + b for a, b in zip(local[KIND_KERNEL_TEXT::KINDS], remote_kernel, strict=True)
-            ),
-            other_fetches_by_node=tuple(
-                a + b for a, b in zip(local[KIND_OTHER::KINDS], remote_other, strict=True)
-            ),
-            data_reads_by_node=tuple(data[0::2]),
-            data_writes_by_node=tuple(data[1::2]),
-            remote_filled_kernel_fetches_by_node=remote_kernel,
-            remote_filled_other_fetches_by_node=remote_other,
+            kernel_fetches_by_node=tuple(kernel),
+            other_fetches_by_node=tuple(other),
+            data_reads_by_node=tuple(reads),
+            data_writes_by_node=tuple(writes),
+            remote_filled_kernel_fetches_by_node=tuple(remote_kernel),
+            remote_filled_other_fetches_by_node=tuple(remote_other),
         )
 
     def open_window(self, cpu: int) -> None:
@@ -520,8 +572,8 @@ class Accounting:
         return now if base is None else now.minus(base)
 
     def instructions(self, cpu: int) -> int:
-        base = cpu * self._fetch_row
-        return sum(self._fetch[base : base + self._fetch_row])
+        counters = self._nonzero(self._fetch, self._fetch_bytes, cpu * self._fetch_row, self._fetch_row)
+        return sum(value for _, value in counters)
 
     # Fallback hooks with the semantics of _accel.c, for hosts without a compiler.
     def _python_block_hook(self, uc: Uc, address: int, size: int, _user: object) -> None:

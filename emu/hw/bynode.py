@@ -27,7 +27,7 @@ Value = TypeVar("Value")
 class SlitRow(Sequence[Value], Generic[Value]):
     """Row ``node`` of a SlitMatrix: the figure from ``node`` to every home."""
 
-    __slots__ = ("_distances", "_diagonal", "_matrix", "_node")
+    __slots__ = ("_diagonal", "_distances", "_matrix", "_node")
 
     def __init__(self, matrix: SlitMatrix[Value], node: int) -> None:
         self._matrix = matrix

@@ -71,7 +71,6 @@ from emu.hw.cachestats import (
     can_sample,
     frontend_stall_cycles,
     hierarchy_cycles,
-    stats_row_length,
     structural_variants,
 )
 from emu.hw.cost import (
@@ -86,6 +85,8 @@ from emu.hw.costtypes import RunningSystem
 from emu.hw.topology import Topology
 
 UC_MEM_WRITE = 17
+# _cachesim.c's node record: the home node, then its PER_NODE counts.
+NODE_RECORD = 1 + len(PER_NODE)
 PAGE_OFFSET_MASK = (1 << QEMU_PAGE_SHIFT) - 1
 HOME_BITS = 10  # _cachesim.c: keys are (line + 1) << HOME_BITS | home
 
@@ -121,6 +122,9 @@ class _HierState(ctypes.Structure):
         ("n_nodes", ctypes.c_uint64),
         ("last_fetch", _u64p),
         ("last_data", _u64p),
+        ("node_slot", ctypes.POINTER(ctypes.c_uint16)),
+        ("node_used", _u64p),
+        ("node_rows", _u64p),
     ]
 
 
@@ -149,9 +153,9 @@ def load_cachesim() -> dict[str, int] | None:
         return None
     addresses = _cachesim.addresses()
     expected = (ctypes.sizeof(_SimState), ctypes.sizeof(_HierState), ctypes.sizeof(_CacheState),
-                ST_FIXED)  # fmt: skip
+                ST_FIXED, NODE_RECORD)  # fmt: skip
     found = (addresses["sim_size"], addresses["hier_size"], addresses["cache_size"],
-             addresses["stat_fixed"])  # fmt: skip
+             addresses["stat_fixed"], addresses["node_rec"])  # fmt: skip
     if found != expected:
         raise RuntimeError("emu/hw/_cachesim.c and cachemodel.py disagree on a layout")
     return addresses
@@ -191,13 +195,33 @@ class _CLevel:
 
 @dataclass
 class _CHierarchy:
-    """One hier_t's arrays, kept alive as long as the model."""
+    """One hier_t's arrays, kept alive as long as the model.  ``stats``: the
+    ST_FIXED counts per CPU; ``node_slot``, ``node_used``, ``node_rows``: the
+    per-home counts of the homes each CPU touched (_cachesim.c, node_rec)."""
 
     levels: dict[str, _CLevel]
     stats: ctypes.Array
     row_len: int
     variant: Variant
     last: tuple[ctypes.Array, ctypes.Array]
+    node_slot: ctypes.Array
+    node_used: ctypes.Array
+    node_rows: ctypes.Array
+
+    def cpu_stats(self, cpu: int, nodes: int) -> CacheStats:
+        """CPU ``cpu``'s counts, scaled back by the variant's sampling factor."""
+        scale = self.variant.scale
+        fixed = self.stats[cpu * self.row_len : (cpu + 1) * self.row_len]
+        base = cpu * nodes * NODE_RECORD
+        records = self.node_rows[base : base + self.node_used[cpu] * NODE_RECORD]
+        per_node: list[dict[int, int]] = [{} for _ in PER_NODE]
+        for start in range(0, len(records), NODE_RECORD):
+            home = records[start]
+            for k, counts in enumerate(per_node):
+                value = records[start + 1 + k]
+                if value:
+                    counts[home] = value * scale
+        return CacheStats.from_parts(fixed, per_node, nodes, scale)
 
 
 class CacheModel:
@@ -240,7 +264,7 @@ class CacheModel:
         self._addresses = addresses
         self.line_shift = geometry.line_bytes.bit_length() - 1
         self.cpu = 0
-        self.row_len = stats_row_length(nodes)
+        self.row_len = ST_FIXED
         if addresses is None:
             self.reference: ReferenceSim | None = ReferenceSim(
                 [ReferenceHierarchy(geometry, v, n_cpus, nodes, self.llc_at_home)
@@ -258,7 +282,13 @@ class CacheModel:
                 levels[name] = _CLevel(count, sets, getattr(geometry, f"{name}_ways"))
             stats = (ctypes.c_uint64 * (n_cpus * self.row_len))()
             last = ((ctypes.c_uint64 * n_cpus)(), (ctypes.c_uint64 * n_cpus)())
-            self._hiers.append(_CHierarchy(levels, stats, self.row_len, variant, last))
+            # Sized for every CPU touching every home; only touched pages are committed.
+            node_slot = _zeroed(ctypes.c_uint16, n_cpus * nodes)
+            node_used = (ctypes.c_uint64 * n_cpus)()
+            node_rows = _zeroed(ctypes.c_uint64, n_cpus * nodes * NODE_RECORD)
+            hierarchy = _CHierarchy(levels, stats, self.row_len, variant, last, node_slot,
+                                    node_used, node_rows)  # fmt: skip
+            self._hiers.append(hierarchy)
             state = self._hier_states[index]
             for name, level in levels.items():
                 setattr(state, name, ctypes.cast(level.states, ctypes.POINTER(_CacheState)))
@@ -271,6 +301,9 @@ class CacheModel:
             state.n_nodes = nodes
             state.last_fetch = ctypes.cast(last[0], _u64p)
             state.last_data = ctypes.cast(last[1], _u64p)
+            state.node_slot = ctypes.cast(node_slot, ctypes.POINTER(ctypes.c_uint16))
+            state.node_used = ctypes.cast(node_used, _u64p)
+            state.node_rows = ctypes.cast(node_rows, _u64p)
         self.state = _SimState()
         state = self.state
         if accounting is not None:
@@ -456,8 +489,7 @@ class CacheModel:
         index = self.variant_index(variant)
         if self.reference is not None:
             return self.reference.hierarchies[index].stats(cpu)
-        row = self._hiers[index].stats[cpu * self.row_len : (cpu + 1) * self.row_len]
-        return CacheStats.from_row(row, self.topology.nodes, variant.scale)
+        return self._hiers[index].cpu_stats(cpu, self.topology.nodes)
 
     @property
     def primary_variant(self) -> Variant:

@@ -16,6 +16,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 from typing import Any
 
 from emu.hw.bynode import NodeCounts
@@ -144,13 +145,19 @@ class CacheStats:
         doc.update({name: getattr(self, name).as_dict() for name in PER_NODE})
         return doc
 
-    def homes_touched(self) -> list[int]:
-        """The nodes whose LLC or DRAM served this CPU at all, in node order."""
+    @cached_property
+    def home_terms(self) -> tuple[tuple[int, int, int, int, int], ...]:
+        """(home, LLC fetch hits, LLC data hits, fetch fills, data fills) of
+        every node whose LLC or DRAM served this CPU at all, in node order:
+        what the cycle formula reads, found once (the band prices the same
+        counts at every corner)."""
         homes: set[int] = set()
-        for name in ("llc_fetch_hits_by_node", "llc_data_hits_by_node",
-                     "fetch_fills_by_node", "data_fills_by_node"):  # fmt: skip
+        names = ("llc_fetch_hits_by_node", "llc_data_hits_by_node", "fetch_fills_by_node",
+                 "data_fills_by_node")  # fmt: skip
+        for name in names:
             homes.update(home for home, _ in getattr(self, name).items())
-        return sorted(homes)
+        columns = [getattr(self, name) for name in names]
+        return tuple((home, *(column[home] for column in columns)) for home in sorted(homes))
 
 
 def stats_row_length(nodes: int) -> int:
@@ -203,13 +210,13 @@ def hierarchy_cycles(stats: CacheStats, instructions: int, node: int, point: Cos
     llc_row, dram_row = point.llc_cycles[node], point.dram_cycles[node]
     # A CPU touches a few nodes of a 1024-node machine; the others add exactly
     # zero, so the exact (Fraction) cost is O(nodes touched) per CPU.
-    for home in stats.homes_touched():
+    for home, llc_fetch_hits, llc_data_hits, fetch_fills, data_fills in stats.home_terms:
         llc = number(llc_row[home if llc_at_home else node]) - l1
         dram = number(dram_row[home])
-        total += stats.llc_fetch_hits_by_node[home] * llc
-        total += stats.llc_data_hits_by_node[home] * llc / mlp
-        total += stats.fetch_fills_by_node[home] * dram
-        total += stats.data_fills_by_node[home] * dram / mlp
+        total += llc_fetch_hits * llc
+        total += llc_data_hits * llc / mlp
+        total += fetch_fills * dram
+        total += data_fills * dram / mlp
     return total
 
 
@@ -218,10 +225,10 @@ def frontend_stall_cycles(stats: CacheStats, node: int, point: CostPoint, llc_at
     l1 = float(point.l1_hit_cycles)
     total = stats.l2_fetch_hits * (float(point.l2_hit_cycles) - l1)
     llc_row, dram_row = point.llc_cycles[node], point.dram_cycles[node]
-    for home in stats.homes_touched():
+    for home, llc_fetch_hits, _, fetch_fills, _ in stats.home_terms:
         llc = float(llc_row[home if llc_at_home else node]) - l1
-        total += stats.llc_fetch_hits_by_node[home] * llc
-        total += stats.fetch_fills_by_node[home] * float(dram_row[home])
+        total += llc_fetch_hits * llc
+        total += fetch_fills * float(dram_row[home])
     return total
 
 
