@@ -521,9 +521,12 @@ class Accounting:
         """(index - start, value) of the nonzero counters in [start, start + count)."""
         if self._nonzero_c is None:
             return _nonzero_counters_python(as_bytes, start, count)
+        address = ctypes.addressof(counters) + 8 * start
         out = self._nonzero_out
-        found = self._nonzero_c(ctypes.addressof(counters) + 8 * start, count,
-                                ctypes.addressof(out), len(out) // 2)  # fmt: skip
+        found = self._nonzero_c(address, count, ctypes.addressof(out), len(out) // 2)
+        if 2 * found > len(out):  # only a range longer than a CPU's row: grow, scan again
+            out = self._nonzero_out = (ctypes.c_uint64 * (2 * found))()
+            found = self._nonzero_c(address, count, ctypes.addressof(out), found)
         pairs = out[: 2 * found]
         return list(zip(pairs[0::2], pairs[1::2], strict=True))
 
