@@ -334,7 +334,8 @@ class Accounting:
         self.counts_fetches = False
         # Each CPU's counts when its measurement window opened (sys_window):
         # before it, boot and set-up; after it, what the cost model charges.
-        self._window_base: dict[int, CpuCounts] = {}
+        # (nonzero fetch counters, nonzero data counters), as _nonzero gives them.
+        self._window_base: dict[int, tuple[dict[int, int], dict[int, int]]] = {}
 
     @property
     def compiled(self) -> bool:
@@ -530,22 +531,26 @@ class Accounting:
         pairs = out[: 2 * found]
         return list(zip(pairs[0::2], pairs[1::2], strict=True))
 
-    def counts(self, cpu: int) -> CpuCounts:
-        nodes = self.n_nodes
+    def _counters(self, cpu: int) -> tuple[dict[int, int], dict[int, int]]:
+        """``cpu``'s nonzero fetch and data counters by index in its rows."""
         base = cpu * self._row
-        # [local | remote-filled] x [node][kind]; then [node][read, write].
-        fetch = self._nonzero(self._fetch, self._fetch_bytes, 2 * base, self._fetch_row)
-        data = self._nonzero(self._data, self._data_bytes, base, self._row)
+        return (dict(self._nonzero(self._fetch, self._fetch_bytes, 2 * base, self._fetch_row)),
+                dict(self._nonzero(self._data, self._data_bytes, base, self._row)))  # fmt: skip
+
+    def _counts_of(self, fetch: dict[int, int], data: dict[int, int]) -> CpuCounts:
+        """CpuCounts of a row's nonzero counters: [local | remote-filled] x
+        [node][kind] fetches, then [node][read, write] data accesses."""
+        nodes = self.n_nodes
         kernel, other = [0] * nodes, [0] * nodes
         remote_kernel, remote_other = [0] * nodes, [0] * nodes
-        for index, value in fetch:
+        for index, value in fetch.items():
             remote, slot = divmod(index, self._row)
             node, kind = divmod(slot, KINDS)
             (kernel if kind == KIND_KERNEL_TEXT else other)[node] += value
             if remote:
                 (remote_kernel if kind == KIND_KERNEL_TEXT else remote_other)[node] += value
         reads, writes = [0] * nodes, [0] * nodes
-        for index, value in data:
+        for index, value in data.items():
             (writes if index & 1 else reads)[index >> 1] = value
         return CpuCounts(
             kernel_fetches_by_node=tuple(kernel),
@@ -556,23 +561,36 @@ class Accounting:
             remote_filled_other_fetches_by_node=tuple(remote_other),
         )
 
+    def counts(self, cpu: int) -> CpuCounts:
+        return self._counts_of(*self._counters(cpu))
+
     def open_window(self, cpu: int) -> None:
         """Start ``cpu``'s measurement window now (again, if it was open)."""
-        self._window_base[cpu] = self.counts(cpu)
+        self._window_base[cpu] = self._counters(cpu)
 
     def window_opened(self, cpu: int) -> bool:
         return cpu in self._window_base
 
     def setup_counts(self, cpu: int) -> CpuCounts | None:
         """``cpu``'s counts before its window opened; None if it never did."""
-        return self._window_base.get(cpu)
+        base = self._window_base.get(cpu)
+        return None if base is None else self._counts_of(*base)
 
     def window_counts(self, cpu: int) -> CpuCounts:
         """``cpu``'s counts since its window opened; all of them if it never did
-        (a workload that does not call sys_window is measured whole)."""
+        (a workload that does not call sys_window is measured whole).  The
+        difference is taken on the nonzero counters: O(nodes touched)."""
         base = self._window_base.get(cpu)
-        now = self.counts(cpu)
-        return now if base is None else now.minus(base)
+        now = self._counters(cpu)
+        if base is None:
+            return self._counts_of(*now)
+        since = []
+        for counters, earlier in zip(now, base, strict=True):
+            difference = dict(counters)
+            for index, value in earlier.items():
+                difference[index] = difference.get(index, 0) - value
+            since.append({i: v for i, v in difference.items() if v})
+        return self._counts_of(*since)
 
     def instructions(self, cpu: int) -> int:
         counters = self._nonzero(self._fetch, self._fetch_bytes, cpu * self._fetch_row, self._fetch_row)

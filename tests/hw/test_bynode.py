@@ -221,3 +221,23 @@ def test_accounting_counts_equal_its_dense_rows(nodes: int) -> None:
         assert counts.data_reads_by_node == tuple(data[0::2])
         assert counts.data_writes_by_node == tuple(data[1::2])
         assert accounting.instructions(cpu) == sum(fetch)
+
+
+@pytest.mark.parametrize("nodes", [2, 64])
+def test_window_counts_equal_the_dense_difference(nodes: int) -> None:
+    accounting = Accounting(2, nodes, 0, 1 << 30)
+    row = accounting._row
+    accounting._fetch[0], accounting._fetch[1] = 5, 6
+    accounting._fetch[row + 3] = 9  # a remote-filled "other" fetch from node 1
+    accounting._data[2 * nodes - 1] = 4
+    accounting.open_window(0)
+    before = accounting.counts(0)
+    assert accounting.setup_counts(0) == before and accounting.setup_counts(1) is None
+    accounting._fetch[0] += 7
+    accounting._fetch[2 * row - 2] = 11  # remote-filled kernel fetch, last node
+    accounting._data[0] = 3
+    accounting._fetch[1] -= 2  # settle() takes back fetches that did not retire
+    since = accounting.window_counts(0)
+    assert since == accounting.counts(0).minus(before)
+    assert since.kernel_fetches_by_node[0] == 7 and since.other_fetches_by_node[0] == -2
+    assert accounting.window_counts(1) == accounting.counts(1)
