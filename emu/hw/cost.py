@@ -348,8 +348,9 @@ class CostReport:
 
     def to_json(self) -> dict[str, Any]:
         """The report's ``cost`` object (the caller adds the speed-up of two runs).
-        Per-CPU ``memory_lines_by_node`` and the rows of ``traffic_matrix_bytes``
-        are {node: value} of the nonzero entries (O(nodes touched), not O(nodes))."""
+        Per-CPU ``memory_lines_by_node`` is {node: value} of the nonzero entries
+        (O(nodes touched), not O(nodes)); ``traffic_matrix_bytes`` stays dense
+        rows (emu/plot.py draws it as an image)."""
         cpus = []
         for index, node in enumerate(self.cpu_nodes):
             entry = {
@@ -370,13 +371,20 @@ class CostReport:
             "cpu_cycles": [float(c) for c in self.cycles],
             "total_cycles": float(self.total_cycles),
             "node_traffic_bytes": [float(b) for b in self.traffic_bytes],
-            "traffic_matrix_bytes": [{m: float(b) for m, b in row.items()}
-                                     for row in self.traffic_rows],
+            "traffic_matrix_bytes": [_dense_floats(row) for row in self.traffic_rows],
             "balance": None if math.isinf(bal) else bal,  # max/min, kept for old readers
             "balance_max_mean": balance_max_mean(self.traffic_bytes),
             "balance_cv": balance_cv(self.traffic_bytes),
             "cpus": cpus,
         }
+
+
+def _dense_floats(row: NodeCounts) -> list[float]:
+    """A dense row of floats built from its nonzero entries (one shared 0.0)."""
+    dense = [0.0] * len(row)
+    for node, value in row.items():
+        dense[node] = float(value)
+    return dense
 
 
 def balance(per_node: Sequence[Fraction | float | int]) -> float:

@@ -186,10 +186,10 @@ def test_to_json_shape_and_values() -> None:
     assert doc["model"] == "fast"
     assert doc["cpu_cycles"] == [6148.0, 0.0]
     assert doc["node_traffic_bytes"] == [320.0, 1088.0]
-    # Node x node and per-CPU per-node figures are {node: value} of the nonzero
-    # entries (issue 17 item 8); json.dumps writes the node as a string key.
-    assert doc["traffic_matrix_bytes"] == [{"0": 320.0, "1": 1088.0}, {}]
-    assert report.to_json()["traffic_matrix_bytes"] == [{0: 320.0, 1: 1088.0}, {}]
+    assert doc["traffic_matrix_bytes"] == [[320.0, 1088.0], [0.0, 0.0]]
+    # Per-CPU per-node figures are {node: value} of the nonzero entries (issue
+    # 17 item 8); json.dumps writes the node as a string key.
+    assert report.to_json()["cpus"][0]["memory_lines_by_node"] == {0: 5.0, 1: 17.0}
     assert doc["balance"] == 1088 / 320
     assert doc["cpus"][0] == {"cpu": 0, "node": 0, "instructions": 48, "cycles": 6148.0,
                               "memory_lines_by_node": {"0": 5.0, "1": 17.0}}  # fmt: skip
