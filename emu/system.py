@@ -278,7 +278,8 @@ class System:
         """The boot warnings Linux with the series would print, in order:
         do_early_param()'s for each malformed ``ktext=``, then patch 05's
         sanity check, which ktext_replication_init() runs whatever ``ktext=``
-        says (when REPLICATE_KTEXT can be built for the layout at all)."""
+        says (when REPLICATE_KTEXT can be built for the layout at all), then
+        each text copy memblock placed off its node (Linux prints nothing)."""
         warnings = list(ktext_early_param(self.config.cmdline).warnings)
         layout = self.kernel.layout
         if replication_refusal(layout) is None:
@@ -286,6 +287,13 @@ class System:
             check = replication_sanity_check(layout, image.kimage_vaddr, image.sym("_end"))
             if check is not None:
                 warnings.append(check)
+        repl = self.kernel.replication
+        warnings += [
+            f"ktext: node {node}'s copy of the kernel text is in node {home}'s RAM: node "
+            f"{node} had no free {repl.copy_size:#x}-byte block and memblock_alloc_node() fell "
+            f"back (the series does not check), so node {node}'s CPUs fetch kernel text remotely"
+            for node, home in repl.misplaced_copies
+        ]
         return warnings
 
     def cnp_report(self) -> dict:
