@@ -12,7 +12,7 @@ from emu.cli.args import add_machine_arguments, non_negative_int
 from emu.errors import UsageError
 from emu.fileio import check_writable
 from emu.replay.format_names import FORMATS
-from emu.report import cpu_ranges, format_cost, local_kernel_share, write_json
+from emu.report import cpu_ranges, format_cost, format_verdict, local_kernel_share, write_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -122,6 +122,9 @@ def format_replay(report: dict) -> str:
         lines += ["", f"{'kernel function':<40} {'instructions':>14} {'share':>7}"]
         lines += [f"{entry['symbol'][:40]:<40} {entry['instructions']:>14,} "
                   f"{100 * entry['share']:>6.1f}%" for entry in source["top_functions"]]
+    verdict = format_verdict(runs)
+    if verdict:
+        lines += ["", *verdict]
     lines.append("")
     lines += [f"note: {text}" for text in source["assumptions"]]
     return "\n".join(lines)

@@ -307,13 +307,14 @@ class PhysMem:
         pa = self._find_in_node(size, align, node)
         if pa is not None:
             return self._take(node, pa, size)
-        return self._alloc_anywhere(size, align, f"node {node} and every other node")
+        return self._alloc_anywhere(size, align, f"memblock_alloc_node: neither node {node} "
+                                                 "nor any other node has")
 
     def memblock_phys_alloc(self, size: int, align: int) -> int:
         """memblock_phys_alloc_range(size, align, 0, MEMBLOCK_ALLOC_ANYWHERE):
         the highest free aligned block of all RAM, whatever its node."""
         self._check_request(size, align)
-        return self._alloc_anywhere(size, align, "RAM")
+        return self._alloc_anywhere(size, align, "memblock_phys_alloc: no node has")
 
     def _alloc_anywhere(self, size: int, align: int, where: str) -> int:
         # Full nodes at the top stay full (nothing is freed), so the search
@@ -324,9 +325,8 @@ class PhysMem:
                 return self._take(node, pa, size)
             if not self.free_bytes(node):
                 self._top_free = node - 1
-        raise ConfigError(
-            f"memblock_alloc: {where} has no free {size:#x}-byte block aligned to {align:#x}"
-        )
+        raise ConfigError(f"{where} a free {size:#x}-byte block aligned to {align:#x} "
+                          f"({self._bank_size >> 20} MiB of RAM per node)")
 
     @staticmethod
     def _check_request(size: int, align: int) -> None:
