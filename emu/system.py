@@ -45,6 +45,7 @@ from emu.kernel.layout import (
 )
 from emu.kernel.pgtable_prot import PAGE_KERNEL, PAGE_KERNEL_RO
 from emu.kernel.sched import Scheduler
+from emu.reportjson import sparse_by_node
 from emu.workloads import workload_defaults
 
 DEFAULT_MAX_INSTRUCTIONS = 50_000_000
@@ -339,10 +340,10 @@ class System:
                 "powered_on": vcpu.power is PowerState.ON,
                 "exit_status": vcpu.exit_status,
                 "instructions": counts.instructions,
-                "kernel_fetches_by_node": list(counts.kernel_fetches_by_node),
-                "fetches_by_node": list(counts.fetches_by_node),
+                "kernel_fetches_by_node": sparse_by_node(counts.kernel_fetches_by_node),
+                "fetches_by_node": sparse_by_node(counts.fetches_by_node),
                 "remote_filled_kernel_fetches_by_node":
-                    list(counts.remote_filled_kernel_fetches_by_node),
+                    sparse_by_node(counts.remote_filled_kernel_fetches_by_node),
                 "setup": None if setup is None else setup.to_json(),
                 "window": {
                     "opened": setup is not None,

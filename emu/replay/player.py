@@ -29,6 +29,7 @@ from emu.replay.blocks import ImageBlocks, NextRecordSizer
 from emu.replay.errors import TraceError
 from emu.replay.records import INSN_BYTES, KERNEL_SPACE, Records
 from emu.replay.symbols import KernelMap
+from emu.reportjson import sparse_by_node
 
 VA_MASK = (1 << 48) - 1
 
@@ -262,17 +263,16 @@ def replay_runs(config: MachineConfig, kernel: KernelMap, counts: FetchCounts,
         cpus = []
         for cpu, cpu_count in enumerate(per_cpu):
             home = topology.cpu_to_node(cpu) if ktext else 0
-            lines = [0] * topology.nodes
-            lines[home] += int(counts.text_lines[cpu] + counts.rodata_lines[cpu])
-            lines[0] += int(counts.other_lines[cpu])
+            lines: dict[int, int] = {home: int(counts.text_lines[cpu] + counts.rodata_lines[cpu])}
+            lines[0] = lines.get(0, 0) + int(counts.other_lines[cpu])
             cpus.append({
                 "cpu": cpu,
                 "node": topology.cpu_to_node(cpu),
                 "ttbr1": None,
                 "instructions": cpu_count.instructions,
-                "kernel_fetches_by_node": list(cpu_count.kernel_fetches_by_node),
-                "fetches_by_node": list(cpu_count.fetches_by_node),
-                "fetch_lines_by_node": lines,
+                "kernel_fetches_by_node": sparse_by_node(cpu_count.kernel_fetches_by_node),
+                "fetches_by_node": sparse_by_node(cpu_count.fetches_by_node),
+                "fetch_lines_by_node": sparse_by_node(lines),
             })  # fmt: skip
         runs.append({
             "machine": {
