@@ -46,6 +46,8 @@ def load_report(path: Path) -> dict:
         raise ConfigError(f"{shown}:{err.lineno}: not a JSON report ({err.msg})") from err
     except RecursionError:
         raise ConfigError(f"{shown}: not a ktext-emu report (JSON nested too deeply)") from None
+    except ValueError as err:  # an integer of more digits than Python converts (4300)
+        raise ConfigError(f"{shown}: not a ktext-emu report ({str(err).split(':')[0]})") from None
     if not isinstance(report, dict) or not isinstance(report.get("runs"), list):
         raise ConfigError(f"{shown}: not a ktext-emu report (no \"runs\" list)")
     for index, run in enumerate(report["runs"]):
