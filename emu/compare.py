@@ -7,7 +7,7 @@ balance), then every other scalar field that differs.  Timings are ignored:
 they differ between any two runs.  The command itself is emu/cli/compare.py.
 
 Reports of version 1 (dense by-node lists) and 2 (sparse objects,
-emu/reportjson.py) compare alike: a run is read in version 2's shape.  Nothing
+emu/jsonfmt.py) compare alike: a run is read in version 2's shape.  Nothing
 here allocates by a count a report claims (``machine.nodes``): only by what
 the report holds.
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from emu.errors import ConfigError, OutputError
 from emu.fileio import printable, read_input_file
+from emu.jsonfmt import sparse_by_node, sparse_matrix
 from emu.report import local_kernel_shares
-from emu.reportjson import sparse_by_node, sparse_matrix
 
 IGNORED = ("timings", "kernel.path", "console")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from emu.errors import UsageError
 from emu.fileio import atomic_write_bytes
-from emu.reportjson import matrix_items
+from emu.jsonfmt import matrix_items
 
 
 def require_matplotlib() -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from emu.fileio import atomic_write_text, printable
 from emu.hw.tlb import IS_DOMAIN_NODE, IS_DOMAIN_NODE_CAVEAT
+from emu.jsonfmt import REPORT_VERSION, by_node, by_node_total
+from emu.jsonfmt import dumps as report_text
 from emu.kernel.layout import format_layout_report
-from emu.reportjson import REPORT_VERSION, by_node, by_node_total
-from emu.reportjson import dumps as report_text
 from emu.verdict import describe_check
 
 
@@ -36,7 +36,7 @@ def make_report(runs: Sequence[dict], timings: Sequence[dict], complete: bool = 
 
 def write_json(path: str | Path, report: dict) -> None:
     """Every report's writer (run, replay, storm, verify, scenarios): the
-    compact text of emu/reportjson.py, written atomically."""
+    compact text of emu/jsonfmt.py, written atomically."""
     atomic_write_text(path, report_text(report))
 
 

@@ -36,7 +36,7 @@ else:  # pragma: no cover
 
 from emu.errors import ConfigError, OutputError, UsageError
 from emu.fileio import atomic_write_text, is_stdout, printable, read_input_file
-from emu.reportjson import dumps as report_text
+from emu.jsonfmt import dumps as report_text
 from emu.run_options import REPEATABLE, RunOptions, parse_run_options, run_options_parser
 from emu.sweep_executors import (
     STATUS_CRASH,

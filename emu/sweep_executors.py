@@ -28,8 +28,8 @@ from typing import Any
 
 from emu.api import Report, run_comparison
 from emu.errors import EmuError, UsageError
+from emu.jsonfmt import by_node, by_node_total
 from emu.report import local_kernel_shares, measured_counts
-from emu.reportjson import by_node, by_node_total
 from emu.run_options import RunOptions
 
 STATUS_OK = "ok"

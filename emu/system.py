@@ -32,6 +32,7 @@ from emu.hw.machine import DEFAULT_QUANTUM, Machine, RunResult
 from emu.hw.pagetable import Geometry, decode_ttbr
 from emu.hw.physmem import PhysMem
 from emu.hw.tlb import is_domains
+from emu.jsonfmt import sparse_by_node
 from emu.kernel.alternative import check_alternatives
 from emu.kernel.boot import BootParams, Kernel, boot
 from emu.kernel.cmdline import ktext_early_param
@@ -45,7 +46,6 @@ from emu.kernel.layout import (
 )
 from emu.kernel.pgtable_prot import PAGE_KERNEL, PAGE_KERNEL_RO
 from emu.kernel.sched import Scheduler
-from emu.reportjson import sparse_by_node
 from emu.workloads import workload_defaults
 
 DEFAULT_MAX_INSTRUCTIONS = 50_000_000

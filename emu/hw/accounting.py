@@ -39,7 +39,7 @@ from unicorn import (
     arm64_const,
 )
 
-from emu.reportjson import sparse_by_node
+from emu.jsonfmt import sparse_by_node
 
 KIND_KERNEL_TEXT = 0
 KIND_OTHER = 1
@@ -230,7 +230,7 @@ class CpuCounts:
         )  # fmt: skip
 
     def to_json(self) -> dict[str, object]:
-        """Report v2: each by-node figure sparse (emu/reportjson.py)."""
+        """Report v2: each by-node figure sparse (emu/jsonfmt.py)."""
         return {
             "instructions": self.instructions,
             "kernel_fetches_by_node": sparse_by_node(self.kernel_fetches_by_node),

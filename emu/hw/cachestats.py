@@ -20,7 +20,7 @@ from typing import Any
 
 from emu.hw.costtypes import CostPoint
 from emu.hw.topology import CacheGeometry, choice_values
-from emu.reportjson import sparse_by_node
+from emu.jsonfmt import sparse_by_node
 
 KIND_FETCH, KIND_READ, KIND_WRITE = 0, 1, 2
 KINDS = {"fetch": KIND_FETCH, "read": KIND_READ, "write": KIND_WRITE}

@@ -63,7 +63,7 @@ from emu.hw.topology import (
     figure_points,
     nearest_remote,
 )
-from emu.reportjson import sparse_by_node, sparse_matrix
+from emu.jsonfmt import sparse_by_node, sparse_matrix
 
 if TYPE_CHECKING:
     from emu.hw.accounting import CpuCounts

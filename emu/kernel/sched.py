@@ -41,7 +41,7 @@ from unicorn.arm64_const import (
 
 from emu.hw.cpu import SPSR_EL1, PowerState, VCpu, read_sysreg, write_sysreg
 from emu.hw.machine import Machine
-from emu.reportjson import sparse_by_node
+from emu.jsonfmt import sparse_by_node
 
 _GPRS = [UC_ARM64_REG_X0 + i for i in range(29)] + [UC_ARM64_REG_X29, UC_ARM64_REG_X30]
 # Written in this order: PSTATE before the stack pointers, and SPSR (a system

@@ -25,11 +25,11 @@ from emu.hw.accounting import CpuCounts
 from emu.hw.cachemodel import KIND_FETCH, CacheModel
 from emu.hw.cost import CostReport
 from emu.hw.topology import Topology
+from emu.jsonfmt import sparse_by_node
 from emu.replay.blocks import ImageBlocks, NextRecordSizer
 from emu.replay.errors import TraceError
 from emu.replay.records import INSN_BYTES, KERNEL_SPACE, Records
 from emu.replay.symbols import KernelMap
-from emu.reportjson import sparse_by_node
 
 VA_MASK = (1 << 48) - 1
 

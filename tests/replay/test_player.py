@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 
 from emu.config import machine_config
 from emu.hw.cachemodel import KIND_FETCH, CacheModel
+from emu.jsonfmt import by_node, dense
 from emu.replay.errors import TraceError
 from emu.replay.player import cache_sinks, cpu_counts, cpu_map, play, replay_runs
 from emu.replay.qemu_log import parse_qemu
 from emu.replay.symbols import KernelMap
-from emu.reportjson import by_node, dense
 
 STEXT, ETEXT, END_RODATA = 0xFFFF800008010000, 0xFFFF800008D00000, 0xFFFF80000964D000
 MODULES = 0xFFFF800000F00000

@@ -15,7 +15,7 @@ from emu.blob import cc
 from emu.cli import main
 from emu.errors import BlobError, ConfigError, LinkError
 from emu.hw.pagetable import Access, walk
-from emu.reportjson import dense
+from emu.jsonfmt import dense
 
 ROOT = Path(__file__).resolve().parents[2]
 ASM = Path(__file__).parent / "asm"

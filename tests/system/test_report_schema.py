@@ -1,4 +1,4 @@
-"""Report version 2 (emu/reportjson.py): by-node figures of CPUs and tasks
+"""Report version 2 (emu/jsonfmt.py): by-node figures of CPUs and tasks
 sparse, node x node matrices sparse, latency per SLIT distance; the writer's
 text parses back to the document; the size per CPU does not grow with the
 node count (issue 17, item 8); compare reads version 1 and 2 alike."""
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from emu.cli import main
 from emu.compare import compare, load_report
 from emu.hw.cachestats import PER_NODE, STAT_NAMES, CacheStats, stats_row_length
-from emu.reportjson import (
+from emu.jsonfmt import (
     by_node,
     by_node_total,
     dense,

@@ -10,7 +10,7 @@ import pytest
 from emu.api import run_comparison
 from emu.cli import main
 from emu.hw.pagetable import decode_ttbr
-from emu.reportjson import node_items
+from emu.jsonfmt import node_items
 from emu.run_options import RunOptions
 
 LAYOUTS = [(4096, 48), (16384, 36), (65536, 42)]

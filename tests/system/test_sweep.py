@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from emu import sweep_executors
 from emu.cli import main
-from emu.reportjson import dense
+from emu.jsonfmt import dense
 from emu.sweep import SweepReport, flatten, journal_path, load_done_rows, load_grid
 
 # A user workload whose first load faults: a guest fault at EL0 on every node.

@@ -14,7 +14,7 @@ from emu.blob.synth import ENTRY_FUNCTIONS
 from emu.hw.cachemodel import attach_cache_model
 from emu.hw.cost import cost_of_run
 from emu.hw.machine import StopReason
-from emu.reportjson import by_node_total, dense
+from emu.jsonfmt import by_node_total, dense
 
 NO_WINDOW_S = """
 	.include "asm-offsets.inc"
