@@ -32,6 +32,7 @@ from emu.hw.machine import DEFAULT_QUANTUM, Machine, RunResult
 from emu.hw.pagetable import Geometry, decode_ttbr
 from emu.hw.physmem import PhysMem
 from emu.hw.tlb import is_domains
+from emu.jsonfmt import sparse_by_node
 from emu.kernel.alternative import check_alternatives
 from emu.kernel.boot import BootParams, Kernel, boot
 from emu.kernel.cmdline import ktext_early_param
@@ -347,10 +348,10 @@ class System:
                 "powered_on": vcpu.power is PowerState.ON,
                 "exit_status": vcpu.exit_status,
                 "instructions": counts.instructions,
-                "kernel_fetches_by_node": list(counts.kernel_fetches_by_node),
-                "fetches_by_node": list(counts.fetches_by_node),
+                "kernel_fetches_by_node": sparse_by_node(counts.kernel_fetches_by_node),
+                "fetches_by_node": sparse_by_node(counts.fetches_by_node),
                 "remote_filled_kernel_fetches_by_node":
-                    list(counts.remote_filled_kernel_fetches_by_node),
+                    sparse_by_node(counts.remote_filled_kernel_fetches_by_node),
                 "setup": None if setup is None else setup.to_json(),
                 "window": {
                     "opened": setup is not None,

@@ -39,6 +39,8 @@ from unicorn import (
     arm64_const,
 )
 
+from emu.jsonfmt import sparse_by_node
+
 KIND_KERNEL_TEXT = 0
 KIND_OTHER = 1
 KINDS = 2
@@ -228,12 +230,13 @@ class CpuCounts:
         )  # fmt: skip
 
     def to_json(self) -> dict[str, object]:
+        """Report v2: each by-node figure sparse (emu/jsonfmt.py)."""
         return {
             "instructions": self.instructions,
-            "kernel_fetches_by_node": list(self.kernel_fetches_by_node),
-            "fetches_by_node": list(self.fetches_by_node),
-            "data_reads_by_node": list(self.data_reads_by_node),
-            "data_writes_by_node": list(self.data_writes_by_node),
+            "kernel_fetches_by_node": sparse_by_node(self.kernel_fetches_by_node),
+            "fetches_by_node": sparse_by_node(self.fetches_by_node),
+            "data_reads_by_node": sparse_by_node(self.data_reads_by_node),
+            "data_writes_by_node": sparse_by_node(self.data_writes_by_node),
         }
 
 

@@ -63,6 +63,7 @@ from emu.hw.topology import (
     figure_points,
     nearest_remote,
 )
+from emu.jsonfmt import sparse_by_node, sparse_matrix
 
 if TYPE_CHECKING:
     from emu.hw.accounting import CpuCounts
@@ -197,7 +198,9 @@ class ModelParameters:
             "icache_hit_rate": None if self.icache_hit_rate is None else float(self.icache_hit_rate),
             "dcache_hit_rate": None if self.dcache_hit_rate is None else float(self.dcache_hit_rate),
             "line_bytes": self.line_bytes,
-            "latency_ns": [[float(v) for v in row] for row in self.latency_ns],
+            # A function of the SLIT distance under either rule (latency_matrix_ns):
+            # one figure per distinct distance, not nodes x nodes.
+            "latency_ns_by_distance": latency_by_distance(self.distances, self.latency_ns),
             "latency_rule": self.latency_rule,
             "cache": {
                 name: fig(getattr(self.cache, name))
@@ -209,6 +212,17 @@ class ModelParameters:
             "ranges": {name: fig(self.figure(name)) for name in self.ranged()},
             "sources": dict(self.sources),
         }
+
+
+def latency_by_distance(distances: Sequence[Sequence[int]],
+                        latency_ns: Sequence[Sequence[Fraction]]) -> dict[str, float]:
+    """The report's ``latency_ns_by_distance``: {"10": 80.0, "20": 130.0}, the
+    latency of the first node pair at each distinct SLIT distance."""
+    by_distance: dict[int, float] = {}
+    for cpu_node, row in enumerate(distances):
+        for distance in set(row).difference(by_distance):
+            by_distance[distance] = float(latency_ns[cpu_node][list(row).index(distance)])
+    return {str(distance): by_distance[distance] for distance in sorted(by_distance)}
 
 
 def exact(value: float | int) -> Fraction:
@@ -316,7 +330,7 @@ class CostReport:
                 "node": node,
                 "instructions": self.instructions[index],
                 "cycles": float(self.cycles[index]),
-                "memory_lines_by_node": [float(v) for v in self.memory_lines[index]],
+                "memory_lines_by_node": sparse_by_node(self.memory_lines[index], float),
             }
             if self.detail:
                 entry.update(self.detail[index])
@@ -328,7 +342,7 @@ class CostReport:
             "cpu_cycles": [float(c) for c in self.cycles],
             "total_cycles": float(self.total_cycles),
             "node_traffic_bytes": [float(b) for b in self.traffic_bytes],
-            "traffic_matrix_bytes": [[float(b) for b in row] for row in self.traffic_matrix_bytes],
+            "traffic_matrix_bytes": sparse_matrix(self.traffic_matrix_bytes, float),
             "balance": None if math.isinf(bal) else bal,  # max/min, kept for old readers
             "balance_max_mean": balance_max_mean(self.traffic_bytes),
             "balance_cv": balance_cv(self.traffic_bytes),

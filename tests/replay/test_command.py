@@ -66,7 +66,7 @@ def test_json_has_the_shape_of_runs(ktext_emu, tmp_path, run_document, trace, sy
     assert on["source"]["trace_cpus"]
     for run, home in ((off, 0), (on, 1)):
         cpu4 = run["cpus"][4]
-        assert sum(cpu4["kernel_fetches_by_node"]) == cpu4["kernel_fetches_by_node"][home]
+        assert set(cpu4["kernel_fetches_by_node"]) <= {str(home)}  # v2: nonzero entries only
 
 
 @pytest.mark.parametrize("argv,status,needle", [
