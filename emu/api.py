@@ -289,14 +289,16 @@ def run_comparison(options: RunOptions, *, progress: Progress | None = None,
     return report
 
 
-def add_band(runs: list[dict], costs: list[CostReport]) -> None:
+def add_band(runs: list[dict], costs: list[CostReport],
+             not_applicable: dict[str, str] | None = None) -> None:  # fmt: skip
     """Sanity figures for every run; the speed-up band and the fast/detailed
-    agreement for the ``on`` run (emu/hw/band.py); the verdict (emu/verdict.py)."""
+    agreement for the ``on`` run (emu/hw/band.py); the verdict (emu/verdict.py),
+    leaving the figures of ``not_applicable`` unchecked."""
     off = [cost for run, cost in zip(runs, costs, strict=True) if not run["ktext"]]
     for run, cost in zip(runs, costs, strict=True):
         if cost.hierarchy is not None:
             run["cost"].update(band_and_sanity(off[0] if run["ktext"] and off else None, cost))
-    add_verdict(runs, costs)
+    add_verdict(runs, costs, not_applicable=not_applicable)
 
 
 def add_speedup(runs: list[dict], costs: list[CostReport]) -> None:

@@ -5,6 +5,11 @@ other).  For each pair it prints the headline figures side by side (local
 kernel-fetch share per node, instructions, modelled speed-up and traffic
 balance), then every other scalar field that differs.  Timings are ignored:
 they differ between any two runs.  The command itself is emu/cli/compare.py.
+
+Reports of version 1 (dense by-node lists) and 2 (sparse objects,
+emu/jsonfmt.py) compare alike: a run is read in version 2's shape.  Nothing
+here allocates by a count a report claims (``machine.nodes``): only by what
+the report holds.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from pathlib import Path
 
 from emu.errors import ConfigError, OutputError
 from emu.fileio import printable, read_input_file
-from emu.report import local_kernel_share
+from emu.jsonfmt import sparse_by_node, sparse_matrix
+from emu.report import local_kernel_shares
 
 IGNORED = ("timings", "kernel.path", "console")
 
@@ -40,6 +46,8 @@ def load_report(path: Path) -> dict:
         raise ConfigError(f"{shown}:{err.lineno}: not a JSON report ({err.msg})") from err
     except RecursionError:
         raise ConfigError(f"{shown}: not a ktext-emu report (JSON nested too deeply)") from None
+    except ValueError as err:  # an integer of more digits than Python converts (4300)
+        raise ConfigError(f"{shown}: not a ktext-emu report ({str(err).split(':')[0]})") from None
     if not isinstance(report, dict) or not isinstance(report.get("runs"), list):
         raise ConfigError(f"{shown}: not a ktext-emu report (no \"runs\" list)")
     for index, run in enumerate(report["runs"]):
@@ -47,6 +55,7 @@ def load_report(path: Path) -> dict:
         if problem:
             raise ConfigError(f"{shown}: runs[{index}]{problem}")
     try:
+        report["runs"] = [as_version_2(run) for run in report["runs"]]
         flatten(report["runs"])
     except RecursionError:
         raise ConfigError(f"{shown}: not a ktext-emu report (runs nested too deeply)") from None
@@ -79,15 +88,92 @@ def _run_problem(run: object) -> str | None:
             return f"{where}: not an object"
         if not _is_int(cpu.get("node")) or not 0 <= cpu["node"] < nodes:
             return f"{where}.node: missing or not a node of the machine (0..{nodes - 1})"
-        fetches = cpu.get("kernel_fetches_by_node")
-        # One count per node: a report's node count is bounded by the data it holds.
-        if (not isinstance(fetches, list) or len(fetches) != nodes
-                or not all(_is_int(count) for count in fetches)):
-            return (f"{where}.kernel_fetches_by_node: missing or not a list of "
-                    f"{nodes} integer(s)")
+        window = cpu.get("window")
+        if window and not isinstance(window, dict):
+            return f"{where}.window: not an object"
+        # The counts headline reads: the window's when there is one (measured_counts).
+        for counts, at in ((cpu, where), *(((window, f"{where}.window"),) if window else ())):
+            problem = _fetches_problem(counts.get("kernel_fetches_by_node"), nodes)
+            if problem:
+                return f"{at}.kernel_fetches_by_node: {problem}"
     if "cost" in run and run["cost"] is not None and not isinstance(run["cost"], dict):
         return ".cost: not an object"
     return None
+
+
+def _fetches_problem(fetches: object, nodes: int) -> str | None:
+    """What is wrong with a CPU's kernel_fetches_by_node, of either version."""
+    if isinstance(fetches, dict):  # version 2: {"node": count}, nonzero only
+        return _sparse_problem(fetches, nodes)
+    # Version 1, one count per node: a report's node count is bounded by the data it holds.
+    if (not isinstance(fetches, list) or len(fetches) != nodes
+            or not all(_is_int(count) for count in fetches)):
+        return (f"missing or not a list of {nodes} integer(s) "
+                "or an object of node: integer")
+    return None
+
+
+def _sparse_problem(entries: dict, nodes: int) -> str | None:
+    """What is wrong with a version 2 by-node object of integers, if anything."""
+    longest = len(str(nodes - 1))
+    for key, count in entries.items():
+        # The length first: int() of a huge digit string is itself the cost.
+        if not (key.isascii() and key.isdigit() and len(key) <= longest
+                and int(key) < nodes):
+            return f"key {printable(key[:20])!r} is not a node of the machine (0..{nodes - 1})"
+        if not _is_int(count):
+            return f"entry {key} is not an integer"
+    return None
+
+
+def _numbers(value: object) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(item, int | float) and not isinstance(item, bool) for item in value)
+
+
+def as_version_2(value: object, key: str = "") -> object:
+    """A run (or any part of one) in version 2's shape: each ``*_by_node``
+    list of numbers sparse, ``traffic_matrix_bytes`` sparse, the cost
+    parameters' ``latency_ns`` matrix as ``latency_ns_by_distance``."""
+    if isinstance(value, dict):
+        out = {name: as_version_2(item, name) for name, item in value.items()}
+        if isinstance(out.get("machine"), dict):
+            _latency_by_distance(out)
+        return out
+    if isinstance(value, list):
+        if key.endswith("_by_node") and _numbers(value):
+            return sparse_by_node(value)
+        if key == "traffic_matrix_bytes" and all(_numbers(row) for row in value):
+            return sparse_matrix(value)
+        return [as_version_2(item) for item in value]
+    return value
+
+
+def _latency_by_distance(run: dict) -> None:
+    """Version 1's node x node ``latency_ns`` as version 2's figure per SLIT
+    distance, when the run's SLIT and matrix agree in shape; else left as is."""
+    parameters = (run.get("cost") or {}).get("parameters") if isinstance(run.get("cost"), dict) \
+        else None
+    distances = run["machine"].get("distances")
+    if not isinstance(parameters, dict) or not isinstance(distances, list):
+        return
+    latency = parameters.get("latency_ns")
+    if not (isinstance(latency, list) and len(latency) == len(distances)
+            and all(_numbers(row) and _numbers(slit) and len(row) == len(slit)
+                    for row, slit in zip(latency, distances, strict=True))):
+        return
+    by_distance: dict = {}
+    for row, slit in zip(latency, distances, strict=True):
+        for value, distance in zip(row, slit, strict=True):
+            by_distance.setdefault(distance, value)
+    rebuilt = {}
+    for name, item in parameters.items():
+        if name == "latency_ns":
+            rebuilt["latency_ns_by_distance"] = {
+                str(distance): float(by_distance[distance]) for distance in sorted(by_distance)}
+        else:
+            rebuilt[name] = item
+    run["cost"]["parameters"] = rebuilt
 
 
 def flatten(value: object, prefix: str = "") -> dict[str, object]:
@@ -120,8 +206,8 @@ def headline(run: dict) -> dict[str, object]:
                    f"{run['machine']['granule'] // 1024}K/{run['machine']['va_bits']}",
         "instructions": run.get("instructions"),
     }  # fmt: skip
-    for node in range(nodes):
-        share = local_kernel_share(run, node)
+    # The nodes that have CPUs in the report, not range(machine.nodes): a claim.
+    for node, share in local_kernel_shares(run).items():
         figures[f"node {node} local kernel fetches"] = (
             None if share is None else f"{100 * share:.1f}%"
         )

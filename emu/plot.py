@@ -14,6 +14,7 @@ from pathlib import Path
 
 from emu.errors import UsageError
 from emu.fileio import atomic_write_bytes
+from emu.jsonfmt import matrix_items
 
 
 def require_matplotlib() -> None:
@@ -66,10 +67,10 @@ def make_figure(report: dict):  # -> matplotlib.figure.Figure
         maps = [grid[0, column] for column in range(len(runs))]
         bar_cell = grid[1, :]
     fig.suptitle(figure_title({"runs": runs}), fontsize=11)
-    vmax = max(max(max(row) for row in run["cost"]["traffic_matrix_bytes"]) for run in runs) or 1
-    for cell, run in zip(maps, runs, strict=True):
+    matrices = [traffic_matrix(run) for run in runs]
+    vmax = max(max(max(row) for row in matrix) for matrix in matrices) or 1
+    for cell, run, matrix in zip(maps, runs, matrices, strict=True):
         axes = fig.add_subplot(cell)
-        matrix = run["cost"]["traffic_matrix_bytes"]
         image = axes.imshow(matrix, cmap="viridis", vmin=0, vmax=vmax)
         nodes = len(matrix)
         axes.set_xticks(range(nodes))
@@ -97,6 +98,16 @@ def make_figure(report: dict):  # -> matplotlib.figure.Figure
     bars.legend()
     fig.tight_layout()
     return fig
+
+
+def traffic_matrix(run: dict) -> list[list[float]]:
+    """The run's node x node traffic as the dense matrix imshow draws (a
+    report of either version: list of lists, or v2's sparse object)."""
+    nodes = run["machine"]["nodes"]
+    matrix = [[0.0] * nodes for _ in range(nodes)]
+    for row, column, value in matrix_items(run["cost"]["traffic_matrix_bytes"]):
+        matrix[row][column] = value
+    return matrix
 
 
 def write_plot(path: str | Path, report: dict) -> None:

@@ -36,6 +36,7 @@ else:  # pragma: no cover
 
 from emu.errors import ConfigError, OutputError, UsageError
 from emu.fileio import atomic_write_text, is_stdout, printable, read_input_file
+from emu.jsonfmt import dumps as report_text
 from emu.run_options import REPEATABLE, RunOptions, parse_run_options, run_options_parser
 from emu.sweep_executors import (
     STATUS_CRASH,
@@ -454,7 +455,7 @@ class SweepReport:
     def write(self) -> None:
         started = time.perf_counter()
         document = self.document()
-        atomic_write_text(self.json_path, json.dumps(document, indent=1) + "\n")
+        atomic_write_text(self.json_path, report_text(document))
         if self.csv_path is not None:
             atomic_write_text(self.csv_path, rows_csv(document["rows"]))
         self._last_write_at = time.perf_counter()

@@ -28,7 +28,8 @@ from typing import Any
 
 from emu.api import Report, run_comparison
 from emu.errors import EmuError, UsageError
-from emu.report import local_kernel_share, measured_counts
+from emu.jsonfmt import by_node, by_node_total
+from emu.report import local_kernel_shares, measured_counts
 from emu.run_options import RunOptions
 
 STATUS_OK = "ok"
@@ -123,8 +124,10 @@ def make_row(point: Point, report: dict | None, error: BaseException | None,
 def summarize_run(run: dict) -> dict:
     """The key results of one RUN of the ``{"runs": [...]}`` report."""
     # kernel fetches of the measurement windows (boot and set-up apart)
-    local = sum(measured_counts(cpu)["kernel_fetches_by_node"][cpu["node"]] for cpu in run["cpus"])
-    total = sum(sum(measured_counts(cpu)["kernel_fetches_by_node"]) for cpu in run["cpus"])
+    local = sum(by_node(measured_counts(cpu)["kernel_fetches_by_node"], cpu["node"])
+                for cpu in run["cpus"])
+    total = sum(by_node_total(measured_counts(cpu)["kernel_fetches_by_node"]) for cpu in run["cpus"])
+    shares = local_kernel_shares(run)
     window = run.get("window") or {}
     summary: dict[str, Any] = {
         "ktext": run["ktext"],
@@ -140,7 +143,7 @@ def summarize_run(run: dict) -> dict:
         "local_kernel_fetches": local,
         "local_kernel_share": None if total == 0 else local / total,
         "local_kernel_share_by_node": [
-            local_kernel_share(run, node) for node in range(run["machine"]["nodes"])
+            shares.get(node) for node in range(run["machine"]["nodes"])
         ],
         "checks": dict(run["checks"]),
     }

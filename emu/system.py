@@ -32,6 +32,7 @@ from emu.hw.machine import DEFAULT_QUANTUM, Machine, RunResult
 from emu.hw.pagetable import Geometry, decode_ttbr
 from emu.hw.physmem import PhysMem
 from emu.hw.tlb import is_domains
+from emu.jsonfmt import sparse_by_node
 from emu.kernel.alternative import check_alternatives
 from emu.kernel.boot import BootParams, Kernel, boot
 from emu.kernel.cmdline import ktext_early_param
@@ -278,7 +279,8 @@ class System:
         """The boot warnings Linux with the series would print, in order:
         do_early_param()'s for each malformed ``ktext=``, then patch 05's
         sanity check, which ktext_replication_init() runs whatever ``ktext=``
-        says (when REPLICATE_KTEXT can be built for the layout at all)."""
+        says (when REPLICATE_KTEXT can be built for the layout at all), then
+        each text copy memblock placed off its node (Linux prints nothing)."""
         warnings = list(ktext_early_param(self.config.cmdline).warnings)
         layout = self.kernel.layout
         if replication_refusal(layout) is None:
@@ -286,6 +288,13 @@ class System:
             check = replication_sanity_check(layout, image.kimage_vaddr, image.sym("_end"))
             if check is not None:
                 warnings.append(check)
+        repl = self.kernel.replication
+        warnings += [
+            f"ktext: node {node}'s copy of the kernel text is in node {home}'s RAM: node "
+            f"{node} had no free {repl.copy_size:#x}-byte block and memblock_alloc_node() fell "
+            f"back (the series does not check), so node {node}'s CPUs fetch kernel text remotely"
+            for node, home in repl.misplaced_copies
+        ]
         return warnings
 
     def cnp_report(self) -> dict:
@@ -339,10 +348,10 @@ class System:
                 "powered_on": vcpu.power is PowerState.ON,
                 "exit_status": vcpu.exit_status,
                 "instructions": counts.instructions,
-                "kernel_fetches_by_node": list(counts.kernel_fetches_by_node),
-                "fetches_by_node": list(counts.fetches_by_node),
+                "kernel_fetches_by_node": sparse_by_node(counts.kernel_fetches_by_node),
+                "fetches_by_node": sparse_by_node(counts.fetches_by_node),
                 "remote_filled_kernel_fetches_by_node":
-                    list(counts.remote_filled_kernel_fetches_by_node),
+                    sparse_by_node(counts.remote_filled_kernel_fetches_by_node),
                 "setup": None if setup is None else setup.to_json(),
                 "window": {
                     "opened": setup is not None,

@@ -262,10 +262,12 @@ SANITY_SCOPE_ON = "node 0 of the ktext-on run (no ktext-off run; node 0's copy i
 
 
 def add_verdict(runs: Sequence[dict], costs: Sequence[CostReport],
-                ranges: SanityRanges | None = None) -> None:  # fmt: skip
+                ranges: SanityRanges | None = None,
+                not_applicable: Mapping[str, str] | None = None) -> None:  # fmt: skip
     """Put the verdict into the ``cost`` of the ktext-on run (or, with no
     such run, of the last run), from node 0's sanity figures of the
-    ktext-off run (module docstring)."""
+    ktext-off run (module docstring); figures in ``not_applicable`` are not
+    checked, with the reason given."""
     modelled = [(run, cost) for run, cost in zip(runs, costs, strict=True)
                 if cost.hierarchy is not None]  # fmt: skip
     if not modelled:
@@ -278,7 +280,7 @@ def add_verdict(runs: Sequence[dict], costs: Sequence[CostReport],
     band = target["cost"].get("speedup_band") if on and off else None
     target["cost"]["verdict"] = verdict(
         band, figures, machine=target["machine"]["name"], workload=target["workload"],
-        sanity_scope=scope, ranges=ranges,
+        sanity_scope=scope, ranges=ranges, not_applicable=not_applicable,
     )  # fmt: skip
 
 

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,11 +143,12 @@ def qemu_command(qemu: str, kernel: Path, initrd: Path, monitor: Path, *, cpu: s
     ]
 
 
-def record(command: list[str], monitor: Path, log_path: Path, *, boot_timeout: float,
-           run_timeout: float) -> GuestRun:
-    """Boot, switch the exec log on around the loops only, power off."""
+@contextlib.contextmanager
+def _guest(command: list[str], monitor: Path, log_path: Path, boot_timeout: float
+           ) -> Iterator[tuple[subprocess.Popen, _Console, _Monitor]]:  # fmt: skip
+    """QEMU started with its console pumped and its monitor connected; on the
+    way out the monitor is closed and a QEMU still running is killed."""
     log_path.unlink(missing_ok=True)
-    started = time.monotonic()
     proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     console = _Console(proc)
@@ -154,6 +156,21 @@ def record(command: list[str], monitor: Path, log_path: Path, *, boot_timeout: f
     mon = None
     try:
         mon = _Monitor(monitor, timeout=boot_timeout)
+        yield proc, console, mon
+    finally:
+        if mon is not None:
+            with contextlib.suppress(OSError, GuestError):
+                mon.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def record(command: list[str], monitor: Path, log_path: Path, *, boot_timeout: float,
+           run_timeout: float) -> GuestRun:
+    """Boot, switch the exec log on around the loops only, power off."""
+    started = time.monotonic()
+    with _guest(command, monitor, log_path, boot_timeout) as (proc, console, mon):
         console.wait_for("KTM READY", boot_timeout, "boot and warm-up")
         booted = time.monotonic()
         mon.command(f"logfile {log_path}")
@@ -168,13 +185,6 @@ def record(command: list[str], monitor: Path, log_path: Path, *, boot_timeout: f
         except subprocess.TimeoutExpired:
             mon.quit()
             proc.wait(timeout=boot_timeout)
-    finally:
-        if mon is not None:
-            with contextlib.suppress(OSError, GuestError):
-                mon.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
     console_text = console.text.decode(errors="replace")
     if "KTM ERROR" in console_text:
         line = next(ln for ln in console_text.splitlines() if "KTM ERROR" in ln)
@@ -189,15 +199,8 @@ def record_stream(command: list[str], monitor: Path, log_path: Path, *, log_byte
                   settle_seconds: float, boot_timeout: float, run_timeout: float) -> GuestRun:
     """A short capture for excerpts: the guest (ktm_mode=1) loops without a
     handshake; the log is switched on mid-loop until it holds log_bytes."""
-    log_path.unlink(missing_ok=True)
     started = time.monotonic()
-    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    console = _Console(proc)
-    console.start()
-    mon = None
-    try:
-        mon = _Monitor(monitor, timeout=boot_timeout)
+    with _guest(command, monitor, log_path, boot_timeout) as (proc, console, mon):
         console.wait_for("KTM STREAM", boot_timeout, "boot and warm-up")
         booted = time.monotonic()
         time.sleep(settle_seconds)  # both CPUs deep in their loops
@@ -216,13 +219,6 @@ def record_stream(command: list[str], monitor: Path, log_path: Path, *, log_byte
         recorded = time.monotonic()
         mon.quit()
         proc.wait(timeout=boot_timeout)
-    finally:
-        if mon is not None:
-            with contextlib.suppress(OSError, GuestError):
-                mon.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
     return GuestRun(command=command, console=console.text.decode(errors="replace"),
                     log_path=log_path, boot_seconds=booted - started,
                     recorded_seconds=recorded - booted)

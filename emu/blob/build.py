@@ -13,6 +13,7 @@ found on disk), so any change rebuilds and nothing stale is ever loaded.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import copy
 import functools
 import hashlib
@@ -20,6 +21,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -36,6 +38,13 @@ from emu.errors import BlobError, OutputError
 from emu.fileio import atomic_write_bytes, atomic_write_text, printable, read_input_file
 
 CACHE_ENV = "KTEXT_EMU_CACHE"
+# The kernel cache keeps at most this many entries (each ~1 MB): every
+# --add source, footprint knob and sweep point is a key of its own, and an
+# unbounded cache grew to 2,700 entries (1.6 GB) on the development host.
+# The least recently used go first, but never one used within the grace
+# period: another process (a sweep's workers) may be about to load it.
+MAX_CACHE_ENTRIES = 64
+CACHE_GRACE_SECONDS = 600
 MAX_SOURCE_BYTES = 16 << 20  # an --add source hashed for the key: the assembler's own cap
 
 Assembler = Callable[[Path, Sequence[Path]], ObjectFile]
@@ -223,6 +232,7 @@ def shipped_kernel_elf(
     path = directory / name
     state = _entry_state(path)
     if state == "ok":
+        _touch(path)
         return path
     if state != "absent":
         _note(f"cached kernel {path} {state}: rebuilding it")
@@ -231,6 +241,7 @@ def shipped_kernel_elf(
     try:
         directory.mkdir(parents=True, exist_ok=True)
         _store_entry(path, data)
+        prune_cache(directory, keep=path)
         return path
     except (OSError, OutputError) as err:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
@@ -273,6 +284,42 @@ def _store_entry(path: Path, data: bytes) -> None:
     """The ELF, then its digest: a reader that sees the digest sees the ELF it names."""
     atomic_write_bytes(path, data)
     atomic_write_text(_digest_path(path), f"{hashlib.sha256(data).hexdigest()}  {path.name}\n")
+
+
+def _touch(path: Path) -> None:
+    """Mark an entry used now (its mtime is the cache's LRU clock)."""
+    # a read-only cache still serves; it only forgets the order
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+def prune_cache(directory: Path, keep: Path | None = None, max_entries: int | None = None,
+                grace_seconds: float | None = None) -> list[Path]:  # fmt: skip
+    """Remove the least recently used entries (ELF and sidecar) beyond
+    ``max_entries`` (MAX_CACHE_ENTRIES), except ``keep`` and any used within
+    ``grace_seconds`` (CACHE_GRACE_SECONDS).  Only files named like entries
+    are touched.  Returns the ELFs removed."""
+    max_entries = MAX_CACHE_ENTRIES if max_entries is None else max_entries
+    grace_seconds = CACHE_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    entries = []
+    for path in directory.glob("kernel-*.elf"):
+        try:
+            entries.append((path.stat().st_mtime, path))
+        except OSError:
+            continue  # removed meanwhile by another process
+    entries.sort(reverse=True)
+    recent = time.time() - grace_seconds
+    removed = []
+    for mtime, path in entries[max_entries:]:
+        if path == keep or mtime >= recent:
+            continue
+        for victim in (_digest_path(path), path):  # the digest first: no sidecar, no use
+            try:
+                victim.unlink(missing_ok=True)
+            except OSError:
+                return removed  # not ours to remove (permissions): leave the rest too
+        removed.append(path)
+    return removed
 
 
 def _note(message: str) -> None:

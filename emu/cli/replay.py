@@ -12,7 +12,7 @@ from emu.cli.args import add_machine_arguments, non_negative_int
 from emu.errors import UsageError
 from emu.fileio import check_writable
 from emu.replay.format_names import FORMATS
-from emu.report import cpu_ranges, format_cost, local_kernel_share, write_json
+from emu.report import cpu_ranges, format_cost, format_local_shares, format_verdict, write_json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -108,12 +108,7 @@ def format_replay(report: dict) -> str:
     for run, label in zip(runs, labels, strict=True):
         lines.append(f"  {label}: {run['instructions']:,} kernel instructions, "
                      f"{run['stop_reason']}")  # fmt: skip
-    lines += ["", f"{'node':>4}  {'CPUs':>4}  " + "  ".join(
-        f"{'local kernel fetches (' + label + ')':>32}" for label in labels)]
-    for node in range(machine["nodes"]):
-        cpus = sum(1 for cpu in first["cpus"] if cpu["node"] == node)
-        shares = "  ".join(f"{_pct(local_kernel_share(run, node)):>32}" for run in runs)
-        lines.append(f"{node:>4}  {cpus:>4}  {shares}")
+    lines += ["", *format_local_shares(runs, labels, machine["nodes"])]
     lines += ["", *format_cost(runs, labels)]
     lines.append("modelled cycles: " + ", ".join(
         f"{label} {run['cost']['total_cycles']:,.0f}"
@@ -122,6 +117,9 @@ def format_replay(report: dict) -> str:
         lines += ["", f"{'kernel function':<40} {'instructions':>14} {'share':>7}"]
         lines += [f"{entry['symbol'][:40]:<40} {entry['instructions']:>14,} "
                   f"{100 * entry['share']:>6.1f}%" for entry in source["top_functions"]]
+    verdict = format_verdict(runs)
+    if verdict:
+        lines += ["", *verdict]
     lines.append("")
     lines += [f"note: {text}" for text in source["assumptions"]]
     return "\n".join(lines)

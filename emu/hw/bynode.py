@@ -18,6 +18,7 @@ callers keep working), iterate densely, and say how to iterate sparsely
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -93,22 +94,6 @@ class SlitMatrix(Sequence[SlitRow[Value]], Generic[Value]):
         """The figure ``function(self[n][h])`` for every pair, lazily."""
         return SlitMatrix(self.distances, lambda d, local, diagonal: function(
             self.cell(d, local, diagonal)))
-
-    def rows_as(self, convert: Callable[[Value], Any]) -> list[list[Any]]:
-        """Dense rows of ``convert(value)``, converting each distinct value once
-        (the JSON's latency_ns: floats)."""
-        converted: dict[tuple[int, int, bool], Any] = {}
-        rows = []
-        for node, distances in enumerate(self.distances):
-            local = distances[node]
-            row = []
-            for home, d in enumerate(distances):
-                key = (d, local, home == node)
-                if key not in converted:
-                    converted[key] = convert(self.cell(*key))
-                row.append(converted[key])
-            rows.append(row)
-        return rows
 
     def __len__(self) -> int:
         return len(self.distances)
@@ -220,10 +205,11 @@ class NodeCounts(Sequence[int]):
 
 
 def nonzero_items(values: Sequence[Any]) -> Iterable[tuple[int, Any]]:
-    """(node, value) of the nonzero entries of a NodeCounts or a dense sequence."""
+    """(node, value) of the nonzero entries of a NodeCounts or a dense sequence
+    (the zeros of a dense one are skipped at C speed)."""
     if isinstance(values, NodeCounts):
         return values.items()
-    return [(h, v) for h, v in enumerate(values) if v]
+    return [(h, values[h]) for h in itertools.compress(range(len(values)), values)]
 
 
 __all__ = ["NodeCounts", "SlitMatrix", "SlitRow", "nonzero_items"]

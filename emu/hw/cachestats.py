@@ -22,6 +22,7 @@ from typing import Any
 from emu.hw.bynode import NodeCounts
 from emu.hw.costtypes import CostPoint
 from emu.hw.topology import CacheGeometry, choice_values
+from emu.jsonfmt import sparse_by_node
 
 KIND_FETCH, KIND_READ, KIND_WRITE = 0, 1, 2
 KINDS = {"fetch": KIND_FETCH, "read": KIND_READ, "write": KIND_WRITE}
@@ -142,7 +143,7 @@ class CacheStats:
         doc: dict[str, Any] = {name: getattr(self, name) for name in STAT_NAMES}
         for name in ("llc_fetch_hits", "llc_fetch_misses", "llc_data_hits", "llc_data_misses"):
             doc[name] = getattr(self, name)
-        doc.update({name: getattr(self, name).as_dict() for name in PER_NODE})
+        doc.update({name: sparse_by_node(getattr(self, name).as_dict()) for name in PER_NODE})
         return doc
 
     @cached_property

@@ -45,7 +45,7 @@ does not touch; tests/hw/test_cost_properties.py checks both statements.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
@@ -65,6 +65,7 @@ from emu.hw.topology import (
     figure_points,
     nearest_remote,
 )
+from emu.jsonfmt import sparse_by_node, sparse_matrix
 
 if TYPE_CHECKING:
     from emu.hw.accounting import CpuCounts
@@ -225,8 +226,9 @@ class ModelParameters:
             "icache_hit_rate": None if self.icache_hit_rate is None else float(self.icache_hit_rate),
             "dcache_hit_rate": None if self.dcache_hit_rate is None else float(self.dcache_hit_rate),
             "line_bytes": self.line_bytes,
-            "latency_ns": (self.latency_ns.rows_as(float) if isinstance(self.latency_ns, SlitMatrix)
-                           else [[float(v) for v in row] for row in self.latency_ns]),
+            # A function of the SLIT distance under either rule (latency_matrix_ns):
+            # one figure per distinct distance, not nodes x nodes.
+            "latency_ns_by_distance": latency_by_distance(self.distances, self.latency_ns),
             "latency_rule": self.latency_rule,
             "cache": {
                 name: fig(getattr(self.cache, name))
@@ -238,6 +240,17 @@ class ModelParameters:
             "ranges": {name: fig(self.figure(name)) for name in self.ranged()},
             "sources": dict(self.sources),
         }
+
+
+def latency_by_distance(distances: Sequence[Sequence[int]],
+                        latency_ns: Sequence[Sequence[Fraction]]) -> dict[str, float]:
+    """The report's ``latency_ns_by_distance``: {"10": 80.0, "20": 130.0}, the
+    latency of the first node pair at each distinct SLIT distance."""
+    by_distance: dict[int, float] = {}
+    for cpu_node, row in enumerate(distances):
+        for distance in set(row).difference(by_distance):
+            by_distance[distance] = float(latency_ns[cpu_node][list(row).index(distance)])
+    return {str(distance): by_distance[distance] for distance in sorted(by_distance)}
 
 
 def exact(value: float | int) -> Fraction:
@@ -347,10 +360,9 @@ class CostReport:
         return balance(self.traffic_bytes)
 
     def to_json(self) -> dict[str, Any]:
-        """The report's ``cost`` object (the caller adds the speed-up of two runs).
-        Per-CPU ``memory_lines_by_node`` is {node: value} of the nonzero entries
-        (O(nodes touched), not O(nodes)); ``traffic_matrix_bytes`` stays dense
-        rows (emu/plot.py draws it as an image)."""
+        """The report's ``cost`` object (the caller adds the speed-up of two runs);
+        by-node figures and matrix rows sparse (report v2, emu/jsonfmt.py), built
+        from the nodes each CPU touched."""
         cpus = []
         for index, node in enumerate(self.cpu_nodes):
             entry = {
@@ -358,8 +370,8 @@ class CostReport:
                 "node": node,
                 "instructions": self.instructions[index],
                 "cycles": float(self.cycles[index]),
-                "memory_lines_by_node": {m: float(v)
-                                         for m, v in nonzero_items(self.memory_lines[index])},
+                "memory_lines_by_node": sparse_by_node(_nonzero_map(self.memory_lines[index]),
+                                                       float),
             }
             if self.detail:
                 entry.update(self.detail[index])
@@ -371,7 +383,8 @@ class CostReport:
             "cpu_cycles": [float(c) for c in self.cycles],
             "total_cycles": float(self.total_cycles),
             "node_traffic_bytes": [float(b) for b in self.traffic_bytes],
-            "traffic_matrix_bytes": [_dense_floats(row) for row in self.traffic_rows],
+            "traffic_matrix_bytes": sparse_matrix([row.as_dict() for row in self.traffic_rows],
+                                                  float),
             "balance": None if math.isinf(bal) else bal,  # max/min, kept for old readers
             "balance_max_mean": balance_max_mean(self.traffic_bytes),
             "balance_cv": balance_cv(self.traffic_bytes),
@@ -379,12 +392,10 @@ class CostReport:
         }
 
 
-def _dense_floats(row: NodeCounts) -> list[float]:
-    """A dense row of floats built from its nonzero entries (one shared 0.0)."""
-    dense = [0.0] * len(row)
-    for node, value in row.items():
-        dense[node] = float(value)
-    return dense
+def _nonzero_map(row: Sequence[Fraction]) -> Mapping[int, Fraction]:
+    """A by-node row as {node: value} of its nonzero entries, without reading
+    every node of a NodeCounts."""
+    return row.as_dict() if isinstance(row, NodeCounts) else dict(nonzero_items(row))
 
 
 def balance(per_node: Sequence[Fraction | float | int]) -> float:

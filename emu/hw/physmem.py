@@ -14,11 +14,16 @@ address of each buffer is what ``uc.mem_map_ptr(base, size, perms, address)``
 takes; it stays valid while this PhysMem is open, so keep the PhysMem alive
 for as long as any Unicorn instance maps it, and close it only afterwards.
 
-The allocator mirrors memblock_alloc_node(size, align, nid) on a machine with
-one memory region per node: allocations are top-down (memblock's default),
-zeroed, and never overlap reserved ranges; reserve() is memblock_reserve()
-(the kernel image). Unlike memblock_alloc_try_nid(), it does not fall back to
-other nodes: running out of a node's RAM is a ConfigError.
+The allocator mirrors memblock on a machine with one memory region per node:
+allocations are top-down (memblock's default), zeroed, and never overlap
+reserved ranges; reserve() is memblock_reserve() (the kernel image).
+memblock_alloc_node() is Linux's (memblock_alloc_try_nid()): the node first,
+then, when it is full, the highest free block of any node.
+memblock_phys_alloc() takes no node at all, as arm64's early_pgtable_alloc()
+does: the highest free block of RAM, which is the last node's until it fills
+(arm64 leaves memblock's limit at MEMBLOCK_ALLOC_ANYWHERE since v4.6,
+"arm64: mm: allocate pagetables anywhere").  memblock_alloc_exact_nid()
+never leaves the node.  Running out of RAM is a ConfigError.
 """
 
 from __future__ import annotations
@@ -103,6 +108,8 @@ class PhysMem:
         self._w = [v.cast("I") for v in self._views] if _LE_HOST else None
         self._busy: list[list[tuple[int, int]]] = [[] for _ in range(nodes)]
         self._allocated = [0] * nodes
+        # The highest node that may still hold a block (memblock_phys_alloc's start)
+        self._top_free = nodes - 1
         self._closed = False
 
     @classmethod
@@ -276,30 +283,69 @@ class PhysMem:
 
     # -- boot allocator (memblock) ----------------------------------------
 
-    def memblock_alloc_node(self, size: int, align: int, node: int) -> int:
-        """Zeroed, ``align``-aligned ``size`` bytes of node-local RAM; returns the PA.
+    def memblock_alloc_exact_nid(self, size: int, align: int, node: int) -> int:
+        """Zeroed, ``align``-aligned ``size`` bytes of ``node``'s RAM; returns the PA.
 
         Top-down like memblock: the highest free aligned block of the node.
         """
-        if size <= 0:
-            raise ConfigError(f"memblock_alloc_node: size must be positive, got {size}")
-        if align <= 0 or align & (align - 1):
-            raise ConfigError(f"memblock_alloc_node: align {align} is not a power of two")
-        bank = self.bank(node)
-        busy = self._busy[node]
-        gap_hi = bank.end
-        for start, end in reversed(busy):
-            pa = self._fit(end, gap_hi, size, align)
-            if pa is not None:
-                break
-            gap_hi = start
-        else:
-            pa = self._fit(bank.base, gap_hi, size, align)
+        self._check_request(size, align)
+        self.bank(node)
+        pa = self._find_in_node(size, align, node)
         if pa is None:
             raise ConfigError(
                 f"memblock_alloc_node: node {node} has no free {size:#x}-byte block aligned to "
                 f"{align:#x} ({self.free_bytes(node):#x} bytes free in total)"
             )
+        return self._take(node, pa, size)
+
+    def memblock_alloc_node(self, size: int, align: int, node: int) -> int:
+        """memblock_alloc_node(): ``node``'s RAM, else the highest free block of
+        any node (memblock_alloc_try_nid() retries with NUMA_NO_NODE).  The
+        caller learns where it landed from node_of()."""
+        self._check_request(size, align)
+        self.bank(node)
+        pa = self._find_in_node(size, align, node)
+        if pa is not None:
+            return self._take(node, pa, size)
+        return self._alloc_anywhere(size, align, f"memblock_alloc_node: neither node {node} "
+                                                 "nor any other node has")
+
+    def memblock_phys_alloc(self, size: int, align: int) -> int:
+        """memblock_phys_alloc_range(size, align, 0, MEMBLOCK_ALLOC_ANYWHERE):
+        the highest free aligned block of all RAM, whatever its node."""
+        self._check_request(size, align)
+        return self._alloc_anywhere(size, align, "memblock_phys_alloc: no node has")
+
+    def _alloc_anywhere(self, size: int, align: int, where: str) -> int:
+        # Full nodes at the top stay full (nothing is freed), so the search
+        # starts below them: O(1) per allocation while one node fills.
+        for node in range(self._top_free, -1, -1):
+            pa = self._find_in_node(size, align, node)
+            if pa is not None:
+                return self._take(node, pa, size)
+            if not self.free_bytes(node):
+                self._top_free = node - 1
+        raise ConfigError(f"{where} a free {size:#x}-byte block aligned to {align:#x} "
+                          f"({self._bank_size >> 20} MiB of RAM per node)")
+
+    @staticmethod
+    def _check_request(size: int, align: int) -> None:
+        if size <= 0:
+            raise ConfigError(f"memblock_alloc_node: size must be positive, got {size}")
+        if align <= 0 or align & (align - 1):
+            raise ConfigError(f"memblock_alloc_node: align {align} is not a power of two")
+
+    def _find_in_node(self, size: int, align: int, node: int) -> int | None:
+        bank = self.banks[node]
+        gap_hi = bank.end
+        for start, end in reversed(self._busy[node]):
+            pa = self._fit(end, gap_hi, size, align)
+            if pa is not None:
+                return pa
+            gap_hi = start
+        return self._fit(bank.base, gap_hi, size, align)
+
+    def _take(self, node: int, pa: int, size: int) -> int:
         self._mark_busy(node, pa, pa + size)
         self._allocated[node] += size
         self.zero(pa, size)

@@ -43,6 +43,7 @@ from emu.kernel.mmu import (
     create_idmap,
     create_pgd_mapping,
     early_fixmap_init,
+    early_pgtable_alloc,
     map_kernel,
     map_mem,
     mark_linear_text_alias_ro,
@@ -287,21 +288,26 @@ def boot(machine: Machine, image: KernelImage, geometry: Geometry, params: BootP
     syscalls = install_syscalls(machine, image, syscall_hooks(image, params.syscalls))
 
     # paging_init(): the image and the linear map in swapper_pg_dir; the
-    # idmap for secondaries.  Tables come from memblock on node 0.
-    early = TableAllocator(physmem, geometry, node=0)
+    # idmap for secondaries.  Tables come from early_pgtable_alloc(): the top
+    # of RAM, the last node's.
+    early = early_pgtable_alloc(physmem, geometry)
     swapper_pa = image.pa_of(image.sym("swapper_pg_dir"))
     map_kernel(physmem, geometry, swapper_pa, image, early)
     map_mem(physmem, geometry, swapper_pa, layout, early)
     idmap_pa = early.top_table()
     create_idmap(physmem, geometry, idmap_pa, image, early)
+    # Tables made later by the boot CPU come from the page allocator, which
+    # prefers the CPU's node (node 0); early_fixmap_init()'s are the image's
+    # static bm_pud/bm_pmd/bm_pte, in node 0 with the image.
+    node0_tables = TableAllocator(physmem, geometry, node=0)
     # early_fixmap_init(): the tables of the FIX_TEXT_POKE0 slot, shared by every root
     text_poke_va = layout.fix_to_virt(layout.fix_text_poke0())
-    text_poke_pte = early_fixmap_init(physmem, geometry, swapper_pa, text_poke_va, early)
+    text_poke_pte = early_fixmap_init(physmem, geometry, swapper_pa, text_poke_va, node0_tables)
 
     # The kernel stacks, vmap'ed before replication copies swapper's root, so
     # every node's root shares the vmalloc slot's tables (as the series' roots do).
     machine.kernel_stack_guards = []
-    stack_tops = [_vmap_stack(machine, image, geometry, layout, swapper_pa, early, cpu,
+    stack_tops = [_vmap_stack(machine, image, geometry, layout, swapper_pa, node0_tables, cpu,
                               machine.topology.cpu_to_node(cpu))
                   for cpu in range(machine.topology.n_cpus)]
 
@@ -313,12 +319,12 @@ def boot(machine: Machine, image: KernelImage, geometry: Geometry, params: BootP
     # smp_cpus_done() -> mark_linear_text_alias_ro(), after the alternatives.
     # Done before the first instruction: nothing the guest runs writes node
     # 0's text through its linear alias while CPUs come up.
-    mark_linear_text_alias_ro(physmem, geometry, swapper_pa, image, layout, early)
+    mark_linear_text_alias_ro(physmem, geometry, swapper_pa, image, layout, node0_tables)
 
     # The user address space every task shares (one process, one thread per
     # CPU); with --user-memory local, one root per node, alike but for where
     # user text and rodata are.  Every root maps every task's stack.
-    user_pgds = user_address_spaces(machine, image, geometry, early, params.user_memory)
+    user_pgds = user_address_spaces(machine, image, geometry, node0_tables, params.user_memory)
     user_pgd = user_pgds[0]
     phys_offset = physmem.banks[0].base
     topology = machine.topology
@@ -328,7 +334,7 @@ def boot(machine: Machine, image: KernelImage, geometry: Geometry, params: BootP
         stack_va = USER_STACK_BASE + cpu * USER_STACK_STRIDE
         for pgd in dict.fromkeys(user_pgds):
             create_pgd_mapping(physmem, geometry, pgd, stack_va, stack, USER_STACK_SIZE,
-                               PAGE_USER, early)
+                               PAGE_USER, node0_tables)
         _write_u64(machine, image, "task_user_sp", cpu, stack_va + USER_STACK_SIZE)
         if image.has("task_user_ttbr0"):
             _write_u64(machine, image, "task_user_ttbr0", cpu, make_ttbr(user_pgds[node]))
@@ -393,13 +399,13 @@ def kernel_stack_va(geometry: Geometry, layout: KernelLayout, n_cpus: int, cpu: 
 
 
 def _vmap_stack(machine: Machine, image: KernelImage, geometry: Geometry, layout: KernelLayout,
-                swapper_pa: int, early: TableAllocator, cpu: int, node: int) -> int:
+                swapper_pa: int, tables: TableAllocator, cpu: int, node: int) -> int:
     """Allocate ``cpu``'s kernel stack on ``node``, map it PAGE_KERNEL in the vmalloc
     area of swapper_pg_dir, record its guard page; the stack's top."""
     size = kernel_stack_size(geometry)
     stack = machine.physmem.memblock_alloc_node(size, geometry.granule, node)
     va = kernel_stack_va(geometry, layout, machine.topology.n_cpus, cpu)
-    create_pgd_mapping(machine.physmem, geometry, swapper_pa, va, stack, size, PAGE_KERNEL, early)
+    create_pgd_mapping(machine.physmem, geometry, swapper_pa, va, stack, size, PAGE_KERNEL, tables)
     machine.kernel_stack_guards = [*machine.kernel_stack_guards,
                                    (va - geometry.granule, va, cpu)]
     return va + size

@@ -44,7 +44,7 @@ from emu.kernel.layout import (
     replication_refusal,
     replication_sanity_check,
 )
-from emu.kernel.mmu import TableAllocator, create_kernel_nid_map
+from emu.kernel.mmu import TableAllocator, create_kernel_nid_map, early_pgtable_alloc
 from emu.kernel.pgtable_prot import PAGE_KERNEL
 
 
@@ -65,6 +65,9 @@ class Replication:
     # are the linker-placed ones; the others memblock allocations of their own.
     reserved_phys: list[int] = field(default_factory=list)
     tramp_phys: list[int] = field(default_factory=list)
+    # (node, node holding its copy) for each copy memblock_alloc_node() could
+    # not place on its own node
+    misplaced_copies: list[tuple[int, int]] = field(default_factory=list)
 
     def node_text_pa(self, node: int, image: KernelImage) -> int:
         """Physical address of ``_stext`` as ``node`` fetches it."""
@@ -102,14 +105,18 @@ def ktext_replication_init(
         return off
 
     # Tables below the kernel slot come from early_pgtable_alloc: plain
-    # memblock on node 0, not node-local (ktext-series.md patch 13).
-    early_tables = TableAllocator(physmem, geometry, node=0)
+    # memblock, the top of RAM, not node-local (ktext-series.md patch 13).
+    early_tables = early_pgtable_alloc(physmem, geometry)
     stext_pa = image.pa_of(image.sym("_stext"))
     pgd_size = max(geometry.top_table_size, 8)
     repl = Replication(True, None, [swapper_pa], [None], kidx, copy_size, early_tables,
                        reserved_phys=[reserved0], tramp_phys=[tramp0])
     for nid in range(1, nodes):
         copy = physmem.memblock_alloc_node(copy_size, geometry.granule, nid)
+        if physmem.node_of(copy) != nid:
+            # The series takes whatever memblock_alloc_node() returns; a copy
+            # on another node is silent there and costly: say so.
+            repl.misplaced_copies.append((nid, physmem.node_of(copy)))
         physmem.write(copy, physmem.read(stext_pa, copy_size))
         # patch 18: swapper, reserved and tramp allocated separately, each
         # PGD_SIZE with PGD_SIZE alignment, in that order (the reserved and

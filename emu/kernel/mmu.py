@@ -17,6 +17,8 @@ VMSAv8-64 descriptors into guest RAM.
 
 from __future__ import annotations
 
+import sys
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -140,10 +142,16 @@ def _map_level(mem, g, table_pa, level, va, end, pa, attrs, alloc_table, blocks,
         # map's pages, NO_BLOCK_MAPPINGS): written at once, same result.
         first = table_pa + ((va >> shift) & index_mask) * 8
         count = (end - va) >> shift
-        if not any(mem.read(first, 8 * count)):
-            mem.write(first, b"".join(
-                (pa + (i << shift) | attrs | leaf_type).to_bytes(8, "little")
-                for i in range(count)))
+        if mem.read(first, 8 * count) == bytes(8 * count):
+            # The attributes sit below bit 12 and above bit 47 and the
+            # output addresses stay below 2^48, so descriptor i is the
+            # first plus i pages: no carry reaches an attribute bit.
+            descriptors = array("Q", range(pa | attrs | leaf_type,
+                                           (pa | attrs | leaf_type) + (count << shift),
+                                           1 << shift))
+            if sys.byteorder != "little":
+                descriptors.byteswap()
+            mem.write(first, descriptors.tobytes())
             return
     while va < end:
         nxt = min(((va >> shift) + 1) << shift, end)
@@ -259,22 +267,38 @@ def _collect_leaves(mem, g, table_pa, level, va, end, out) -> None:
 
 @dataclass
 class TableAllocator:
-    """memblock allocations for translation tables on one node."""
+    """memblock allocations for translation tables: preferably on ``node``
+    (memblock_alloc_node(), which falls back to any node), or with ``node``
+    None from the top of RAM whatever its node, as arm64's
+    early_pgtable_alloc() takes them (memblock_phys_alloc_range() with no
+    node: see early_pgtable_alloc() below)."""
 
     physmem: PhysMem
     geometry: Geometry
-    node: int
+    node: int | None
     tables: int = 0
 
     def __call__(self) -> int:
-        self.tables += 1
-        size = self.geometry.granule
-        return self.physmem.memblock_alloc_node(size, size, self.node)
+        return self._alloc(self.geometry.granule)
 
     def top_table(self) -> int:
-        size = max(self.geometry.top_table_size, 8)
+        return self._alloc(max(self.geometry.top_table_size, 8))
+
+    def _alloc(self, size: int) -> int:
         self.tables += 1
+        if self.node is None:
+            return self.physmem.memblock_phys_alloc(size, size)
         return self.physmem.memblock_alloc_node(size, size, self.node)
+
+
+def early_pgtable_alloc(physmem: PhysMem, geometry: Geometry) -> TableAllocator:
+    """The allocator of paging_init()'s tables and of the series' kernel-slot
+    tables (create_kernel_mapping() passes early_pgtable_alloc): plain
+    memblock with no node, top-down, so they fill the last node's RAM first.
+    With rodata=full the linear map alone needs 2 MiB of tables per GiB of
+    RAM: above 512 nodes they fill more than one node, and memblock_alloc_node()
+    then places those nodes' text copies on another node (ktext.py reports it)."""
+    return TableAllocator(physmem, geometry, node=None)
 
 
 def _page_down(value: int, geometry: Geometry) -> int:

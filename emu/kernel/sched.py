@@ -41,6 +41,7 @@ from unicorn.arm64_const import (
 
 from emu.hw.cpu import SPSR_EL1, PowerState, VCpu, read_sysreg, write_sysreg
 from emu.hw.machine import Machine
+from emu.jsonfmt import sparse_by_node
 
 _GPRS = [UC_ARM64_REG_X0 + i for i in range(29)] + [UC_ARM64_REG_X29, UC_ARM64_REG_X30]
 # Written in this order: PSTATE before the stack pointers, and SPSR (a system
@@ -178,8 +179,8 @@ class Scheduler:
                 "task": task.tid,
                 "cpu": task.cpu,
                 "cpu_history": list(task.history),
-                "kernel_fetches_by_node": list(task.kernel_fetches_by_node),
-                "fetches_by_node": list(task.fetches_by_node),
+                "kernel_fetches_by_node": sparse_by_node(task.kernel_fetches_by_node),
+                "fetches_by_node": sparse_by_node(task.fetches_by_node),
             }
             for task in self.tasks
         ]

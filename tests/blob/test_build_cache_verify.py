@@ -92,9 +92,9 @@ def test_an_entry_without_its_digest_is_rebuilt(entry, shipped, capsys):
 
 
 def test_a_verified_entry_is_used_silently(entry, capsys):
-    stamp = entry.stat().st_mtime_ns
+    inode = entry.stat().st_ino
     assert build.shipped_kernel_elf() == entry
-    assert entry.stat().st_mtime_ns == stamp  # not rebuilt
+    assert entry.stat().st_ino == inode  # not rebuilt: a store renames a new file in
     assert capsys.readouterr().err == ""
 
 
@@ -111,3 +111,49 @@ def test_an_unwritable_cache_runs_uncached(tmp_path, cache):
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and "running uncached" in lines[0]  # said once for both runs
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # the private copy is gone
+
+
+def _fake_entries(directory: Path, count: int, start: float) -> list[Path]:
+    """``count`` entry-named ELFs with sidecars, used one minute apart from ``start``."""
+    paths = []
+    for index in range(count):
+        path = directory / f"kernel-{index:024x}.elf"
+        path.write_bytes(b"\x7fELF" + bytes(60))
+        sidecar(path).write_text("0\n")
+        os.utime(path, (start + 60 * index, start + 60 * index))
+        paths.append(path)
+    return paths
+
+
+def test_the_cache_keeps_the_most_recently_used_entries(tmp_path) -> None:
+    """Beyond the limit the least recently used go, sidecar first; an entry
+    used within the grace period, the one just stored and files that are not
+    entries stay."""
+    old = _fake_entries(tmp_path, 10, start=1_000_000.0)
+    (tmp_path / "notes.txt").write_text("mine")
+    recent = tmp_path / f"kernel-{99:024x}.elf"
+    recent.write_bytes(b"x")  # mtime now: inside the grace period
+    removed = build.prune_cache(tmp_path, keep=old[0], max_entries=4, grace_seconds=600)
+    assert sorted(removed) == sorted(old[1:7])  # 11 entries, keep 4 newest + old[0]
+    for path in old[1:7]:
+        assert not path.exists() and not sidecar(path).exists()
+    for path in (*old[7:], old[0], recent, tmp_path / "notes.txt"):
+        assert path.exists()
+
+
+def test_a_hit_marks_the_entry_used(entry) -> None:
+    os.utime(entry, (1_000_000, 1_000_000))
+    assert build.shipped_kernel_elf() == entry
+    assert entry.stat().st_mtime > 1_000_000 + 86400
+
+
+def test_storing_an_entry_prunes_the_cache(shipped, tmp_path, monkeypatch) -> None:
+    path, data = shipped
+    monkeypatch.setenv(build.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(build, "MAX_CACHE_ENTRIES", 3)
+    stale = _fake_entries(tmp_path, 5, start=1_000_000.0)
+    built = build.shipped_kernel_elf()
+    assert built.parent == tmp_path and built.read_bytes() == data
+    left = sorted(tmp_path.glob("kernel-*.elf"))
+    assert built in left and len(left) == 3
+    assert [p for p in stale if p.exists()] == stale[-2:]

@@ -186,15 +186,13 @@ def test_to_json_shape_and_values() -> None:
     assert doc["model"] == "fast"
     assert doc["cpu_cycles"] == [6148.0, 0.0]
     assert doc["node_traffic_bytes"] == [320.0, 1088.0]
-    assert doc["traffic_matrix_bytes"] == [[320.0, 1088.0], [0.0, 0.0]]
-    # Per-CPU per-node figures are {node: value} of the nonzero entries (issue
-    # 17 item 8); json.dumps writes the node as a string key.
-    assert report.to_json()["cpus"][0]["memory_lines_by_node"] == {0: 5.0, 1: 17.0}
+    # report v2: node x node and by-node figures sparse, zero entries absent
+    assert doc["traffic_matrix_bytes"] == {"0": {"0": 320.0, "1": 1088.0}}
     assert doc["balance"] == 1088 / 320
     assert doc["cpus"][0] == {"cpu": 0, "node": 0, "instructions": 48, "cycles": 6148.0,
                               "memory_lines_by_node": {"0": 5.0, "1": 17.0}}  # fmt: skip
     params = doc["parameters"]
-    assert params["latency_ns"] == [[100.0, 150.0], [150.0, 100.0]]
+    assert params["latency_ns_by_distance"] == {"10": 100.0, "20": 150.0}  # one per SLIT distance
     assert (params["clock_ghz"], params["icache_hit_rate"], params["line_bytes"]) == (2.0, 0.75, 64)
     assert params["sources"]["cost"] == "hand-countable test figures"
     one_sided = fast_cost([counts((4, 0)), counts()], topo).to_json()

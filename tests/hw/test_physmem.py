@@ -217,7 +217,11 @@ def test_allocator_skips_reserved_ranges_and_reserve_may_span_banks(mem: PhysMem
     top = mem.memblock_alloc_node(bank1.size - 8 * KIB, 4 * KIB, 1)
     assert top == bank1.base + 8 * KIB
     with pytest.raises(ConfigError, match="node 1 has no free 0x10-byte block"):
-        mem.memblock_alloc_node(16, 16, 1)
+        mem.memblock_alloc_exact_nid(16, 16, 1)
+    # memblock_alloc_node() (memblock_alloc_try_nid()) then takes the highest
+    # free block of any node, as Linux does for a full node.
+    last = mem.banks[-1]
+    assert mem.memblock_alloc_node(16, 16, 1) == last.end - 16
 
 
 def test_allocator_finds_a_hole_below_the_top(mem: PhysMem) -> None:
@@ -232,11 +236,67 @@ def test_allocator_finds_a_hole_below_the_top(mem: PhysMem) -> None:
     ("size", "align", "node", "message"),
     [(0, 8, 0, "size must be positive"), (8, 3, 0, "align 3 is not a power of two"),
      (8, 0, 0, "not a power of two"), (8, 8, 3, "node 3 does not exist"),
-     (128 * KIB, 8, 0, "node 0 has no free")],
+     (128 * KIB, 8, 0, "(node 0 has no free|neither node 0 nor any other node has a free)")],
 )
-def test_allocator_errors(mem: PhysMem, size: int, align: int, node: int, message: str) -> None:
+@pytest.mark.parametrize("alloc", ["memblock_alloc_node", "memblock_alloc_exact_nid"])
+def test_allocator_errors(mem: PhysMem, size: int, align: int, node: int, message: str,
+                          alloc: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        mem.memblock_alloc_node(size, align, node)
+        getattr(mem, alloc)(size, align, node)
+
+
+def _highest_fit(mem: PhysMem, taken: list[tuple[int, int]], size: int, align: int,
+                 nodes: range) -> int | None:
+    """The reference answer: the highest aligned block of ``size`` free bytes
+    inside one bank of ``nodes``, by brute force over every aligned address."""
+    best = None
+    for node in nodes:
+        bank = mem.banks[node]
+        pa = (bank.end - size) & ~(align - 1)
+        while pa >= bank.base:
+            if all(pa + size <= start or end <= pa for start, end in taken):
+                best = pa if best is None else max(best, pa)
+                break
+            pa -= align
+    return best
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["node", "exact", "any", "reserve"]),
+                          st.integers(0, 2), st.integers(1, 24 * KIB),
+                          st.sampled_from([8, 64, 4096, 16384]), st.integers(0, 64 * KIB - 1)),
+                max_size=25))
+def test_every_allocator_takes_the_highest_free_block_memblock_would(steps) -> None:
+    """memblock_alloc_exact_nid: the node's highest fit or an error;
+    memblock_alloc_node: that, else the highest fit of any node;
+    memblock_phys_alloc: the highest fit of all RAM."""
+    with PhysMem(3, 64 * KIB) as mem:
+        taken: list[tuple[int, int]] = []
+        for kind, node, size, align, offset in steps:
+            bank = mem.banks[node]
+            if kind == "reserve":
+                length = min(size, bank.end - (bank.base + offset))
+                mem.reserve(bank.base + offset, length)
+                taken.append((bank.base + offset, bank.base + offset + length))
+                continue
+            own = _highest_fit(mem, taken, size, align, range(node, node + 1))
+            anywhere = _highest_fit(mem, taken, size, align, range(3))
+            expected = {"exact": own, "node": own if own is not None else anywhere,
+                        "any": anywhere}[kind]
+            try:
+                if kind == "any":
+                    pa = mem.memblock_phys_alloc(size, align)
+                elif kind == "node":
+                    pa = mem.memblock_alloc_node(size, align, node)
+                else:
+                    pa = mem.memblock_alloc_exact_nid(size, align, node)
+            except ConfigError:
+                pa = None
+            assert pa == expected
+            if pa is not None:
+                assert mem.read(pa, size) == bytes(size)
+                mem.write(pa, b"\xaa" * size)
+                taken.append((pa, pa + size))
 
 
 @settings(max_examples=100, deadline=None)
@@ -255,7 +315,7 @@ def test_allocations_never_overlap_and_stay_on_their_node(steps) -> None:
                 taken.append((bank.base + offset, bank.base + offset + length))
                 continue
             try:
-                pa = mem.memblock_alloc_node(size, align, node)
+                pa = mem.memblock_alloc_exact_nid(size, align, node)
             except ConfigError:
                 continue
             allocated += size

@@ -66,7 +66,7 @@ def test_json_has_the_shape_of_runs(ktext_emu, tmp_path, run_document, trace, sy
     assert on["source"]["trace_cpus"]
     for run, home in ((off, 0), (on, 1)):
         cpu4 = run["cpus"][4]
-        assert sum(cpu4["kernel_fetches_by_node"]) == cpu4["kernel_fetches_by_node"][home]
+        assert set(cpu4["kernel_fetches_by_node"]) <= {str(home)}  # v2: nonzero entries only
 
 
 @pytest.mark.parametrize("argv,status,needle", [
@@ -108,3 +108,22 @@ def test_garbage_trace_names_its_line(ktext_emu, tmp_path, capsys):
     assert ktext_emu(["replay", str(trace), "--system-map", str(DEBIAN_MAP)]) == CONFIG
     err = capsys.readouterr().err
     assert f"{trace}:42: truncated or malformed QEMU exec record" in err
+
+
+def test_the_verdict_line_leaves_whole_workload_figures_unchecked(ktext_emu, tmp_path, capsys):
+    """A trace is played for its kernel fetches alone: its kernel share is
+    100% by construction, so the whole-workload ranges are not applied, and
+    the verdict says which figures it did not check (and prints like run's)."""
+    out = tmp_path / "replay.json"
+    assert ktext_emu(["replay", str(QEMU_EXEC), "--system-map", str(DEBIAN_MAP), "--machine",
+                      "altra-2s", "--cpu-node", "0=0,1=1", "--json", str(out)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    verdict = json.loads(out.read_text())["runs"][1]["cost"]["verdict"]
+    assert verdict["claimed"] and not verdict["failed"]
+    rows = {row["figure"]: row for row in verdict["sanity_check"]}
+    for name in ("kernel_share", "frontend_stall_share", "cpi"):
+        assert rows[name]["in_range"] is None and not rows[name]["checked"]
+        assert "kernel instruction fetches only" in rows[name]["why_not_checked"]
+    assert rows["kernel_share"]["value"] == pytest.approx(1.0)
+    assert f"verdict: {verdict['line']}" in printed
+    assert "sanity not checked for kernel share, front-end stall share, CPI" in verdict["line"]

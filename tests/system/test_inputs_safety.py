@@ -88,6 +88,20 @@ GOOD_RUN = {"ktext": False, "machine": {"nodes": 2, "cpus_per_node": 1, "granule
     ([{**GOOD_RUN, "cpus": [{"node": 7, "kernel_fetches_by_node": [0, 0]}]}],
      "runs[0].cpus[0].node"),
     ([GOOD_RUN, {**GOOD_RUN, "cpus": "many"}], "runs[1].cpus"),
+    # report v2's sparse by-node objects: every key a node of the machine, every count an integer
+    ([{**GOOD_RUN, "cpus": [{"node": 0, "kernel_fetches_by_node": {"999999999": 1}}]}],
+     "runs[0].cpus[0].kernel_fetches_by_node: key '999999999' is not a node"),
+    ([{**GOOD_RUN, "cpus": [{"node": 0, "kernel_fetches_by_node": {"9" * 5000: 1}}]}],
+     "runs[0].cpus[0].kernel_fetches_by_node: key"),  # no int() of 5000 digits
+    ([{**GOOD_RUN, "cpus": [{"node": 0, "kernel_fetches_by_node": {"\u00b2": 1}}]}],
+     "runs[0].cpus[0].kernel_fetches_by_node: key"),  # a digit to isdigit(), not to int()
+    ([{**GOOD_RUN, "cpus": [{"node": 0, "kernel_fetches_by_node": {"0": "5"}}]}],
+     "runs[0].cpus[0].kernel_fetches_by_node: entry 0 is not an integer"),
+    ([{**GOOD_RUN, "cpus": [{"node": 0, "kernel_fetches_by_node": {"0": 5},
+                             "window": {"kernel_fetches_by_node": [1]}}]}],
+     "runs[0].cpus[0].window.kernel_fetches_by_node"),  # the counts compare reads
+    ([{**GOOD_RUN, "cpus": [{"node": 0, "kernel_fetches_by_node": {"0": 5}, "window": 3}]}],
+     "runs[0].cpus[0].window: not an object"),
 ])  # fmt: skip
 def test_a_malformed_report_is_a_config_error_naming_the_field(tmp_path, runs, needle):
     import json
@@ -99,6 +113,32 @@ def test_a_malformed_report_is_a_config_error_naming_the_field(tmp_path, runs, n
     assert result.returncode == CONFIG
     line = _one_error_line(result.stderr)
     assert f"bad.json: {needle}" in line
+
+
+def test_an_integer_too_long_to_convert_is_a_config_error(tmp_path):
+    path = tmp_path / "long.json"
+    path.write_text('{"runs": [{"ktext": false, "instructions": ' + "9" * 5000 + "}]}")
+    result = cli("compare", str(path), str(path), timeout=60, text=True)
+    assert result.returncode == CONFIG, result.stderr
+    assert "not a ktext-emu report (Exceeds the limit" in _one_error_line(result.stderr)
+
+
+def test_a_claimed_node_count_allocates_nothing(tmp_path):
+    """A version 2 report claims 10^9 nodes and holds two CPUs: compare reads
+    what the report holds (under the 4 GiB cap), one line per node with CPUs."""
+    import json
+
+    huge = {**GOOD_RUN, "machine": {**GOOD_RUN["machine"], "nodes": 10**9},
+            "cpus": [{"node": 0, "kernel_fetches_by_node": {"0": 5}},
+                     {"node": 999_999_999, "kernel_fetches_by_node": {"0": 1, "999999999": 3}}],
+            "nodes": [{"node": 10**18}]}  # fmt: skip
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps({"ktext_emu_report": 2, "runs": [huge]}))
+    result = cli("compare", str(path), str(path), timeout=60, text=True)
+    assert result.returncode == 0, result.stderr
+    node_lines = [line for line in result.stdout.splitlines() if "local kernel fetches" in line]
+    assert [line.split()[1] for line in node_lines] == ["0", "999999999"]
+    assert "75.0%" in node_lines[1]
 
 
 def test_a_deeply_nested_report_is_a_config_error(tmp_path):

@@ -20,7 +20,7 @@ def test_migrated_tasks_complete_and_fetch_locally(make_system, nodes):
     tasks = moving.scheduler.report()
     for task in tasks:
         assert set(task["cpu_history"]) == set(range(nodes)), "the task visited every node"
-        assert all(count > 0 for count in task["kernel_fetches_by_node"])
+        assert sorted(map(int, task["kernel_fetches_by_node"])) == list(range(nodes))
     # With replication on, every kernel fetch a CPU made was from its own node:
     # the task's fetches per node are what it did while it was there.
     for vcpu in moving.machine.cpus:
@@ -34,7 +34,7 @@ def test_migration_without_replication_stays_on_node0(make_system):
     system.run()
     for task in system.scheduler.report():
         assert len(set(task["cpu_history"])) > 1
-        assert sum(task["kernel_fetches_by_node"][1:]) == 0
+        assert list(task["kernel_fetches_by_node"]) == ["0"]  # v2: nonzero entries only
 
 
 def test_tasks_move_in_kernel_mode_too(make_system):

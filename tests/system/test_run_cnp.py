@@ -10,6 +10,7 @@ import pytest
 from emu.api import run_comparison
 from emu.cli import main
 from emu.hw.pagetable import decode_ttbr
+from emu.jsonfmt import node_items
 from emu.run_options import RunOptions
 
 LAYOUTS = [(4096, 48), (16384, 36), (65536, 42)]
@@ -42,7 +43,7 @@ def test_cnp_is_enabled_on_every_cpu_over_its_node_root(nodes, granule, va_bits)
     assert cnp["remote_filled_translations"] > 0 and cnp["cpus_using_remote_fills"] > 0
     assert 0 < cnp["remote_kernel_fetches_through_remote_fills"] <= (
         cnp["kernel_fetches_through_remote_fills"])
-    remote = sum(sum(f for node, f in enumerate(cpu["remote_filled_kernel_fetches_by_node"])
+    remote = sum(sum(f for node, f in node_items(cpu["remote_filled_kernel_fetches_by_node"])
                      if node != cpu["node"]) for cpu in run["cpus"])
     assert remote == cnp["remote_kernel_fetches_through_remote_fills"]
 

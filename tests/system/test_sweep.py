@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from emu import sweep_executors
 from emu.cli import main
+from emu.jsonfmt import dense
 from emu.sweep import SweepReport, flatten, journal_path, load_done_rows, load_grid
 
 # A user workload whose first load faults: a guest fault at EL0 on every node.
@@ -112,8 +113,9 @@ def test_ok_row_holds_what_ktext_emu_run_reports(small_sweep, nodes):
         assert summary["cost"]["total_cycles"] == run["cost"]["total_cycles"]
         by_node = [[0, 0] for _ in range(nodes)]
         for cpu in run["cpus"]:
-            by_node[cpu["node"]][0] += cpu["kernel_fetches_by_node"][cpu["node"]]
-            by_node[cpu["node"]][1] += sum(cpu["kernel_fetches_by_node"])
+            fetches = dense(cpu["kernel_fetches_by_node"], nodes)
+            by_node[cpu["node"]][0] += fetches[cpu["node"]]
+            by_node[cpu["node"]][1] += sum(fetches)
         assert summary["local_kernel_share_by_node"] == [local / total for local, total in by_node]
     if nodes == 2:  # replication is what makes node 1's kernel fetches local
         assert row["runs"]["off"]["local_kernel_share_by_node"][1] == 0.0
