@@ -43,7 +43,6 @@ Instruction misses stall the front end one at a time; data misses overlap
 from __future__ import annotations
 
 import ctypes
-import mmap
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,7 +52,7 @@ from typing import Any
 from unicorn import UC_HOOK_BLOCK, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, Uc
 
 from emu.errors import ConfigError
-from emu.hw.accounting import QEMU_PAGE_SHIFT, Accounting, CpuCounts
+from emu.hw.accounting import QEMU_PAGE_SHIFT, Accounting, CpuCounts, zeroed_array
 from emu.hw.bynode import NodeCounts
 from emu.hw.cacheref import ReferenceCache, ReferenceHierarchy, ReferenceSim
 from emu.hw.cachestats import (
@@ -165,15 +164,6 @@ def load_cachesim() -> dict[str, int] | None:
 # ------------------------------------------------------------------ the model
 
 
-def _zeroed(ctype: type, count: int) -> ctypes.Array:
-    """A zeroed ctypes array in anonymous memory: pages are committed only when
-    touched, so a node's 32 MiB LLC costs only the sets a run uses."""
-    buffer = mmap.mmap(-1, max(ctypes.sizeof(ctype) * count, 1))
-    array_ = (ctype * count).from_buffer(buffer)
-    array_._mapping = buffer  # keep the mapping as long as the array
-    return array_
-
-
 class _CLevel:
     """One C cache_t per CPU or node; each array (tags, stamps, dirty bits)
     is one mapping for all of them: a 1024-node, 4096-CPU machine has 13k
@@ -183,9 +173,9 @@ class _CLevel:
     def __init__(self, count: int, sets: int, ways: int) -> None:
         self.states = (_CacheState * count)()
         self.size = sets * ways
-        self.tags = _zeroed(ctypes.c_uint64, count * self.size)
-        self.stamps = _zeroed(ctypes.c_uint64, count * self.size)
-        self.dirty = _zeroed(ctypes.c_uint8, count * self.size)
+        self.tags = zeroed_array(ctypes.c_uint64, count * self.size)
+        self.stamps = zeroed_array(ctypes.c_uint64, count * self.size)
+        self.dirty = zeroed_array(ctypes.c_uint8, count * self.size)
         tags, stamps, dirty = (ctypes.addressof(a) for a in (self.tags, self.stamps, self.dirty))
         for i in range(count):
             self.states[i] = _CacheState(
@@ -291,9 +281,9 @@ class CacheModel:
             stats = (ctypes.c_uint64 * (n_cpus * self.row_len))()
             last = ((ctypes.c_uint64 * n_cpus)(), (ctypes.c_uint64 * n_cpus)())
             # Sized for every CPU touching every home; only touched pages are committed.
-            node_slot = _zeroed(ctypes.c_uint16, n_cpus * nodes)
+            node_slot = zeroed_array(ctypes.c_uint16, n_cpus * nodes)
             node_used = (ctypes.c_uint64 * n_cpus)()
-            node_rows = _zeroed(ctypes.c_uint64, n_cpus * nodes * NODE_RECORD)
+            node_rows = zeroed_array(ctypes.c_uint64, n_cpus * nodes * NODE_RECORD)
             hierarchy = _CHierarchy(levels, stats, self.row_len, variant, last, node_slot,
                                     node_used, node_rows)  # fmt: skip
             self._hiers.append(hierarchy)
