@@ -250,9 +250,11 @@ class CpuCounts:
 
 
 def zeroed_array(ctype: type, count: int) -> ctypes.Array:
-    """A zeroed ctypes array in anonymous memory: pages are committed only when
-    touched (a ctypes array is zeroed, so committed, in full when made)."""
-    buffer = mmap.mmap(-1, max(ctypes.sizeof(ctype) * count, 1))
+    """A zeroed ctypes array in private anonymous memory: pages are committed
+    only when written (a ctypes array is zeroed, so committed, in full when
+    made; a shared mapping, mmap's default, commits a page on a read too)."""
+    buffer = mmap.mmap(-1, max(ctypes.sizeof(ctype) * count, 1),
+                       flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     array_ = (ctype * count).from_buffer(buffer)
     array_._mapping = buffer  # keep the mapping as long as the array
     return array_
