@@ -148,7 +148,7 @@ def test_a_hit_marks_the_entry_used(entry) -> None:
 
 
 def test_storing_an_entry_prunes_the_cache(shipped, tmp_path, monkeypatch) -> None:
-    path, data = shipped
+    _path, data = shipped
     monkeypatch.setenv(build.CACHE_ENV, str(tmp_path))
     monkeypatch.setattr(build, "MAX_CACHE_ENTRIES", 3)
     stale = _fake_entries(tmp_path, 5, start=1_000_000.0)
