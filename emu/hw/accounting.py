@@ -588,6 +588,21 @@ class Accounting:
     def counts(self, cpu: int) -> CpuCounts:
         return self._counts_of(*self._counters(cpu))
 
+    def fetches_touched(self, cpu: int) -> tuple[dict[int, int], dict[int, int]]:
+        """``cpu``'s kernel-text fetches and all its fetches, each as {node:
+        count} of the nodes it fetched from: what the scheduler charges to
+        tasks every migration, without a list per node."""
+        base = cpu * self._row
+        kernel: dict[int, int] = {}
+        every: dict[int, int] = {}
+        for index, value in self._nonzero(self._fetch, self._fetch_bytes, 2 * base,
+                                          self._fetch_row):  # fmt: skip
+            node, kind = divmod(index % self._row, KINDS)
+            every[node] = every.get(node, 0) + value
+            if kind == KIND_KERNEL_TEXT:
+                kernel[node] = kernel.get(node, 0) + value
+        return kernel, every
+
     def open_window(self, cpu: int) -> None:
         """Start ``cpu``'s measurement window now (again, if it was open)."""
         self._window_base[cpu] = self._counters(cpu)

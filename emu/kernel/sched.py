@@ -60,8 +60,10 @@ class Task:
     tid: int
     cpu: int
     history: list[int] = field(default_factory=list)  # every CPU it ran on, in order
-    kernel_fetches_by_node: list[int] = field(default_factory=list)
-    fetches_by_node: list[int] = field(default_factory=list)
+    # {node: fetches} of the nodes it fetched from: a task touches a few of
+    # up to 1024 nodes
+    kernel_fetches_by_node: dict[int, int] = field(default_factory=dict)
+    fetches_by_node: dict[int, int] = field(default_factory=dict)
 
 
 class Scheduler:
@@ -70,11 +72,7 @@ class Scheduler:
     def __init__(self, machine: Machine, migrate_every: int = 0) -> None:
         self.machine = machine
         self.migrate_every = migrate_every
-        nodes = machine.topology.nodes
-        self.tasks = [
-            Task(cpu.index, cpu.index, [cpu.index], [0] * nodes, [0] * nodes)
-            for cpu in machine.cpus
-        ]
+        self.tasks = [Task(cpu.index, cpu.index, [cpu.index]) for cpu in machine.cpus]
         self.task_on_cpu = list(range(len(machine.cpus)))
         self.migrations = 0
         self._ran_since_migration = 0
@@ -85,21 +83,24 @@ class Scheduler:
             machine.quantum = min(machine.quantum, migrate_every)
         self._snapshot = [self._cpu_counts(cpu.index) for cpu in machine.cpus]
 
-    def _cpu_counts(self, cpu: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        counts = self.machine.accounting.counts(cpu)
-        return counts.kernel_fetches_by_node, counts.fetches_by_node
+    def _cpu_counts(self, cpu: int) -> tuple[dict[int, int], dict[int, int]]:
+        return self.machine.accounting.fetches_touched(cpu)
 
     def charge(self) -> None:
         """Give each task the fetches its CPU made since the last charge."""
         for cpu in self.machine.cpus:
-            kernel_now, all_now = self._cpu_counts(cpu.index)
-            kernel_then, all_then = self._snapshot[cpu.index]
+            now = self._cpu_counts(cpu.index)
             task = self.tasks[self.task_on_cpu[cpu.index]]
-            for node, (now, then) in enumerate(zip(kernel_now, kernel_then, strict=True)):
-                task.kernel_fetches_by_node[node] += now - then
-            for node, (now, then) in enumerate(zip(all_now, all_then, strict=True)):
-                task.fetches_by_node[node] += now - then
-            self._snapshot[cpu.index] = (kernel_now, all_now)
+            for counts_now, counts_then, charged in zip(
+                    now, self._snapshot[cpu.index],
+                    (task.kernel_fetches_by_node, task.fetches_by_node), strict=True):
+                # A counter can also fall back (a block an exception cut short
+                # is uncounted), to zero even: every node of either snapshot.
+                for node in counts_now.keys() | counts_then.keys():
+                    delta = counts_now.get(node, 0) - counts_then.get(node, 0)
+                    if delta:
+                        charged[node] = charged.get(node, 0) + delta
+            self._snapshot[cpu.index] = now
 
     def on_round(self) -> None:
         """Machine.run's per-round callback: every CPU has had one more quantum;

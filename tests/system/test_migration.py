@@ -59,3 +59,28 @@ def test_any_migration_period_works_during_boot(make_system, nodes, cpus_per_nod
     assert [cpu.exit_status for cpu in system.machine.cpus] == [0] * nodes * cpus_per_node
     assert system.scheduler.migrations > 0
     assert system.report()["checks"]["ttbr1_matches_node"]
+
+
+@pytest.mark.parametrize("ktext", [False, True])
+def test_what_tasks_were_charged_adds_up_to_what_cpus_fetched(make_system, ktext):
+    """The scheduler charges each task its CPU's fetches since the last charge,
+    from the nodes the CPU touched only: over all tasks, per node, that is
+    every fetch every CPU made after the run began."""
+    system = make_system(nodes=4, cpus_per_node=2, ktext=ktext, iterations=100,
+                         migrate_every=1500)
+    accounting, nodes = system.machine.accounting, system.machine.topology.nodes
+    before = [accounting.fetches_touched(cpu.index) for cpu in system.machine.cpus]
+    system.run()
+    system.scheduler.charge()
+    assert system.scheduler.migrations >= 2
+    for which, name in enumerate(("kernel_fetches_by_node", "fetches_by_node")):
+        charged = [0] * nodes
+        for task in system.scheduler.tasks:
+            for node, count in getattr(task, name).items():
+                charged[node] += count
+        fetched = [0] * nodes
+        for cpu, start in zip(system.machine.cpus, before, strict=True):
+            counts = getattr(accounting.counts(cpu.index), name)
+            for node in range(nodes):
+                fetched[node] += counts[node] - start[which].get(node, 0)
+        assert charged == fetched, name

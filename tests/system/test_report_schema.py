@@ -154,7 +154,8 @@ def test_sparse_entries_equal_the_counts(make_system):
         for name in ("kernel_fetches_by_node", "data_reads_by_node", "data_writes_by_node"):
             assert dense(cpu["window"][name], 3) == list(getattr(window, name)), name
     for task, state in zip(report["tasks"], system.scheduler.tasks, strict=True):
-        assert dense(task["kernel_fetches_by_node"], 3) == state.kernel_fetches_by_node
+        assert dense(task["kernel_fetches_by_node"], 3) == dense(state.kernel_fetches_by_node, 3)
+        assert dense(task["fetches_by_node"], 3) == dense(state.fetches_by_node, 3)
 
 
 def test_the_size_per_cpu_does_not_grow_with_nodes(tmp_path):
