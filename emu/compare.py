@@ -191,6 +191,20 @@ def flatten(value: object, prefix: str = "") -> dict[str, object]:
     return {prefix: value}
 
 
+def same(left: object, right: object) -> bool:
+    """Equal as figures: NaN (which JSON readers accept) equals NaN, so a
+    report compared with itself shows no difference; lists and objects item
+    by item."""
+    if isinstance(left, float) and isinstance(right, float) and left != left and right != right:
+        return True
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(
+            same(a, b) for a, b in zip(left, right, strict=True))
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(same(left[k], right[k]) for k in left)
+    return left == right
+
+
 def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
@@ -235,12 +249,12 @@ def compare(a: dict, b: dict, name_a: str = "A", name_b: str = "B") -> tuple[lis
         head_a, head_b = headline(run_a), headline(run_b)
         for key in dict.fromkeys([*head_a, *head_b]):
             left, right = head_a.get(key), head_b.get(key)
-            mark = " " if left == right else "*"
+            mark = " " if same(left, right) else "*"
             lines.append(f"{mark} {key:<34}{_fmt(left):>24}{_fmt(right):>24}")
         flat_a, flat_b = flatten(run_a), flatten(run_b)
         other = [
             key for key in dict.fromkeys([*flat_a, *flat_b])
-            if not key.startswith(IGNORED) and flat_a.get(key) != flat_b.get(key)
+            if not key.startswith(IGNORED) and not same(flat_a.get(key), flat_b.get(key))
         ]  # fmt: skip
         differences += len(other)
         if other:
