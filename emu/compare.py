@@ -194,15 +194,25 @@ def flatten(value: object, prefix: str = "") -> dict[str, object]:
 def same(left: object, right: object) -> bool:
     """Equal as figures: NaN (which JSON readers accept) equals NaN, so a
     report compared with itself shows no difference; lists and objects item
-    by item."""
-    if isinstance(left, float) and isinstance(right, float) and left != left and right != right:
-        return True
-    if isinstance(left, list) and isinstance(right, list):
-        return len(left) == len(right) and all(
-            same(a, b) for a, b in zip(left, right, strict=True))
-    if isinstance(left, dict) and isinstance(right, dict):
-        return left.keys() == right.keys() and all(same(left[k], right[k]) for k in left)
-    return left == right
+    by item, with a stack of pairs (a value nested as deeply as json.loads
+    allows must not exhaust the recursion limit here)."""
+    pending = [(left, right)]
+    while pending:
+        a, b = pending.pop()
+        if isinstance(a, list) and isinstance(b, list):
+            if len(a) != len(b):
+                return False
+            pending.extend(zip(a, b, strict=True))
+        elif isinstance(a, dict) and isinstance(b, dict):
+            if a.keys() != b.keys():
+                return False
+            pending.extend((a[key], b[key]) for key in a)
+        elif isinstance(a, float) and isinstance(b, float) and a != a:
+            if b == b:
+                return False
+        elif a != b:
+            return False
+    return True
 
 
 def _fmt(value: object) -> str:

@@ -164,3 +164,55 @@ def test_a_well_formed_report_still_compares(tmp_path):
     result = cli("compare", str(a), str(b), timeout=60, text=True)
     assert result.returncode == 0, result.stderr
     assert "instructions" in result.stdout
+
+
+# -- compare: what the report fuzz target found (fuzz/targets/report.py) -----------------
+
+@pytest.mark.parametrize("where", ["instructions", "by-node entry", "list item"])
+def test_a_report_holding_nan_compared_with_itself_shows_no_difference(tmp_path, where):
+    """json.loads reads NaN, and NaN != NaN: compare said a report differed
+    from itself ("cost.cpus[1].cache.llc_data_hits: nan -> nan")."""
+    import json
+
+    run = json.loads(json.dumps(GOOD_RUN))
+    if where == "instructions":
+        run["instructions"] = float("nan")
+    elif where == "by-node entry":
+        run["cpus"][0]["fetches_by_node"] = {"1": float("nan")}
+    else:
+        run["mixed"] = [1, {"a": float("nan")}]
+    path = tmp_path / "nan.json"
+    path.write_text(json.dumps({"ktext_emu_report": 2, "runs": [run]}))
+    assert "NaN" in path.read_text()
+    result = cli("compare", str(path), str(path), timeout=60, text=True)
+    assert result.returncode == 0, result.stderr
+    assert not [line for line in result.stdout.splitlines() if line.startswith("*")]
+    assert result.stdout.endswith("no other differences\n")
+
+
+def test_nan_against_a_number_is_still_a_difference(tmp_path):
+    import json
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"runs": [dict(GOOD_RUN, instructions=float("nan"), x=[float("nan")])]}))
+    b.write_text(json.dumps({"runs": [dict(GOOD_RUN, instructions=1.0, x=[1.0])]}))
+    result = cli("compare", str(a), str(b), timeout=60, text=True)
+    assert result.returncode == 0, result.stderr
+    assert any(line.startswith("* instructions") for line in result.stdout.splitlines())
+    assert "x: [nan] -> [1.0]" in result.stdout
+
+
+def test_a_value_nested_as_deeply_as_the_reader_allows_compares(tmp_path):
+    """A list nested 400 deep (as_version_2 reads ~480) inside one field: the comparison of values
+    must not recurse per level (a RecursionError there was exit 70)."""
+    import json
+
+    text = json.dumps({"runs": [dict(GOOD_RUN, deep=None)]})
+    nested = text.replace('"deep": null', '"deep": ' + "[" * 400 + "1" + "]" * 400)
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(nested)
+    b.write_text(nested.replace("[1]", "[2]"))
+    for second in (a, b):
+        result = cli("compare", str(a), str(second), timeout=60, text=True)
+        assert result.returncode == 0, result.stderr
+    assert "deep: " in result.stdout and " -> " in result.stdout
