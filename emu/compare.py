@@ -66,6 +66,23 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_count(value: object) -> bool:
+    """A fetch count: negative ones would make a node's local share exceed 1
+    (and overflow a float: 10**400 local of 1 fetch in all)."""
+    return _is_int(value) and value >= 0  # type: ignore[operator]
+
+
+def _count(number: int) -> str:
+    """``number`` for a message; thousands of digits (a claim) shortened."""
+    text = str(number)
+    return text if len(text) <= 24 else f"{text[:12]}... ({len(text)} digits)"
+
+
+def _node_range(nodes: int) -> str:
+    """``(0..N)`` for a message; a claimed count of thousands of digits shortened."""
+    return f"(0..{_count(nodes - 1)})"
+
+
 def _run_problem(run: object) -> str | None:
     """What ``headline`` would trip over in one run, as ``.field: problem``."""
     if not isinstance(run, dict):
@@ -87,7 +104,7 @@ def _run_problem(run: object) -> str | None:
         if not isinstance(cpu, dict):
             return f"{where}: not an object"
         if not _is_int(cpu.get("node")) or not 0 <= cpu["node"] < nodes:
-            return f"{where}.node: missing or not a node of the machine (0..{nodes - 1})"
+            return f"{where}.node: missing or not a node of the machine {_node_range(nodes)}"
         window = cpu.get("window")
         if window and not isinstance(window, dict):
             return f"{where}.window: not an object"
@@ -107,9 +124,9 @@ def _fetches_problem(fetches: object, nodes: int) -> str | None:
         return _sparse_problem(fetches, nodes)
     # Version 1, one count per node: a report's node count is bounded by the data it holds.
     if (not isinstance(fetches, list) or len(fetches) != nodes
-            or not all(_is_int(count) for count in fetches)):
-        return (f"missing or not a list of {nodes} integer(s) "
-                "or an object of node: integer")
+            or not all(_is_count(count) for count in fetches)):
+        return (f"missing or not a list of {_count(nodes)} integer(s) >= 0 "
+                "or an object of node: integer >= 0")
     return None
 
 
@@ -120,9 +137,9 @@ def _sparse_problem(entries: dict, nodes: int) -> str | None:
         # The length first: int() of a huge digit string is itself the cost.
         if not (key.isascii() and key.isdigit() and len(key) <= longest
                 and int(key) < nodes):
-            return f"key {printable(key[:20])!r} is not a node of the machine (0..{nodes - 1})"
-        if not _is_int(count):
-            return f"entry {key} is not an integer"
+            return f"key {printable(key[:20])!r} is not a node of the machine {_node_range(nodes)}"
+        if not _is_count(count):
+            return f"entry {key} is not an integer >= 0"
     return None
 
 
@@ -163,14 +180,17 @@ def _latency_by_distance(run: dict) -> None:
                     for row, slit in zip(latency, distances, strict=True))):
         return
     by_distance: dict = {}
-    for row, slit in zip(latency, distances, strict=True):
-        for value, distance in zip(row, slit, strict=True):
-            by_distance.setdefault(distance, value)
+    try:
+        for row, slit in zip(latency, distances, strict=True):
+            for value, distance in zip(row, slit, strict=True):
+                by_distance.setdefault(distance, float(value))
+    except OverflowError:  # an integer beyond a float's range: no figure to convert
+        return
     rebuilt = {}
     for name, item in parameters.items():
         if name == "latency_ns":
             rebuilt["latency_ns_by_distance"] = {
-                str(distance): float(by_distance[distance]) for distance in sorted(by_distance)}
+                str(distance): by_distance[distance] for distance in sorted(by_distance)}
         else:
             rebuilt[name] = item
     run["cost"]["parameters"] = rebuilt

@@ -216,3 +216,52 @@ def test_a_value_nested_as_deeply_as_the_reader_allows_compares(tmp_path):
         result = cli("compare", str(a), str(second), timeout=60, text=True)
         assert result.returncode == 0, result.stderr
     assert "deep: " in result.stdout and " -> " in result.stdout
+
+
+@pytest.mark.parametrize(("fetches", "needle"), [
+    ({"0": 5, "1": -5}, "entry 1 is not an integer >= 0"),  # a local share of -inf..inf
+    ({"0": 10**400, "1": 1 - 10**400}, "entry 1 is not an integer >= 0"),  # was OverflowError
+    ([5, -1], "missing or not a list of 2 integer(s) >= 0"),
+])  # fmt: skip
+def test_a_negative_fetch_count_is_a_config_error(tmp_path, fetches, needle):
+    import json
+
+    path = tmp_path / "neg.json"
+    path.write_text(json.dumps({"runs": [{**GOOD_RUN, "cpus": [
+        {"node": 0, "kernel_fetches_by_node": fetches}]}]}))
+    result = cli("compare", str(path), str(path), timeout=60, text=True)
+    assert result.returncode == CONFIG, result.stderr
+    assert f"neg.json: runs[0].cpus[0].kernel_fetches_by_node: {needle}" in \
+        _one_error_line(result.stderr)
+
+
+def test_a_v1_latency_beyond_a_float_is_left_as_written(tmp_path):
+    """Version 1's latency_ns read as latency_ns_by_distance: an integer too
+    large for a float was an OverflowError (exit 70); now the matrix stays."""
+    import json
+
+    run = {**GOOD_RUN, "machine": {**GOOD_RUN["machine"], "distances": [[10, 20], [20, 10]]},
+           "cost": {"parameters": {"latency_ns": [[10**400, 1], [1, 10**400]]}}}
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"runs": [run]}))
+    b.write_text(json.dumps({"runs": [{**run, "cost": {"parameters": {
+        "latency_ns": [[90, 180], [180, 90]]}}}]}))
+    result = cli("compare", str(a), str(a), timeout=60, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith("no other differences\n")
+    result = cli("compare", str(a), str(b), timeout=60, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "cost.parameters.latency_ns: [[1000" in result.stdout  # v1 form kept
+    assert "-> None" in result.stdout  # B's became latency_ns_by_distance
+
+
+def test_a_claimed_node_count_of_thousands_of_digits_is_shortened(tmp_path):
+    import json
+
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps({"runs": [{**GOOD_RUN, "machine": {**GOOD_RUN["machine"],
+                                                                  "nodes": 10**4000}}]}))
+    result = cli("compare", str(path), str(path), timeout=60, text=True)
+    assert result.returncode == CONFIG, result.stderr
+    line = _one_error_line(result.stderr)
+    assert "(4001 digits)" in line and len(line) < 300
