@@ -66,6 +66,16 @@ SHARP_VALUES = (
 )  # fmt: skip
 
 
+SHARP_NUMBERS = (
+    -1, -(10**18), 10**400, -(10**400), 1e308, -1e308, math.nan, math.inf, -math.inf, -0.0,
+    True, 0.5, 1 << 64,
+)  # fmt: skip
+
+
+BAD_NODE_KEYS = ("1023", "999999999", "9" * 4000, "-0", "-1", "00", " 1", "1 ", "\u0661",
+                 "\u00b2", "", "0x1", "1e3")  # fmt: skip
+
+
 class Pairs(list):
     """An object written with its pairs in this order, keys repeated allowed."""
 
@@ -250,23 +260,35 @@ def sharp_value(draw: st.DrawFn) -> object:
     return draw(st.sampled_from(SHARP_VALUES))
 
 
+HOT_KEYS = frozenset(("nodes", "node", "ktext", "cpus", "machine", "window", "cost", "runs",
+                      "distances", "parameters", "latency_ns_by_distance", "latency_ns",
+                      "traffic_matrix_bytes"))  # fmt: skip
+
+
+def _is_hot(step: object) -> bool:
+    return step in HOT_KEYS or str(step).endswith("_by_node")
+
+
 @st.composite
 def damaged_report(draw: st.DrawFn) -> str:
     """A seed report with a few structural edits, as JSON text."""
     report = json.loads(json.dumps(draw(st.sampled_from(seed_reports()))))
     for _ in range(draw(st.integers(1, 4))):
         places = [p for p in _paths(report) if p]
-        # The fields compare checks are the ones worth hitting most.
-        hot = [p for p in places if p[-1] in ("nodes", "node", "ktext", "cpus", "machine",
-                                               "window", "cost", "runs", "distances",
-                                               "parameters", "latency_ns_by_distance",
-                                               "traffic_matrix_bytes")
-               or str(p[-1]).endswith("_by_node")]  # fmt: skip
+        # The fields compare checks, and the numbers inside them, are hit most.
+        hot = [p for p in places if _is_hot(p[-1])]
         path = draw(st.sampled_from(hot) if hot and draw(st.booleans()) else st.sampled_from(places))
         parent, key = _parent(report, path), path[-1]
-        op = draw(st.sampled_from(("replace", "replace", "drop", "rename", "duplicate",
-                                   "retype", "claim", "node_key")))
-        if op == "replace":
+        op = draw(st.sampled_from(("replace", "replace", "number", "number", "drop", "rename",
+                                   "duplicate", "retype", "claim", "node_key")))
+        numbers = [p for p in places if isinstance(_parent(report, p)[p[-1]], int | float)]
+        hot_numbers = [p for p in numbers if any(_is_hot(step) for step in p)]
+        if op == "number" and numbers:
+            # A figure's number for a sharp one: the sums and ratios compare makes.
+            place = draw(st.sampled_from(hot_numbers) if hot_numbers and draw(st.booleans())
+                         else st.sampled_from(numbers))
+            _parent(report, place)[place[-1]] = draw(st.sampled_from(SHARP_NUMBERS))
+        elif op == "replace":
             parent[key] = draw(sharp_value())
         elif op == "drop":
             del parent[key]
@@ -296,10 +318,20 @@ def damaged_report(draw: st.DrawFn) -> str:
                         and isinstance(_parent(report, place)[place[-1]], int):
                     _parent(report, place)[place[-1]] = draw(st.sampled_from(
                         (0, 1, 3, 10**9, 10**18, 10**400)))  # fmt: skip
-        elif op == "node_key" and isinstance(parent[key], dict):
-            parent[key][draw(st.sampled_from(("0", "1", "3", "4", "1023", "999999999",
-                                              "9" * 4000, "-0", "00", " 1", "\u0661")))] = \
-                draw(st.sampled_from((1, 0, -1, 10**400, 1.5, math.nan, "1", None, [1])))
+        elif op == "node_key":
+            # An entry of a by-node figure (the window's kernel fetches most: the
+            # counts behind each node's local share), set or added.
+            figures = [p for p in places if str(p[-1]).endswith("_by_node")
+                       and isinstance(_parent(report, p)[p[-1]], dict)]
+            fetches = [p for p in figures if p[-1] == "kernel_fetches_by_node"]
+            if not figures:
+                continue
+            place = draw(st.sampled_from(fetches) if fetches and draw(st.booleans())
+                         else st.sampled_from(figures))
+            node = draw(st.one_of(st.integers(0, 7).map(str), st.sampled_from(BAD_NODE_KEYS)))
+            _parent(report, place)[place[-1]][node] = draw(st.one_of(
+                st.sampled_from((-1, -1000, -(10**18), -(10**400), 10**400)),
+                st.sampled_from((0, 1, 1.5, math.nan, math.inf, True, "1", None, [1], {}))))
     return encode(report)
 
 
@@ -309,7 +341,8 @@ def strategy() -> st.SearchStrategy[bytes]:
         lambda t: damaged_text(t, FRAGMENTS, max_edits=4)))
     byte_level = st.sampled_from(seed_texts()).flatmap(
         lambda t: damaged_bytes(t.encode(), max_edits=4))
-    any_report = st.one_of(structural, structural, textual, byte_level, st.binary(max_size=200))
+    any_report = st.one_of(structural, structural, structural, structural, textual, byte_level,
+                           st.binary(max_size=200))
     seed = st.sampled_from(seed_texts()).map(str.encode)
     single = st.tuples(st.sampled_from((0, 2)), any_report).map(lambda mb: pack(*mb))
     pair = st.tuples(st.one_of(any_report, seed), st.one_of(any_report, seed)).map(
@@ -339,6 +372,7 @@ def compare_files(first: Path, second: Path) -> tuple[str, int]:
     if status != 0:
         raise PropertyViolation(f"compare returned status {status} without an error")
     text = out.getvalue()
+    _check_shares(text)
     bad = sorted({f"U+{ord(c):04X}" for c in text
                   if (unicodedata.category(c) in ("Cc", "Cs") and c != "\n")})
     if bad:
@@ -348,6 +382,16 @@ def compare_files(first: Path, second: Path) -> tuple[str, int]:
     _lines, differences = compare.compare(a, b)
     marked = sum(line.startswith("*") for line in text.splitlines())
     return text, differences + marked
+
+
+def _check_shares(text: str) -> None:
+    """Each node's local kernel-fetch share is a share: 0% to 100%, or None."""
+    for line in text.splitlines():
+        if " local kernel fetches " in line:
+            for value in line.split("local kernel fetches", 1)[1].split():
+                if value != "None" and not (value.endswith("%") and not value.startswith("-")
+                                            and 0.0 <= float(value[:-1]) <= 100.0):
+                    raise PropertyViolation(f"a local kernel-fetch share of {value[:40]}")
 
 
 def _no_difference(text: str, what: str) -> None:
