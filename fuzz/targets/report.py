@@ -216,10 +216,21 @@ def unpack(data: bytes) -> tuple[int, bytes, bytes]:
     return mode, body[4 : 4 + size], body[4 + size :]
 
 
+# Hostile reports issue 17 named (tests/system/test_inputs_safety.py has each).
+HOSTILE = (
+    b'{"runs": [{}]}', b"[" * 100_000 + b"]" * 100_000, b'{"runs": []}', b"",
+    b'{"ktext_emu_report": 2, "runs": [{"ktext": false, "machine": {"nodes": 1000000000, '
+    b'"cpus_per_node": 1, "granule": 4096, "va_bits": 48}, "cpus": [{"node": 999999999, '
+    b'"kernel_fetches_by_node": {"999999999": 3}}]}]}',
+    b'{"runs": [{"ktext": false, "instructions": ' + b"9" * 5000 + b"}]}",
+)  # fmt: skip
+
+
 def seeds() -> list[bytes]:
     texts = [t.encode() for t in seed_texts()]
     return [pack(0, texts[0]), pack(0, texts[1]), pack(2, texts[0]), pack(2, texts[1]),
-            pack(1, texts[0], texts[2]), pack(1, texts[0], texts[1])]  # fmt: skip
+            pack(1, texts[0], texts[2]), pack(1, texts[0], texts[1]),
+            *(pack(0, text) for text in HOSTILE)]  # fmt: skip
 
 
 # -- structural damage ---------------------------------------------------------------------
