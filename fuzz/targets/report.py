@@ -18,7 +18,8 @@ ConfigError or OutputError comes out; the printed text holds no control
 characters but newlines; a report compared with itself, or with its version 1
 form, shows no difference; A against B and B against A count the same
 differences; one case raises the process's peak memory by at most
-``MAX_CASE_GROWTH`` (the supervisor's address-space cap is the hard limit).
+``MAX_CASE_GROWTH`` plus 256 bytes per input byte (the supervisor's
+address-space cap is the hard limit).
 """
 
 from __future__ import annotations
@@ -42,9 +43,12 @@ from emu.errors import ConfigError, OutputError
 from fuzz.harness import PropertyViolation, Target
 from fuzz.mutate import damaged_bytes, damaged_text, utf8
 
-MAX_CASE_GROWTH = 512 << 20
-"""Bytes one case may add to the peak RSS: inputs here are at most a few MB,
-so more is an allocation by a claim (a node count) rather than by the data."""
+MAX_CASE_GROWTH = 64 << 20
+GROWTH_PER_INPUT_BYTE = 256
+"""One case may add ``MAX_CASE_GROWTH`` plus this many bytes per input byte
+to the process's peak RSS (a parsed report takes ~10-20 bytes per byte of
+text): more is an allocation by a claim (a node count) or an amplifier (a
+long path per leaf), not by the data."""
 
 MAX_DENSE_NODES = 4096  # a v1 form is only made for machines this small
 
@@ -291,7 +295,7 @@ def damaged_report(draw: st.DrawFn) -> str:
         path = draw(st.sampled_from(hot) if hot and draw(st.booleans()) else st.sampled_from(places))
         parent, key = _parent(report, path), path[-1]
         op = draw(st.sampled_from(("replace", "replace", "number", "number", "drop", "rename",
-                                   "duplicate", "retype", "claim", "node_key")))
+                                   "duplicate", "retype", "claim", "node_key", "long_keys")))
         numbers = [p for p in places if isinstance(_parent(report, p)[p[-1]], int | float)]
         hot_numbers = [p for p in numbers if any(_is_hot(step) for step in p)]
         if op == "number" and numbers:
@@ -299,6 +303,14 @@ def damaged_report(draw: st.DrawFn) -> str:
             place = draw(st.sampled_from(hot_numbers) if hot_numbers and draw(st.booleans())
                          else st.sampled_from(numbers))
             _parent(report, place)[place[-1]] = draw(st.sampled_from(SHARP_NUMBERS))
+        elif op == "long_keys":
+            # Many leaves under a chain of long names: each leaf's path is the
+            # chain's whole length (a memory amplifier if paths are kept whole).
+            leaves: object = {str(i): i for i in range(draw(st.sampled_from((10, 500, 3000))))}
+            name = draw(st.sampled_from(("k", "\x1b", "\u00e9"))) * draw(st.sampled_from((10, 1000, 3000)))
+            for _ in range(draw(st.sampled_from((2, 8, 16)))):
+                leaves = {name: leaves}
+            parent[key] = leaves
         elif op == "replace":
             parent[key] = draw(sharp_value())
         elif op == "drop":
@@ -442,7 +454,7 @@ def run(data: bytes) -> str:
             _no_difference(text, f"a report {label}")
     finally:
         grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10) - before
-        if grown > MAX_CASE_GROWTH:
+        if grown > MAX_CASE_GROWTH + GROWTH_PER_INPUT_BYTE * len(data):
             raise PropertyViolation(f"one case raised peak memory by {grown >> 20} MiB "
                                     f"for {len(data)} input bytes")  # fmt: skip
     return label

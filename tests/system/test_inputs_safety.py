@@ -265,3 +265,28 @@ def test_a_claimed_node_count_of_thousands_of_digits_is_shortened(tmp_path):
     assert result.returncode == CONFIG, result.stderr
     line = _one_error_line(result.stderr)
     assert "(4001 digits)" in line and len(line) < 300
+
+
+def test_long_key_chains_over_many_leaves_stay_small(tmp_path):
+    """Every leaf kept its whole dotted path: 20 names of 10,000 characters
+    over 3,000 leaves (234 KiB) took 1.2 GB.  Paths are now cut with a
+    digest of the whole, so distinct leaves stay distinct."""
+    import json
+
+    from emu import compare
+
+    def report(changed: int) -> dict:
+        leaves: object = {str(i): (-1 if i == changed else i) for i in range(3000)}
+        for _ in range(20):
+            leaves = {"k" * 10_000: leaves}
+        return {"runs": [dict(GOOD_RUN, x=leaves)]}
+
+    paths = compare.flatten(report(-1)["runs"][0])
+    assert len(paths) > 3000 and max(len(path) for path in paths) <= compare.MAX_PATH
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(report(-1)))
+    b.write_text(json.dumps(report(7)))
+    result = cli("compare", str(a), str(b), timeout=60, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "  1 other field(s) differ:" in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) < 300
