@@ -290,3 +290,43 @@ def test_long_key_chains_over_many_leaves_stay_small(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "  1 other field(s) differ:" in result.stdout
     assert max(len(line) for line in result.stdout.splitlines()) < 300
+
+
+def test_a_claimed_node_count_is_converted_to_digits_once_per_run(tmp_path, monkeypatch):
+    """str() of a 4,299-digit node count takes ~0.2 ms and was done per CPU:
+    2 MB of report (50,000 CPUs) took 26 s.  Counted here, not timed."""
+    import builtins
+    import json
+
+    from emu import compare
+
+    conversions = []
+
+    def counting_str(value: object = "") -> str:
+        if isinstance(value, int) and value > 10**100:
+            conversions.append(1)
+        return builtins.str(value)
+
+    monkeypatch.setattr(compare, "str", counting_str, raising=False)
+    run = {**GOOD_RUN, "machine": {**GOOD_RUN["machine"], "nodes": 10**4000},
+           "cpus": [{"node": 0, "kernel_fetches_by_node": {"0": 1}, "window": {
+               "kernel_fetches_by_node": {}}} for _ in range(1000)]}
+    path = tmp_path / "many.json"
+    path.write_text(json.dumps({"runs": [run, run]}))
+    report = compare.load_report(path)
+    assert len(report["runs"]) == 2 and len(conversions) <= 2
+
+
+@pytest.mark.parametrize("key", ["01", "00", "09"])
+def test_a_node_key_with_leading_zeros_is_a_config_error(tmp_path, key):
+    """by_node looks entries up as str(node): "01" would be counted in a CPU's
+    total but never as node 1's, so it is refused rather than misread."""
+    import json
+
+    path = tmp_path / "zero.json"
+    path.write_text(json.dumps({"runs": [{**GOOD_RUN, "machine": {**GOOD_RUN["machine"],
+                                                                  "nodes": 16}, "cpus": [
+        {"node": 1, "kernel_fetches_by_node": {key: 5}}]}]}))  # 2 digits of node number
+    result = cli("compare", str(path), str(path), timeout=60, text=True)
+    assert result.returncode == CONFIG, result.stderr
+    assert f"key '{key}' is not a node of the machine (0..15)" in _one_error_line(result.stderr)
