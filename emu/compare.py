@@ -29,6 +29,7 @@ IGNORED = ("timings", "kernel.path", "console")
 # A report read by compare: a 1024-node run with --json is ~400 MB today, but
 # json.loads needs several times the text in memory, so larger is refused.
 MAX_REPORT_BYTES = 256 << 20
+READABLE_VERSIONS = (1, 2)  # "ktext_emu_report"; v2 made by-node figures sparse
 
 
 def load_report(path: Path) -> dict:
@@ -51,6 +52,13 @@ def load_report(path: Path) -> dict:
         raise ConfigError(f"{shown}: not a ktext-emu report ({str(err).split(':')[0]})") from None
     if not isinstance(report, dict) or not isinstance(report.get("runs"), list):
         raise ConfigError(f"{shown}: not a ktext-emu report (no \"runs\" list)")
+    version = report.get("ktext_emu_report", 1)  # absent in reports before versions
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        told = (str(version) if type(version) is int and abs(version) < 10**12
+                else f"of type {type(version).__name__}" if type(version) is not int
+                else "(a huge integer)")  # fmt: skip
+        raise ConfigError(f"{shown}: report version {told} is not one this ktext-emu reads "
+                          f"({', '.join(map(str, READABLE_VERSIONS))})")
     for index, run in enumerate(report["runs"]):
         problem = _run_problem(run)
         if problem:

@@ -330,3 +330,24 @@ def test_a_node_key_with_leading_zeros_is_a_config_error(tmp_path, key):
     result = cli("compare", str(path), str(path), timeout=60, text=True)
     assert result.returncode == CONFIG, result.stderr
     assert f"key '{key}' is not a node of the machine (0..15)" in _one_error_line(result.stderr)
+
+
+@pytest.mark.parametrize(("version", "told"), [
+    ("3", "report version 3 is not"), ("0", "report version 0 is not"),
+    ('"2"', "of type str"), ("2.0", "of type float"), ("true", "of type bool"),
+    ("null", "of type NoneType"), ("9" * 100, "(a huge integer)"),
+], ids=["3", "0", "str", "float", "bool", "null", "huge"])  # fmt: skip
+def test_compare_refuses_a_report_version_it_does_not_read(tmp_path, version, told):
+    """A report of a later schema is not read as this one (its by-node
+    figures may mean something else): one line, status 3, whatever the value."""
+    good = tmp_path / "good.json"
+    made = cli("run", "--nodes", "2", "--cpus-per-node", "1", "--workload", "syscall",
+               "--iterations", "2", "--json", str(good), "--quiet")
+    assert made.returncode == 0, made.stderr
+    text = good.read_text()
+    assert '"ktext_emu_report": 2,' in text
+    other = tmp_path / "other.json"
+    other.write_text(text.replace('"ktext_emu_report": 2,', f'"ktext_emu_report": {version},', 1))
+    result = cli("compare", str(good), str(other))
+    assert result.returncode == CONFIG
+    assert told in _one_error_line(result.stderr)
