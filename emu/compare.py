@@ -14,6 +14,7 @@ the report holds.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -28,6 +29,7 @@ IGNORED = ("timings", "kernel.path", "console")
 # A report read by compare: a 1024-node run with --json is ~400 MB today, but
 # json.loads needs several times the text in memory, so larger is refused.
 MAX_REPORT_BYTES = 256 << 20
+READABLE_VERSIONS = (1, 2)  # "ktext_emu_report"; v2 made by-node figures sparse
 
 
 def load_report(path: Path) -> dict:
@@ -50,6 +52,13 @@ def load_report(path: Path) -> dict:
         raise ConfigError(f"{shown}: not a ktext-emu report ({str(err).split(':')[0]})") from None
     if not isinstance(report, dict) or not isinstance(report.get("runs"), list):
         raise ConfigError(f"{shown}: not a ktext-emu report (no \"runs\" list)")
+    version = report.get("ktext_emu_report", 1)  # absent in reports before versions
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        told = (str(version) if type(version) is int and abs(version) < 10**12
+                else f"of type {type(version).__name__}" if type(version) is not int
+                else "(a huge integer)")  # fmt: skip
+        raise ConfigError(f"{shown}: report version {told} is not one this ktext-emu reads "
+                          f"({', '.join(map(str, READABLE_VERSIONS))})")
     for index, run in enumerate(report["runs"]):
         problem = _run_problem(run)
         if problem:
@@ -64,6 +73,23 @@ def load_report(path: Path) -> dict:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_count(value: object) -> bool:
+    """A fetch count: negative ones would make a node's local share exceed 1
+    (and overflow a float: 10**400 local of 1 fetch in all)."""
+    return _is_int(value) and value >= 0  # type: ignore[operator]
+
+
+def _count(number: int) -> str:
+    """``number`` for a message; thousands of digits (a claim) shortened."""
+    text = str(number)
+    return text if len(text) <= 24 else f"{text[:12]}... ({len(text)} digits)"
+
+
+def _node_range(nodes: int) -> str:
+    """``(0..N)`` for a message; a claimed count of thousands of digits shortened."""
+    return f"(0..{_count(nodes - 1)})"
 
 
 def _run_problem(run: object) -> str | None:
@@ -82,18 +108,21 @@ def _run_problem(run: object) -> str | None:
     if not isinstance(cpus, list):
         return ".cpus: missing or not a list"
     nodes = machine["nodes"]
+    # Once per run: str() of a claimed count of 4,000 digits takes ~0.2 ms, and
+    # per CPU that made 2 MB of report take 26 s.
+    digits = len(str(nodes - 1))
     for number, cpu in enumerate(cpus):
         where = f".cpus[{number}]"
         if not isinstance(cpu, dict):
             return f"{where}: not an object"
         if not _is_int(cpu.get("node")) or not 0 <= cpu["node"] < nodes:
-            return f"{where}.node: missing or not a node of the machine (0..{nodes - 1})"
+            return f"{where}.node: missing or not a node of the machine {_node_range(nodes)}"
         window = cpu.get("window")
         if window and not isinstance(window, dict):
             return f"{where}.window: not an object"
         # The counts headline reads: the window's when there is one (measured_counts).
         for counts, at in ((cpu, where), *(((window, f"{where}.window"),) if window else ())):
-            problem = _fetches_problem(counts.get("kernel_fetches_by_node"), nodes)
+            problem = _fetches_problem(counts.get("kernel_fetches_by_node"), nodes, digits)
             if problem:
                 return f"{at}.kernel_fetches_by_node: {problem}"
     if "cost" in run and run["cost"] is not None and not isinstance(run["cost"], dict):
@@ -101,28 +130,29 @@ def _run_problem(run: object) -> str | None:
     return None
 
 
-def _fetches_problem(fetches: object, nodes: int) -> str | None:
-    """What is wrong with a CPU's kernel_fetches_by_node, of either version."""
+def _fetches_problem(fetches: object, nodes: int, digits: int) -> str | None:
+    """What is wrong with a CPU's kernel_fetches_by_node, of either version
+    (``digits``: of the machine's last node number)."""
     if isinstance(fetches, dict):  # version 2: {"node": count}, nonzero only
-        return _sparse_problem(fetches, nodes)
+        return _sparse_problem(fetches, nodes, digits)
     # Version 1, one count per node: a report's node count is bounded by the data it holds.
     if (not isinstance(fetches, list) or len(fetches) != nodes
-            or not all(_is_int(count) for count in fetches)):
-        return (f"missing or not a list of {nodes} integer(s) "
-                "or an object of node: integer")
+            or not all(_is_count(count) for count in fetches)):
+        return (f"missing or not a list of {_count(nodes)} integer(s) >= 0 "
+                "or an object of node: integer >= 0")
     return None
 
 
-def _sparse_problem(entries: dict, nodes: int) -> str | None:
+def _sparse_problem(entries: dict, nodes: int, digits: int) -> str | None:
     """What is wrong with a version 2 by-node object of integers, if anything."""
-    longest = len(str(nodes - 1))
     for key, count in entries.items():
-        # The length first: int() of a huge digit string is itself the cost.
-        if not (key.isascii() and key.isdigit() and len(key) <= longest
-                and int(key) < nodes):
-            return f"key {printable(key[:20])!r} is not a node of the machine (0..{nodes - 1})"
-        if not _is_int(count):
-            return f"entry {key} is not an integer"
+        # The length first: int() of a huge digit string is itself the cost.  A
+        # key is a node number as written (not "01": by_node would never find it).
+        if not (key.isascii() and key.isdigit() and len(key) <= digits
+                and (key == "0" or key[0] != "0") and int(key) < nodes):
+            return f"key {printable(key[:20])!r} is not a node of the machine {_node_range(nodes)}"
+        if not _is_count(count):
+            return f"entry {key} is not an integer >= 0"
     return None
 
 
@@ -163,32 +193,75 @@ def _latency_by_distance(run: dict) -> None:
                     for row, slit in zip(latency, distances, strict=True))):
         return
     by_distance: dict = {}
-    for row, slit in zip(latency, distances, strict=True):
-        for value, distance in zip(row, slit, strict=True):
-            by_distance.setdefault(distance, value)
+    try:
+        for row, slit in zip(latency, distances, strict=True):
+            for value, distance in zip(row, slit, strict=True):
+                by_distance.setdefault(distance, float(value))
+    except OverflowError:  # an integer beyond a float's range: no figure to convert
+        return
     rebuilt = {}
     for name, item in parameters.items():
         if name == "latency_ns":
             rebuilt["latency_ns_by_distance"] = {
-                str(distance): float(by_distance[distance]) for distance in sorted(by_distance)}
+                str(distance): by_distance[distance] for distance in sorted(by_distance)}
         else:
             rebuilt[name] = item
     run["cost"]["parameters"] = rebuilt
 
 
+# A field's dotted path longer than this is cut and given a digest of the
+# whole: each leaf holds its own path, so hostile keys (a chain of 10,000-char
+# names over thousands of leaves) made 234 KiB of report into 1.2 GB of paths.
+MAX_PATH = 200
+
+
+def _path(path: str) -> str:
+    if len(path) <= MAX_PATH:
+        return path
+    digest = hashlib.sha256(path.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{path[:MAX_PATH - 40]}...#{digest}"
+
+
 def flatten(value: object, prefix: str = "") -> dict[str, object]:
-    """Dotted paths to scalars; lists of numbers stay whole."""
-    if isinstance(value, dict):
-        out: dict[str, object] = {}
-        for key, item in value.items():
-            out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        out = {}
-        for index, item in enumerate(value):
-            out.update(flatten(item, f"{prefix}[{index}]"))
-        return out
-    return {prefix: value}
+    """Dotted paths to scalars; lists of numbers stay whole.  Walked with a
+    stack (no recursion per level), each path at most ``MAX_PATH`` long."""
+    out: dict[str, object] = {}
+    pending: list[tuple[str, object]] = [(prefix, value)]
+    while pending:
+        path, item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(reversed([(_path(f"{path}.{key}" if path else str(key)), child)
+                                     for key, child in item.items()]))
+        elif isinstance(item, list) and item and all(isinstance(v, dict) for v in item):
+            pending.extend(reversed([(_path(f"{path}[{index}]"), child)
+                                     for index, child in enumerate(item)]))
+        else:
+            out[path] = item
+    return out
+
+
+def same(left: object, right: object) -> bool:
+    """Equal as figures: NaN (which JSON readers accept) equals NaN, so a
+    report compared with itself shows no difference; lists and objects item
+    by item, with a stack of pairs (a value nested as deeply as json.loads
+    allows must not exhaust the recursion limit here)."""
+    pending = [(left, right)]
+    while pending:
+        a, b = pending.pop()
+        if isinstance(a, list) and isinstance(b, list):
+            if len(a) != len(b):
+                return False
+            pending.extend(zip(a, b, strict=True))
+        elif isinstance(a, dict) and isinstance(b, dict):
+            if a.keys() != b.keys():
+                return False
+            pending.extend((a[key], b[key]) for key in a)
+        elif isinstance(a, float) and isinstance(b, float) and a != a:
+            if b == b:
+                return False
+        elif a != b:
+            return False
+    return True
 
 
 def _fmt(value: object) -> str:
@@ -235,12 +308,12 @@ def compare(a: dict, b: dict, name_a: str = "A", name_b: str = "B") -> tuple[lis
         head_a, head_b = headline(run_a), headline(run_b)
         for key in dict.fromkeys([*head_a, *head_b]):
             left, right = head_a.get(key), head_b.get(key)
-            mark = " " if left == right else "*"
+            mark = " " if same(left, right) else "*"
             lines.append(f"{mark} {key:<34}{_fmt(left):>24}{_fmt(right):>24}")
         flat_a, flat_b = flatten(run_a), flatten(run_b)
         other = [
             key for key in dict.fromkeys([*flat_a, *flat_b])
-            if not key.startswith(IGNORED) and flat_a.get(key) != flat_b.get(key)
+            if not key.startswith(IGNORED) and not same(flat_a.get(key), flat_b.get(key))
         ]  # fmt: skip
         differences += len(other)
         if other:

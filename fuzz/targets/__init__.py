@@ -6,7 +6,7 @@ import importlib
 
 from fuzz.harness import Target
 
-TARGET_NAMES = ("elf", "asm", "ldscript", "toml", "pagetable", "ldst", "boot", "sweep", "replay")
+TARGET_NAMES = ("elf", "asm", "ldscript", "toml", "pagetable", "ldst", "boot", "sweep", "replay", "report")
 HIDDEN_TARGETS = ("selftest",)  # fails on purpose; not part of --target all
 
 

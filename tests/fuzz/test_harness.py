@@ -75,7 +75,8 @@ def test_list_names_every_target() -> None:
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 0
     assert [line.split()[0] for line in proc.stdout.splitlines()] == [
-        "elf", "asm", "ldscript", "toml", "pagetable", "ldst", "boot", "sweep", "replay"]
+        "elf", "asm", "ldscript", "toml", "pagetable", "ldst", "boot", "sweep", "replay",
+        "report"]
 
 
 # -- the reference walk of the pagetable target ------------------------------------

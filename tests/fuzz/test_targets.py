@@ -17,7 +17,7 @@ from fuzz.targets import TARGET_NAMES, get_target
 # Examples per target: the slow ones (a 600 KiB kernel ELF, a keystone round
 # trip, a link of the shipped kernel) get fewer, keeping the file under ~25 s.
 EXAMPLES = {"elf": 60, "asm": 120, "ldscript": 80, "toml": 150, "pagetable": 200, "ldst": 300, "boot": 25,
-            "sweep": 100, "replay": 120}  # fmt: skip
+            "sweep": 100, "replay": 120, "report": 120}  # fmt: skip
 # Failures found in files this suite does not own, tolerated until fixed
 # (pinned by strict xfail tests when there are any).
 KNOWN: dict[str, tuple[str, ...]] = {}
@@ -45,7 +45,7 @@ def test_every_case_is_a_result_or_a_documented_error(name: str) -> None:
 
 def test_targets_are_listed_with_a_summary() -> None:
     assert set(TARGET_NAMES) == {"elf", "asm", "ldscript", "toml", "pagetable", "ldst", "boot", "sweep",
-                                 "replay"}
+                                 "replay", "report"}
     for name in TARGET_NAMES:
         target = get_target(name)
         assert target.name == name and target.summary and target.timeout > 0
@@ -62,3 +62,33 @@ def test_sweep_resume_file_nested_too_deeply(mode: int) -> None:
 def test_sweep_grid_key_with_control_characters() -> None:
     verdict = run_case(get_target("sweep"), b'\0[grid]\n"\\u001b" = [1, 2]\n')
     assert not verdict.failed, verdict.label
+
+
+def test_report_seeds_compare_with_their_version_1_form() -> None:
+    """The v1/v2 property is not vacuous: each real seed has a v1 form, with
+    dense by-node lists, that compare reads as the seed itself."""
+    from fuzz.targets.report import pack, seed_reports, seed_texts, version_1
+
+    for report, text in zip(seed_reports()[:2], seed_texts(), strict=False):
+        dense = version_1(report)
+        assert dense is not None
+        fetches = dense["runs"][0]["cpus"][0]["kernel_fetches_by_node"]
+        assert isinstance(fetches, list) and len(fetches) == report["runs"][0]["machine"]["nodes"]
+        verdict = run_case(get_target("report"), pack(2, text.encode()))
+        assert verdict.kind == "ok" and verdict.label == "compared with its version 1 form"
+
+
+@pytest.mark.parametrize(("edit", "found"), [
+    ('"instructions": NaN', "a report compared with itself shows a difference"),
+    ('"deep": ' + "[" * 400 + "1" + "]" * 400, "RecursionError in same()"),
+    ('"cpus": [{"node": 0, "kernel_fetches_by_node": {"0": 5000, "1": -1000}}]',
+     "a local kernel-fetch share of 125.0%"),
+], ids=["nan", "deep-value", "negative-count"])  # fmt: skip
+def test_report_findings_stay_fixed(edit: str, found: str) -> None:
+    """What the report target found (the text before the fix in ``found``)."""
+    run = ('{"ktext": false, "machine": {"nodes": 2, "cpus_per_node": 1, "granule": 4096, '
+           '"va_bits": 48}, "cpus": [{"node": 0, "kernel_fetches_by_node": {"0": 5}}], ' + edit + "}")
+    from fuzz.targets.report import pack
+
+    verdict = run_case(get_target("report"), pack(0, ('{"runs": [' + run + "]}").encode()))
+    assert not verdict.failed, f"{found}: {verdict.label}"
