@@ -16,7 +16,10 @@ speed is also given as a ratio to a baseline measured in the same run):
 - boot-and-replicate time and resident memory for 1, 4, 16 and 64 nodes of
   4 CPUs, for each layout (each in a fresh process);
 - emulated instructions per second for 2, 8, 32, 128 and 256 CPUs;
-- host time of one patch_text_nosync for 1, 4, 16 and 64 nodes.
+- host time of one patch_text_nosync for 1, 4, 16 and 64 nodes;
+- one whole comparison (both runs, band, JSON text) at 64, 256 and 1024
+  nodes of 4 CPUs (4 and 64 with --short): time, peak RSS and report size,
+  each also per node, in a fresh process.
 
 Timings are medians of ``--repeat`` runs.  Nothing here asserts a time.
 """
@@ -191,6 +194,40 @@ def boot_rows(short: bool) -> list[Row]:
     return rows
 
 
+# One whole `ktext-emu run` comparison (both runs, the band, the JSON text)
+# in a fresh process, so its peak RSS is its own.
+_SCALE_PROBE = """
+import json, resource, sys, time
+from emu.api import run_comparison
+from emu.jsonfmt import dumps
+from emu.run_options import RunOptions
+start = time.perf_counter()
+report = run_comparison(RunOptions(nodes=int(sys.argv[1]), cpus_per_node=4,
+                                   workload="syscall", iterations=2))
+text = dumps(report.to_json())
+print(json.dumps({"seconds": time.perf_counter() - start, "complete": report.complete,
+                  "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "json_bytes": len(text.encode())}))
+"""
+
+
+def scale_rows(short: bool) -> list[Row]:
+    """Issue 17 item 8: a comparison's time, peak memory and report size per
+    node, up to the documented maximum of 1024 nodes (4 CPUs each)."""
+    rows: list[Row] = []
+    for nodes in ([4, 64] if short else [64, 256, 1024]):
+        out = subprocess.run([sys.executable, "-c", _SCALE_PROBE, str(nodes)],
+                             capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            rows.append({"nodes": nodes, "error": out.stderr.strip()[-200:]})
+            continue
+        probe = json.loads(out.stdout)
+        rows.append({"nodes": nodes, "cpus": 4 * nodes, **probe,
+                     "ms_per_node": probe["seconds"] / nodes * 1e3,
+                     "mib_per_node": probe["rss_kib"] / 1024 / nodes})  # fmt: skip
+    return rows
+
+
 def _timed_run(nodes: int, cpus_per_node: int, iterations: int) -> tuple[float, int]:
     config = machine_config("default", nodes, cpus_per_node)
     system = System(config, RunSpec(ktext=True, workload="syscall", iterations=iterations))
@@ -272,6 +309,16 @@ def format_table(result: dict) -> str:
             continue
         lines.append(f"{row['layout']:<8}{row['nodes']:>6}{row['boot_s']:>9.3f}"
                      f"{row['rss_kib'] / 1024:>9.1f}{row['allocated_bytes'] / 2**20:>17.2f}")
+    lines += ["", "whole comparison (syscall, 4 CPUs per node, --iterations 2, both runs, JSON):",
+              f"{'nodes':>6}{'seconds':>9}{'ms/node':>9}{'RSS MiB':>9}{'MiB/node':>10}"
+              f"{'JSON MB':>9}"]
+    for row in result["scale"]:
+        if "error" in row:
+            lines.append(f"{row['nodes']:>6}  error: {row['error']}")
+            continue
+        lines.append(f"{row['nodes']:>6}{row['seconds']:>9.2f}{row['ms_per_node']:>9.1f}"
+                     f"{row['rss_kib'] / 1024:>9.0f}{row['mib_per_node']:>10.2f}"
+                     f"{row['json_bytes'] / 1e6:>9.1f}")
     lines += ["", f"{'nodes':>6}{'patch_text_nosync us':>22}"]
     for row in result["patch"]:
         if "error" in row:
@@ -297,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         "scaling": scaling_rows(args.short, repeat),
         "boot": boot_rows(args.short),
         "patch": patch_rows(args.short, repeat),
+        "scale": scale_rows(args.short),
     }  # fmt: skip
     print(format_table(result))
     if args.json is not None:

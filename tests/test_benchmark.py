@@ -17,4 +17,7 @@ def test_short_benchmark_runs_and_reports(tmp_path, capsys):
         assert row["instructions"] > 0 and row["fast_vs_baseline"] > 0
     assert [row["cpus"] for row in result["scaling"]] == [2, 8]
     assert all("error" not in row for row in result["boot"])
+    assert [row["nodes"] for row in result["scale"]] == [4, 64]
+    for row in result["scale"]:
+        assert "error" not in row and row["complete"] and row["json_bytes"] > 0
     assert "M instr/s" in capsys.readouterr().out
