@@ -113,9 +113,8 @@ class ModelParameters:
     icache_hit_rate: Fraction | None
     dcache_hit_rate: Fraction | None
     line_bytes: int
-    # [CPU node][memory node]: a SlitMatrix (one value per distinct distance)
-    # from resolve_parameters, or any dense node x node sequence.
-    latency_ns: Sequence[Sequence[Fraction]]
+    # [CPU node][memory node], one value per distinct distance (resolve_parameters)
+    latency_ns: SlitMatrix[Fraction]
     latency_rule: str
     cache: CacheGeometry
     sources: dict[str, str] = field(default_factory=dict)
@@ -181,28 +180,18 @@ class ModelParameters:
             dram_ns = self.latency_ns
         llc_local = value("llc_hit_ns") * clock
         remote_llc = value("remote_llc_hit_ns")
-        if isinstance(dram_ns, SlitMatrix):
-            # O(distinct distances): each figure is a function of d(n, h) and d(n, n).
-            dram: Sequence[Sequence[Fraction]] = dram_ns.map(lambda ns: ns * clock)
-            dram_cell = dram.cell  # type: ignore[attr-defined]
+        # O(distinct distances): each figure is a function of d(n, h) and d(n, n).
+        dram = dram_ns.map(lambda ns: ns * clock)
 
-            def llc_cell(distance: int, local_distance: int, diagonal: bool) -> Fraction:
-                if diagonal:
-                    return llc_local
-                if remote_llc is not None:
-                    return remote_llc * clock
-                return (llc_local + dram_cell(distance, local_distance, False)
-                        - dram_cell(local_distance, local_distance, True))  # fmt: skip
+        def llc_cell(distance: int, local_distance: int, diagonal: bool) -> Fraction:
+            if diagonal:
+                return llc_local
+            if remote_llc is not None:
+                return remote_llc * clock
+            return (llc_local + dram.cell(distance, local_distance, False)
+                    - dram.cell(local_distance, local_distance, True))  # fmt: skip
 
-            llc: Sequence[Sequence[Fraction]] = SlitMatrix(dram_ns.distances, llc_cell)
-        else:
-            dram = tuple(tuple(ns * clock for ns in row) for row in dram_ns)
-            llc = tuple(
-                tuple(llc_local if n == h else (remote_llc * clock if remote_llc is not None
-                                                else llc_local + dram[n][h] - dram[n][n])
-                      for h in range(len(dram)))
-                for n in range(len(dram))
-            )  # fmt: skip
+        llc = SlitMatrix(dram_ns.distances, llc_cell)
         return CostPoint(
             base_cpi=value("base_cpi"),
             l1_hit_cycles=exact(self.cache.l1_hit_cycles),
