@@ -13,6 +13,7 @@ from pathlib import Path
 from emu.cli.args import GRANULES, add_machine_arguments, machine_config_from_args
 from emu.config import MachineConfig
 from emu.errors import UsageError
+from emu.hw.machine import StopReason
 from emu.kernel import cpufeature, jump_label
 from emu.report import write_json
 from emu.system import DEFAULT_MAX_INSTRUCTIONS, RunSpec, System
@@ -97,3 +98,18 @@ def patching_report(system: System) -> dict:
 
 def write_runs_json(path: Path, runs: list[dict]) -> None:
     write_json(path, {"runs": runs})
+
+
+def cut_mid_update(system: System, reason: StopReason) -> bool:
+    """Whether the instruction limit stopped the guest between the first and
+    last write of a key update: the copies then differ only because the guest
+    had not finished writing them, which is not a finding."""
+    return reason is StopReason.INSTRUCTION_LIMIT and jump_label.update_in_progress(system)
+
+
+def cut_short_message(max_instructions: int, remedy: str) -> str:
+    """What storm and verify print when ``cut_mid_update``."""
+    return (f"the instruction limit ({max_instructions:,}) stopped the guest in the middle "
+            f"of a key update, so the copies were not compared; raise --max-instructions "
+            f"or {remedy}")
+

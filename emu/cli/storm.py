@@ -23,6 +23,8 @@ from emu.cli.patching import (
     STORM_WORKLOAD,
     add_common_arguments,
     boot_system,
+    cut_mid_update,
+    cut_short_message,
     patching_config,
     patching_report,
     positive_count,
@@ -30,7 +32,6 @@ from emu.cli.patching import (
 )
 from emu.errors import EXIT_STATUS_DOC
 from emu.fileio import STDOUT, check_outputs, printable
-from emu.hw.machine import StopReason
 from emu.kernel import jump_label
 from emu.system import System
 
@@ -73,10 +74,7 @@ def storm_command(args: argparse.Namespace) -> int:
         elapsed = time.perf_counter() - started
         flips = system.physmem.read_u64(system.image.pa_of(system.image.sym("static_key_flips")))
         result = verify(system)
-        # Stopped by the limit between the first and last write of an update,
-        # the copies differ because the guest had not finished: no finding.
-        cut_short = (outcome.reason is StopReason.INSTRUCTION_LIMIT
-                     and jump_label.update_in_progress(system))
+        cut_short = cut_mid_update(system, outcome.reason)
         storm = {
             "flips": flips,
             "flipping_cpus": flippers,
@@ -107,9 +105,7 @@ def storm_command(args: argparse.Namespace) -> int:
             for line in problems[:20]:
                 print(f"  {printable(line)}", file=out)
             if cut_short:
-                print(f"  the instruction limit ({args.max_instructions:,}) stopped the guest "
-                      "in the middle of a key update, so the copies were not compared; "
-                      "raise --max-instructions or lower --flips", file=out)
+                print(f"  {cut_short_message(args.max_instructions, 'lower --flips')}", file=out)
         if problems:
             return 1
         return EXIT_STATUS_DOC["cut short by the instruction limit"] if cut_short else 0

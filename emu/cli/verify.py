@@ -20,14 +20,15 @@ from emu.cli.patching import (
     VERIFY_WORKLOAD,
     add_common_arguments,
     boot_system,
+    cut_mid_update,
+    cut_short_message,
     patching_report,
     positive_count,
     write_runs_json,
 )
 from emu.errors import EXIT_STATUS_DOC, UsageError
 from emu.fileio import STDOUT, check_outputs, printable
-from emu.hw.machine import DEFAULT_QUANTUM, StopReason
-from emu.kernel import jump_label
+from emu.hw.machine import DEFAULT_QUANTUM
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -59,11 +60,7 @@ def verify_command(args: argparse.Namespace) -> int:
     try:
         result_run = system.run()
         result = verify(system)
-        # Stopped by the limit between the first and last write of a key
-        # update (on many nodes a flip writes every copy through the fixmap),
-        # the copies differ because the guest had not finished: no finding.
-        cut_short = (result_run.reason is StopReason.INSTRUCTION_LIMIT
-                     and jump_label.update_in_progress(system))
+        cut_short = cut_mid_update(system, result_run.reason)
         run = patching_report(system)
         run["verify"] = {**result.to_dict(), "cut_short_by_limit": cut_short}
         if args.json is not None:
@@ -71,10 +68,8 @@ def verify_command(args: argparse.Namespace) -> int:
         if not args.quiet:
             out = sys.stderr if str(args.json) == STDOUT else sys.stdout
             if cut_short:
-                print(f"verify on {result.nodes} node(s): CUT SHORT: the instruction limit "
-                      f"({args.max_instructions:,}) stopped the guest in the middle of a key "
-                      "update, so the copies were not compared; raise --max-instructions or "
-                      "lower --iterations", file=out)  # fmt: skip
+                print(f"verify on {result.nodes} node(s): CUT SHORT: "
+                      + cut_short_message(args.max_instructions, "lower --iterations"), file=out)
             else:
                 print("\n".join(printable(line) for line in result.format().split("\n")),
                       file=out)
